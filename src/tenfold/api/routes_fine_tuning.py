@@ -1,0 +1,79 @@
+"""``/v1/fine_tuning/jobs``: create, list, get, cancel, events, checkpoints (OpenAI job shape)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from tenfold.api.deps import PageParams, Principal, ctx, list_body, page_params, principal
+from tenfold.api.errors import not_found
+from tenfold.api.serialize import checkpoint_obj, event_obj, job_obj
+from tenfold.jobs import submit
+from tenfold.store import repo
+from tenfold.types.fine_tuning import JobCreate
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs")
+
+
+def _job(s, job_id: str, p: Principal):
+    row = repo.get_job(s, job_id=job_id, organization_id=p.organization_id)
+    if row is None:
+        raise not_found("fine-tuning job", job_id, hint="List your jobs with GET /v1/fine_tuning/jobs.")
+    return row
+
+
+def _steps(s, job_id: str) -> list[int]:
+    return sorted(c.step for c in repo.list_checkpoints(s, job_id=job_id))
+
+
+@router.post("")
+def create(request: Request, body: JobCreate, p: Principal = Depends(principal)) -> dict:
+    row, steps = submit.create_job(ctx(request), p, body)
+    return job_obj(row, steps)
+
+
+@router.get("")
+def list_jobs(request: Request, page: PageParams = Depends(page_params), p: Principal = Depends(principal)) -> dict:
+    with ctx(request).db.session() as s:
+        rows, more = repo.list_jobs(s, organization_id=p.organization_id, limit=page.limit, after=page.after)
+        return list_body([job_obj(r, _steps(s, r.id)) for r in rows], more)
+
+
+@router.get("/{job_id}")
+def get_job(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
+    with ctx(request).db.session() as s:
+        return job_obj(_job(s, job_id, p), _steps(s, job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
+    with ctx(request).db.session() as s:
+        row = _job(s, job_id, p)
+        if row.status in ("queued", "running"):
+            repo.update_job(s, job_id=job_id, cancel_requested=True)
+            repo.finish_job(s, job_id=job_id, status="cancelled")
+            repo.add_event(s, job_id=job_id, message="Job cancelled by request. Saved checkpoints stay deployable.")
+        s.expire_all()
+        return job_obj(_job(s, job_id, p), _steps(s, job_id))
+
+
+@router.get("/{job_id}/events")
+def events(request: Request, job_id: str, page: PageParams = Depends(page_params),
+           order: str = Query("desc", pattern="^(asc|desc)$"), p: Principal = Depends(principal)) -> dict:
+    with ctx(request).db.session() as s:
+        _job(s, job_id, p)
+        rows, more = repo.list_events(s, job_id=job_id, limit=page.limit, after=page.after,
+                                      ascending=order == "asc")
+        return list_body([event_obj(r) for r in rows], more)
+
+
+@router.get("/{job_id}/checkpoints")
+def checkpoints(request: Request, job_id: str, page: PageParams = Depends(page_params),
+                p: Principal = Depends(principal)) -> dict:
+    with ctx(request).db.session() as s:
+        _job(s, job_id, p)
+        rows = repo.list_checkpoints(s, job_id=job_id)
+        data = [checkpoint_obj(r) for r in rows]
+        if page.after:
+            ids = [d["id"] for d in data]
+            data = data[ids.index(page.after) + 1:] if page.after in ids else data
+        return list_body(data[: page.limit], len(data) > page.limit)

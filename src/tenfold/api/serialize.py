@@ -1,0 +1,71 @@
+"""Rows → wire objects (OpenAI field names). The only place that knows both ORM rows and wire shapes.
+
+Owns: the JSON shape of files, jobs, events, checkpoints, adapter deployments and usage records.
+"""
+
+from __future__ import annotations
+
+from tenfold.store.tables import AdapterDeployment, Checkpoint, File, FineTuningJob, JobEvent, UsageRecord
+
+
+def _t(x: float | None) -> int | None:
+    return int(x) if x is not None else None
+
+
+def checkpoint_name(job_id: str, step: int | None) -> str | None:
+    return f"{job_id}/step-{step}" if step is not None else None
+
+
+def file_obj(r: File) -> dict:
+    return {"id": r.id, "object": "file", "bytes": r.bytes, "created_at": _t(r.created_at), "filename": r.filename,
+            "purpose": r.purpose, "status": "processed", "status_details": None,
+            "n_examples": r.n_examples, "format": r.data_format}
+
+
+def job_obj(r: FineTuningJob, checkpoints: list[int] | None = None) -> dict:
+    hp = dict(r.hyperparameters or {})
+    return {
+        "id": r.id, "object": "fine_tuning.job", "model": r.model, "created_at": _t(r.created_at),
+        "started_at": _t(r.started_at), "finished_at": _t(r.finished_at),
+        "fine_tuned_model": r.id if r.status == "succeeded" else None,
+        "organization_id": r.organization_id, "status": r.status, "error": r.error,
+        "hyperparameters": hp,
+        "method": {"type": "supervised", "supervised": {"hyperparameters": hp}},
+        "training_file": r.training_file, "validation_file": r.validation_file, "result_files": [],
+        "trained_tokens": r.trained_tokens, "seed": r.seed, "suffix": r.suffix, "user_provided_suffix": r.suffix,
+        "estimated_finish": _t(r.heartbeat_at + r.eta_seconds) if r.eta_seconds and r.heartbeat_at else None,
+        "integrations": [], "metadata": None,
+        "progress": {"step": r.step, "total_steps": r.total_steps, "loss": r.last_loss, "eta_seconds": r.eta_seconds},
+        "checkpoints": [checkpoint_name(r.id, s) for s in (checkpoints or [])],
+        "has_final_adapter": r.final_adapter_path is not None,
+    }
+
+
+def event_obj(r: JobEvent) -> dict:
+    return {"id": r.id, "object": "fine_tuning.job.event", "created_at": _t(r.created_at), "level": r.level,
+            "message": r.message, "type": r.type, "data": r.data}
+
+
+def checkpoint_obj(r: Checkpoint) -> dict:
+    name = checkpoint_name(r.job_id, r.step)
+    metrics = {"step": r.step, **(r.metrics or {})}
+    return {"id": name, "object": "fine_tuning.job.checkpoint", "created_at": _t(r.created_at),
+            "fine_tuned_model_checkpoint": name, "fine_tuning_job_id": r.job_id, "step_number": r.step,
+            "metrics": metrics}
+
+
+def adapter_obj(r: AdapterDeployment, *, endpoint: str, status: str = "deployed", replaced: str | None = None) -> dict:
+    ckpt = checkpoint_name(r.job_id, r.step)
+    return {"id": r.model, "object": "adapter", "model": r.model, "base_model": r.base_model, "checkpoint": ckpt,
+            "source": ckpt or r.job_id, "created_at": _t(r.created_at), "updated_at": _t(r.updated_at),
+            "status": status, "endpoint": endpoint, "verified": r.verified, "digest": r.digest,
+            "replaced": replaced}
+
+
+def usage_obj(r: UsageRecord) -> dict:
+    return {"object": "usage.record", "id": r.id, "created_at": _t(r.created_at),
+            "organization_id": r.organization_id, "api_key_id": r.api_key_id, "request_id": r.request_id,
+            "endpoint": r.endpoint, "model": r.model, "base_model": r.base_model, "adapter": r.adapter_digest,
+            "checkpoint": r.checkpoint, "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
+            "completion_tokens": r.completion_tokens, "cost_micro_usd": r.cost_micro_usd,
+            "finish_reason": r.finish_reason}

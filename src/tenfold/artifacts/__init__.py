@@ -1,0 +1,1 @@
+"""Artifact storage: uploaded files, checkpoints and adapters on disk."""

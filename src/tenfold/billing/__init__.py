@@ -1,0 +1,1 @@
+"""Prices and the per-request usage ledger."""

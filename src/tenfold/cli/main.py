@@ -1,0 +1,132 @@
+"""The ``tenfold`` console script (``tenfold = tenfold.cli.main:app``).
+
+Owns: the root Typer app, the global error policy (any ``TenfoldError`` or ``CliError`` becomes one red
+``error: …`` line and exit code 1, no traceback), and the small commands ``serve``, ``login``, ``models``
+and ``usage``. The other nouns live in their own modules and are registered here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from tenfold.cli import demo as demo_cmd
+from tenfold.cli import files as files_cmd
+from tenfold.cli import jobs as jobs_cmd
+from tenfold.cli import serving
+from tenfold.cli.output import (
+    CliError, client, dim, fmt_time, fmt_usd, print_error, print_json, print_table, say,
+)
+from tenfold.sdk import Tenfold, TenfoldError
+from tenfold.sdk.credentials import resolve, save_credentials
+
+
+class TenfoldGroup(TyperGroup):
+    """Root group: renders expected failures as one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (TenfoldError, CliError) as exc:
+            print_error(str(exc))
+            raise click.exceptions.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=TenfoldGroup,
+    help="tenfold: fine-tune LoRA adapters, deploy any checkpoint, serve them behind an OpenAI-compatible API.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # never print API keys from local variables
+    add_completion=False,
+)
+
+JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    role: str = typer.Option("all", "--role", help="all | api | engine | worker"),
+) -> None:
+    """Run the tenfold server (api + engine + worker by default) in this process."""
+    from tenfold.api.server import serve as run_server  # lazy: pulls in torch and the web stack
+
+    run_server(host=host, port=port, role=role)
+
+
+def login(
+    api_key: str = typer.Option(..., "--api-key", help="A tenfold API key (tf-…)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Server URL (default: env, saved, or local)."),
+) -> None:
+    """Check an API key against the server and save it for later commands (mode 0600)."""
+    resolved = resolve(base_url, api_key)
+    api = Tenfold(base_url=resolved.base_url, api_key=api_key)
+    try:
+        me = api.me()
+    except TenfoldError as exc:
+        raise CliError(f"login failed at {resolved.base_url}: {exc}") from None
+    path = save_credentials(resolved.base_url, api_key)
+    admin = " (admin)" if me.get("is_admin") else ""
+    say(f"logged in to {resolved.base_url} as organization {me.get('organization_id')}{admin}", "bold green")
+    dim(f"credentials saved to {path} (mode 0600); TENFOLD_API_KEY / TENFOLD_BASE_URL override them")
+
+
+def models(as_json: bool = JSON_OPT) -> None:
+    """List the models you can call: base models and your deployed adapters."""
+    page = client().models()
+    if as_json:
+        print_json(page)
+        return
+    rows = [
+        (m.get("id"), "adapter" if m.get("parent") else "base", m.get("root"), m.get("checkpoint"),
+         m.get("owned_by"))
+        for m in page.get("data", [])
+    ]
+    print_table(None, ["model", "kind", "base", "checkpoint", "owned by"], rows, "no models")
+
+
+def usage(
+    limit: int = typer.Option(20, "--limit", help="Most recent N requests (max 100)."),
+    model: str | None = typer.Option(None, "--model", help="Only this model."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show recent per-request token usage and cost."""
+    page = client().usage(limit=limit, model=model)
+    if as_json:
+        print_json(page)
+        return
+    records = page.get("data", [])
+    rows = [
+        (fmt_time(r.get("created_at")), r.get("model"), r.get("checkpoint"), r.get("prompt_tokens"),
+         r.get("cached_tokens"), r.get("completion_tokens"), fmt_usd(r.get("cost_micro_usd")))
+        for r in records
+    ]
+    print_table(None, ["time", "model", "checkpoint", "prompt", "cached", "completion", "cost"], rows,
+                "no usage yet")
+    if records:
+        total = [sum(int(r.get(k) or 0) for r in records)
+                 for k in ("prompt_tokens", "cached_tokens", "completion_tokens", "cost_micro_usd")]
+        dim(f"{len(records)} requests: {total[0]} prompt ({total[1]} cached) + {total[2]} completion tokens, "
+            f"{fmt_usd(total[3])}")
+
+
+# Registration order is the order `tenfold --help` lists them: the workflow, top to bottom.
+app.command("serve")(serve)
+app.command("login")(login)
+app.add_typer(files_cmd.app, name="files")
+app.command("train")(jobs_cmd.train)
+app.add_typer(jobs_cmd.app, name="jobs")
+app.command("checkpoints")(jobs_cmd.checkpoints)
+app.command("deploy")(serving.deploy)
+app.command("adapters")(serving.adapters)
+app.command("undeploy")(serving.undeploy)
+app.command("chat")(serving.chat)
+app.command("models")(models)
+app.command("usage")(usage)
+app.command("demo")(demo_cmd.demo)
+
+if __name__ == "__main__":
+    app()

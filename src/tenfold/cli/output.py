@@ -1,0 +1,119 @@
+"""Shared CLI output: the consoles, one-line error rendering, raw JSON, tables and small formatters.
+
+Owns: how things look (red ``error: …`` lines on stderr, ``--json`` output, timestamps, token counts) and
+the one place CLI commands get a client. Does not own: any command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tenfold.sdk import Tenfold
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one red ``error:`` line, exit code 1."""
+
+
+def client(base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0) -> Tenfold:
+    try:
+        return Tenfold(base_url=base_url, api_key=api_key, timeout=timeout)
+    except ValueError as exc:  # unreadable credentials file
+        raise CliError(str(exc)) from exc
+
+
+def print_error(message: str) -> None:
+    """One red line on stderr; never wrapped, never interpreted as markup."""
+    text = " ".join(str(message).split())
+    err_console.print(Text(f"error: {text}", style="bold red"), soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Raw JSON on stdout (no Rich, so it pipes cleanly into ``jq``)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fmt_time(ts: Any) -> str:
+    """Unix seconds → local ``YYYY-MM-DD HH:MM:SS``; ``-`` when missing."""
+    if ts in (None, ""):
+        return "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+    except (TypeError, ValueError):
+        return str(ts)
+
+
+def fmt_duration(seconds: Any) -> str:
+    if seconds in (None, ""):
+        return "-:--"
+    try:
+        total = max(0, int(round(float(seconds))))
+    except (TypeError, ValueError):
+        return "-:--"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def fmt_float(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):.{digits}g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def fmt_usd(micro: Any) -> str:
+    try:
+        return f"${int(micro or 0) / 1_000_000:.6f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def usage_counts(usage: dict[str, Any] | None) -> tuple[int, int, int]:
+    """``(prompt, cached, completion)`` tokens from an OpenAI usage dict."""
+    usage = usage or {}
+    details = usage.get("prompt_tokens_details") or {}
+    return (
+        int(usage.get("prompt_tokens") or 0),
+        int(details.get("cached_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+    )
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for name in columns:
+        out.add_column(name, overflow="fold")
+    for row in rows:
+        out.add_row(*[Text("-" if cell is None else str(cell)) for cell in row])
+    return out
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) -> None:
+    rows = list(rows)
+    if not rows:
+        console.print(Text(empty, style="dim"))
+        return
+    console.print(table(title, columns, rows))
+
+
+def dim(message: str) -> None:
+    console.print(Text(message, style="dim"), soft_wrap=True)
+
+
+def say(message: str, style: str | None = None) -> None:
+    console.print(Text(message, style=style or ""), soft_wrap=True)

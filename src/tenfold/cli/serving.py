@@ -1,0 +1,110 @@
+"""``tenfold deploy``, ``tenfold adapters``, ``tenfold undeploy`` and ``tenfold chat``.
+
+Owns: deploying a job or checkpoint and telling the user how to call it (a ``tenfold chat`` line and an
+openai SDK snippet), the adapters table, and chat output (answer, then a dim usage/checkpoint line).
+Does not own: loading adapters or generating (the server).
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.text import Text
+
+from tenfold.cli.output import (
+    client, console, dim, fmt_time, print_json, print_table, say, usage_counts,
+)
+from tenfold.sdk import ChatStream
+
+JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
+
+SNIPPET = '''from openai import OpenAI
+client = OpenAI(base_url="{endpoint}", api_key="<your tenfold API key>")
+resp = client.chat.completions.create(
+    model="{model}",
+    messages=[{{"role": "user", "content": "Hello!"}}],
+)
+print(resp.choices[0].message.content)'''
+
+
+def deploy(
+    target: str = typer.Argument(..., help="JOB (final adapter) or JOB/step-N (a checkpoint)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would happen; change nothing."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Run a short smoke generation after loading."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Serve a job's adapter (or one checkpoint of it) under the model name JOB."""
+    api = client()
+    adapter = api.adapters.deploy(target, dry_run=dry_run, verify=verify)
+    if as_json:
+        print_json(adapter)
+        return
+    model = adapter.get("model") or target.split("/", 1)[0]
+    endpoint = adapter.get("endpoint") or api.base_url
+    source = adapter.get("source") or target
+    if adapter.get("status") == "dry_run" or dry_run:
+        say(f"dry run: would deploy {source} as model {model} on {adapter.get('base_model', '?')}", "bold")
+        replaces = adapter.get("would_replace")
+        say(f"would replace: {replaces}" if replaces else "would replace: nothing (new deployment)")
+        dim(f"deploy for real: tenfold deploy {target}")
+        return
+    verified = "verified" if adapter.get("verified") else "not verified"
+    say(f"deployed {source} as model {model} on {adapter.get('base_model', '?')} ({verified})", "bold green")
+    if adapter.get("replaced"):
+        say(f"replaced: {adapter['replaced']}")
+    say(f"endpoint: {endpoint}    model: {model}")
+    say("\ntry it:")
+    say(f'  tenfold chat {model} -m "Hello!"')
+    say("\nfrom Python (openai SDK):")
+    console.print(Text(SNIPPET.format(endpoint=endpoint, model=model)), soft_wrap=True)
+
+
+def adapters(as_json: bool = JSON_OPT) -> None:
+    """List deployed adapters and their endpoints."""
+    page = client().adapters.list()
+    if as_json:
+        print_json(page)
+        return
+    rows = [
+        (a.get("model") or a.get("id"), a.get("source") or a.get("checkpoint") or a.get("model"),
+         a.get("base_model"), a.get("endpoint"), fmt_time(a.get("created_at")))
+        for a in page.get("data", [])
+    ]
+    print_table(None, ["model", "source", "base model", "endpoint", "deployed"], rows,
+                "nothing deployed: tenfold deploy JOB")
+
+
+def undeploy(model: str = typer.Argument(..., help="The deployed model name (a job id).")) -> None:
+    """Stop serving an adapter (the job and its checkpoints stay)."""
+    client().adapters.undeploy(model)
+    say(f"undeployed {model}")
+
+
+def chat(
+    model: str = typer.Argument(..., help="A base model name or a deployed job id."),
+    message: str = typer.Option(..., "--message", "-m", help="The user message."),
+    system: str | None = typer.Option(None, "--system", help="System prompt for this request only."),
+    max_tokens: int = typer.Option(512, "--max-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature"),
+    stream: bool = typer.Option(False, "--stream/--no-stream", help="Print tokens as they arrive."),
+    expected_checkpoint: str | None = typer.Option(
+        None, "--expected-checkpoint", help="Fail (409) unless this checkpoint serves; '' requires none."
+    ),
+) -> None:
+    """Send one chat message and print the answer, token usage and serving checkpoint."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
+    result = client().chat(
+        model, messages, max_tokens=max_tokens, temperature=temperature,
+        expected_checkpoint=expected_checkpoint, stream=stream,
+    )
+    if isinstance(result, ChatStream):
+        with result:
+            for delta in result:
+                typer.echo(delta, nl=False)
+        typer.echo("")
+    else:
+        console.print(Text(result.content), soft_wrap=True)
+    prompt, cached, completion = usage_counts(result.usage)
+    line = f"usage: {prompt} prompt ({cached} cached) + {completion} completion tokens"
+    if result.checkpoint:
+        line += f" · checkpoint {result.checkpoint}"
+    dim(line)

@@ -1,0 +1,86 @@
+"""Settings for every tenfold process: environment (prefix ``TENFOLD_``), paths under ``TENFOLD_HOME``
+and the price table.
+
+Owns: where things live on disk, which database and base model to use, limits, prices.
+Does not own: reading credentials for clients (``tenfold.sdk.client``) or anything about requests.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
+
+
+class Price(BaseModel):
+    """Prices in integer micro-dollars (1e-6 USD) per million tokens; never floats for money."""
+
+    input_per_mtok: int = 0
+    cached_input_per_mtok: int = 0
+    output_per_mtok: int = 0
+    training_per_mtok: int = 0
+
+
+# Per base model. Unknown models bill at the default row.
+DEFAULT_PRICES: dict[str, Price] = {
+    "default": Price(
+        input_per_mtok=100_000, cached_input_per_mtok=50_000, output_per_mtok=200_000, training_per_mtok=500_000
+    ),
+    DEFAULT_BASE_MODEL: Price(
+        input_per_mtok=20_000, cached_input_per_mtok=10_000, output_per_mtok=40_000, training_per_mtok=100_000
+    ),
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TENFOLD_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path(os.path.expanduser("~/.tenfold")))
+    database_url: str | None = None
+    base_model: str = DEFAULT_BASE_MODEL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    max_upload_bytes: int = 512 * 1024 * 1024
+    torch_threads: int = 0  # 0 = leave torch's default
+    worker_poll_seconds: float = 0.5
+    job_heartbeat_seconds: float = 5.0
+    job_lease_seconds: float = 60.0
+    max_resident_adapters: int = 32
+    verify_max_tokens: int = 4
+    prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'tenfold.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        """Converted base models (safetensors + tokenizer). Shared across homes unless overridden."""
+        override = os.environ.get("TENFOLD_MODEL_CACHE")
+        return Path(override) if override else self.home / "models"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.home / "admin_key"
+
+    @property
+    def url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def price_for(self, base_model: str) -> Price:
+        return self.prices.get(base_model) or self.prices["default"]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Adapter deployments and model routing."""

@@ -1,0 +1,66 @@
+"""Model routing: the ``model`` field of an inference request → base model, adapter and checkpoint.
+
+Owns: the addressing rules of DESIGN §2 (base model name; job id → whatever was last deployed for it)
+and the ``X-Tenfold-Expected-Checkpoint`` pin. Does not own: generation or billing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenfold.api.deps import Principal, ServerContext
+from tenfold.api.errors import APIError
+from tenfold.api.serialize import checkpoint_name
+from tenfold.engine.types import AdapterRef
+from tenfold.store import repo
+
+
+@dataclass(frozen=True)
+class Route:
+    model: str
+    base_model: str
+    adapter: AdapterRef | None
+    checkpoint: str | None  # "<job>/step-N" when a checkpoint serves; None for base models and final adapters
+
+
+_STEP = re.compile(r"^(?:(?P<job>ftjob-[A-Za-z0-9]+)/)?step-(?P<step>\d+)$")
+
+
+def resolve(c: ServerContext, p: Principal, model: str) -> Route:
+    name = model.strip()
+    if name == c.settings.base_model:
+        return Route(name, name, None, None)
+    with c.db.session() as s:
+        row = repo.get_adapter(s, model=name, organization_id=p.organization_id)
+        if row is None:
+            job = repo.get_job(s, job_id=name.split("/")[0], organization_id=p.organization_id)
+    if row is not None:
+        return Route(name, row.base_model, AdapterRef(digest=row.digest, path=Path(row.path)),
+                     checkpoint_name(row.job_id, row.step))
+    if job is not None:
+        raise APIError(404, f"Model '{name}' is not deployed. Deploy it with `tenfold deploy {name}` "
+                            "(POST /v1/adapters), then call it again.", param="model", code="model_not_deployed")
+    raise APIError(404, f"The model '{name}' does not exist or you do not have access to it. "
+                        "GET /v1/models lists what you can call.", param="model", code="model_not_found")
+
+
+def check_expected_checkpoint(route: Route, expected: str | None) -> None:
+    """``None`` = no pin. Compared after stripping whitespace; empty means "no checkpoint"."""
+    if expected is None:
+        return
+    want = expected.strip()
+    live = route.checkpoint
+    if not want:
+        ok = live is None
+    elif live is None:
+        ok = False
+    else:
+        m = _STEP.match(want)
+        ok = want == live or (m is not None and m["job"] is None and live.endswith("/" + want))
+    if not ok:
+        shown = live or "no checkpoint (the final adapter or a base model)"
+        raise APIError(409, f"Model '{route.model}' is serving {shown}, not the expected checkpoint "
+                            f"'{want or '(none)'}'. It was redeployed; retry without the pin or pin the live one.",
+                       param="X-Tenfold-Expected-Checkpoint", code="checkpoint_mismatch")

@@ -1,0 +1,51 @@
+"""Serving engines behind the ``Engine`` interface of ``tenfold.engine.types``.
+
+Owns: ``create_engine``, which resolves the base model and builds the default engine. Heavy modules
+(torch, transformers) load only when an engine is created.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tenfold.engine.types import (
+    AdapterError,
+    AdapterRef,
+    Engine,
+    EngineError,
+    GenerationDelta,
+    GenerationRequest,
+    SamplingParams,
+)
+
+if TYPE_CHECKING:
+    from tenfold.config import Settings
+
+
+def create_engine(settings: "Settings", base_model: str) -> Engine:
+    """An engine (not started yet) for ``base_model``, resolved/converted in ``settings.models_dir``.
+
+    Resolving may convert the embedded GGUF on first use (about 20 s); call it off the event loop.
+    """
+    from tenfold.engine.simple import SimpleEngine
+    from tenfold.models.registry import resolve_base_model
+
+    path = resolve_base_model(base_model, models_dir=settings.models_dir)
+    return SimpleEngine(
+        path,
+        base_model,
+        max_resident_adapters=settings.max_resident_adapters,
+        torch_threads=settings.torch_threads,
+    )
+
+
+__all__ = [
+    "AdapterError",
+    "AdapterRef",
+    "Engine",
+    "EngineError",
+    "GenerationDelta",
+    "GenerationRequest",
+    "SamplingParams",
+    "create_engine",
+]

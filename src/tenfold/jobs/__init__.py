@@ -1,0 +1,1 @@
+"""Job submission, the database-backed queue and the worker that runs training subprocesses."""

@@ -1,0 +1,46 @@
+"""The database-backed job queue: claim, heartbeat, requeue of jobs whose worker died.
+
+Owns: the claim protocol. A claim is a compare-and-set ``UPDATE … WHERE status='queued'`` on one row, so
+exactly one worker wins on SQLite and PostgreSQL alike without dialect-specific locking. A running job
+whose heartbeat is older than the lease is requeued and resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tenfold.store import repo
+from tenfold.store.db import Database
+
+
+def claim_next(db: Database, *, worker_id: str) -> str | None:
+    for _ in range(5):  # another worker may win the race for the oldest job; try the next one
+        with db.session() as s:
+            job_id = repo.next_queued_job_id(s)
+            if job_id is None:
+                return None
+            if repo.claim_job(s, job_id=job_id, worker_id=worker_id):
+                return job_id
+    return None
+
+
+def heartbeat(db: Database, *, job_id: str, worker_id: str) -> bool:
+    """Refresh the lease; returns False when the job was cancelled (or taken over) meanwhile."""
+    with db.session() as s:
+        job = repo.get_job(s, job_id=job_id, organization_id=None)
+        if job is None or job.status != "running" or job.worker_id != worker_id or job.cancel_requested:
+            return False
+        repo.update_job(s, job_id=job_id, heartbeat_at=time.time())
+        return True
+
+
+def requeue_stale(db: Database, *, lease_seconds: float) -> list[str]:
+    out = []
+    with db.session() as s:
+        for job in repo.stale_running_jobs(s, older_than=time.time() - lease_seconds):
+            repo.update_job(s, job_id=job.id, status="queued", worker_id=None)
+            repo.add_event(s, job_id=job.id, level="warn",
+                           message="The worker running this job stopped responding; requeued to resume from "
+                                   "the last checkpoint.")
+            out.append(job.id)
+    return out

@@ -1,0 +1,225 @@
+"""The training worker: claims queued jobs and runs each in a subprocess (``python -m
+tenfold.training.sft``), turning its JSON-lines progress into job events, checkpoints and status.
+
+Owns: the subprocess lifecycle (spawn, heartbeat, cancel by SIGTERM, kill if it lingers), mapping recipe
+events to rows, and resume on retry. Training runs in a child process so a crash or OOM cannot take the
+api down, and cancel is a signal. Does not own: the recipe (``tenfold.training``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue as queue_mod
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from tenfold.artifacts.storage import ArtifactStore
+from tenfold.config import Settings
+from tenfold.jobs import queue
+from tenfold.store import repo
+from tenfold.store.db import Database
+
+log = logging.getLogger("tenfold.worker")
+
+
+class Worker:
+    def __init__(self, settings: Settings, db: Database, artifacts: ArtifactStore) -> None:
+        self.settings = settings
+        self.db = db
+        self.artifacts = artifacts
+        self.worker_id = f"worker-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="tenfold-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        proc = self._proc
+        if proc and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        if self._thread:
+            self._thread.join(timeout=15)
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                queue.requeue_stale(self.db, lease_seconds=self.settings.job_lease_seconds)
+                job_id = queue.claim_next(self.db, worker_id=self.worker_id)
+                if job_id is None:
+                    self._stop.wait(self.settings.worker_poll_seconds)
+                    continue
+                self.run_job(job_id)
+            except Exception:  # the worker loop must survive anything one job does
+                log.exception("worker loop error")
+                self._stop.wait(1.0)
+
+    # ---- one job -------------------------------------------------------------------------------
+
+    def _event(self, job_id: str, message: str, **kw) -> None:
+        with self.db.session() as s:
+            repo.add_event(s, job_id=job_id, message=message, **kw)
+
+    def _spec_path(self, job_id: str) -> Path:
+        from tenfold.models.registry import resolve_base_model
+
+        with self.db.session() as s:
+            job = repo.get_job(s, job_id=job_id, organization_id=None)
+            spec = dict(job.spec)
+            attempt = job.attempt
+            steps = [c.step for c in repo.list_checkpoints(s, job_id=job_id)]
+        if not Path(spec["training_file"]).exists():
+            raise FileNotFoundError(f"training file {job.training_file} was deleted before the job ran")
+        spec["base_model_path"] = str(resolve_base_model(spec["base_model"], models_dir=self.settings.models_dir))
+        spec["torch_threads"] = self.settings.torch_threads
+        if attempt > 1 and steps:
+            resume = Path(spec["output_dir"]) / f"step-{max(steps)}"
+            if resume.exists():
+                spec["resume_from"] = str(resume)
+                self._event(job_id, f"Resuming from checkpoint step {max(steps)} (attempt {attempt}).")
+        out = Path(spec["output_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "spec.json"
+        path.write_text(json.dumps(spec, indent=2))
+        return path
+
+    def run_job(self, job_id: str) -> None:
+        try:
+            spec_path = self._spec_path(job_id)
+        except Exception as e:
+            self._fail(job_id, f"Could not start training: {e}", user_error=isinstance(e, FileNotFoundError))
+            return
+        self._event(job_id, "Training started.")
+        log_path = spec_path.parent / "train.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.Popen([sys.executable, "-m", "tenfold.training.sft", "--spec", str(spec_path)],
+                                    stdout=subprocess.PIPE, stderr=log_file, env=env, start_new_session=True)
+            self._proc = proc
+            try:
+                self._supervise(job_id, proc, log_path)
+            finally:
+                self._proc = None
+                if proc.poll() is None:
+                    self._terminate(proc)
+
+    def _supervise(self, job_id: str, proc: subprocess.Popen, log_path: Path) -> None:
+        lines: queue_mod.Queue = queue_mod.Queue()
+
+        def pump() -> None:
+            for raw in proc.stdout:
+                lines.put(raw)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        last_beat, outcome = 0.0, None
+        while True:
+            now = time.monotonic()
+            if now - last_beat >= self.settings.job_heartbeat_seconds:
+                last_beat = now
+                if not queue.heartbeat(self.db, job_id=job_id, worker_id=self.worker_id):
+                    self._terminate(proc)
+                    self._event(job_id, "Training process stopped (job cancelled).")
+                    return
+            if self._stop.is_set():
+                self._terminate(proc)
+                return  # left 'running'; its lease expires and another worker resumes it
+            try:
+                raw = lines.get(timeout=0.5)
+            except queue_mod.Empty:
+                continue
+            if raw is None:
+                break
+            try:
+                ev = json.loads(raw)
+            except ValueError:
+                log.warning("job %s: non-JSON line from trainer: %r", job_id, raw[:200])
+                continue
+            outcome = self._handle(job_id, ev) or outcome
+        code = proc.wait()
+        if outcome in ("done", "error"):
+            return
+        tail = log_path.read_text(errors="replace")[-1500:] if log_path.exists() else ""
+        self._fail(job_id, f"Training process exited with code {code} without finishing. Last log lines:\n{tail}",
+                   user_error=False)
+
+    def _handle(self, job_id: str, ev: dict) -> str | None:
+        kind = ev.get("type")
+        with self.db.session() as s:
+            if kind == "started":
+                repo.update_job(s, job_id=job_id, total_steps=ev.get("total_steps"))
+                repo.add_event(s, job_id=job_id, message=(
+                    f"Training {ev.get('n_examples')} examples for {ev.get('epochs')} epochs: "
+                    f"{ev.get('total_steps')} steps, {ev.get('trainable_params')} trainable parameters."),
+                    data=ev)
+            elif kind == "metrics":
+                repo.update_job(s, job_id=job_id, step=ev["step"], total_steps=ev.get("total_steps"),
+                                last_loss=ev.get("loss"), eta_seconds=ev.get("eta_s"), heartbeat_at=time.time())
+                data = {"step": ev["step"], "total_steps": ev.get("total_steps"), "loss": ev.get("loss"),
+                        "train_loss": ev.get("loss"), "learning_rate": ev.get("learning_rate"),
+                        "epoch": ev.get("epoch"), "tokens": ev.get("tokens"),
+                        "tokens_per_second": ev.get("tokens_per_second"), "eta_seconds": ev.get("eta_s"),
+                        "elapsed_seconds": ev.get("elapsed_s")}
+                repo.add_event(s, job_id=job_id, type="metrics", data=data,
+                               message=f"Step {ev['step']}/{ev.get('total_steps')}: training loss={ev.get('loss'):.4f}")
+            elif kind == "checkpoint":
+                from tenfold.training.checkpoints import adapter_digest
+
+                step = int(ev["step"])
+                repo.add_checkpoint(s, job_id=job_id, step=step, path=ev["path"],
+                                    digest=adapter_digest(Path(ev["path"])), metrics=ev.get("metrics"))
+                repo.add_event(s, job_id=job_id, data={"step": step, "checkpoint": f"{job_id}/step-{step}"},
+                               message=f"Checkpoint saved at step {step}: deploy it with "
+                                       f"`tenfold deploy {job_id}/step-{step}`.")
+            elif kind == "warning":
+                repo.add_event(s, job_id=job_id, level="warn", message=str(ev.get("message")))
+            elif kind == "done":
+                from tenfold.training.checkpoints import adapter_digest
+
+                path = ev["path"]
+                if repo.finish_job(s, job_id=job_id, status="succeeded", final_adapter_path=path,
+                                   final_adapter_digest=adapter_digest(Path(path)),
+                                   trained_tokens=ev.get("trained_tokens"), step=ev.get("steps", 0),
+                                   last_loss=ev.get("train_loss")):
+                    repo.add_event(s, job_id=job_id, message=(
+                        f"Job succeeded: {ev.get('steps')} steps, {ev.get('trained_tokens')} tokens trained. "
+                        f"Deploy it with `tenfold deploy {job_id}`."), data=ev)
+                return "done"
+            elif kind == "error":
+                code = "invalid_training_file" if ev.get("user_error") else "training_error"
+                if repo.finish_job(s, job_id=job_id, status="failed",
+                                   error={"code": code, "message": ev.get("message"), "param": None}):
+                    repo.add_event(s, job_id=job_id, level="error", message=f"Job failed: {ev.get('message')}")
+                return "error"
+        return None
+
+    def _fail(self, job_id: str, message: str, *, user_error: bool) -> None:
+        code = "invalid_training_file" if user_error else "training_error"
+        with self.db.session() as s:
+            if repo.finish_job(s, job_id=job_id, status="failed", error={"code": code, "message": message,
+                                                                         "param": None}):
+                repo.add_event(s, job_id=job_id, level="error", message=f"Job failed: {message}")
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen) -> None:
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,1 @@
+"""Persistence: database engine, ORM rows, queries and Alembic migrations."""

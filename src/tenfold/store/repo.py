@@ -1,0 +1,263 @@
+"""Queries over the store, one group of keyword-only functions per noun.
+
+Owns: every read and write of ORM rows, organization scoping (a lookup for another organization's id
+returns None, never the row), newest-first cursor pagination, the compare-and-set job claim. Does not own:
+sessions (callers pass one from ``Database.session()``), wire shapes, or business rules beyond integrity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tenfold.store.tables import (
+    AdapterDeployment,
+    ApiKey,
+    Checkpoint,
+    File,
+    FineTuningJob,
+    JobEvent,
+    Organization,
+    UsageRecord,
+)
+
+Row = TypeVar("Row")
+
+
+def new_id(prefix: str, nbytes: int = 12) -> str:
+    return f"{prefix}{secrets.token_hex(nbytes)}"
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _page(s: Session, stmt, model, *, limit: int, after: str | None, id_col: str = "id") -> tuple[list, bool]:
+    """Newest first by ``seq``; ``after`` is the id of the last row of the previous page."""
+    if after:
+        pivot = s.scalar(select(model.seq).where(getattr(model, id_col) == after))
+        if pivot is not None:
+            stmt = stmt.where(model.seq < pivot)
+    rows = list(s.scalars(stmt.order_by(model.seq.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+# ---- organizations and keys ----------------------------------------------------------------------
+
+def create_organization(s: Session, *, name: str) -> Organization:
+    org = Organization(id=new_id("org-", 8), name=name, created_at=time.time())
+    s.add(org)
+    s.flush()
+    return org
+
+
+def count_organizations(s: Session) -> int:
+    return len(list(s.scalars(select(Organization.seq).limit(1))))
+
+
+def create_api_key(s: Session, *, organization_id: str, name: str = "", is_admin: bool = False) -> tuple[ApiKey, str]:
+    """Returns the row and the secret, which is shown once and stored only as a hash."""
+    secret = "tf-" + secrets.token_urlsafe(32)
+    row = ApiKey(
+        id=new_id("key-", 8), organization_id=organization_id, name=name, key_hash=hash_key(secret),
+        key_hint=secret[:6] + "…" + secret[-4:], is_admin=is_admin, created_at=time.time(),
+    )
+    s.add(row)
+    s.flush()
+    return row, secret
+
+
+def find_api_key(s: Session, *, secret: str) -> ApiKey | None:
+    row = s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+    return row if row is not None and row.revoked_at is None else None
+
+
+# ---- files ---------------------------------------------------------------------------------------
+
+def create_file(s: Session, *, organization_id: str, file_id: str, filename: str, purpose: str, nbytes: int,
+                storage_key: str, n_examples: int, data_format: str) -> File:
+    row = File(id=file_id, organization_id=organization_id, filename=filename, purpose=purpose, bytes=nbytes,
+               storage_key=storage_key, n_examples=n_examples, data_format=data_format, created_at=time.time())
+    s.add(row)
+    s.flush()
+    return row
+
+
+def get_file(s: Session, *, organization_id: str, file_id: str) -> File | None:
+    return s.scalar(select(File).where(File.id == file_id, File.organization_id == organization_id))
+
+
+def list_files(s: Session, *, organization_id: str, limit: int, after: str | None,
+               purpose: str | None = None) -> tuple[list[File], bool]:
+    stmt = select(File).where(File.organization_id == organization_id)
+    if purpose:
+        stmt = stmt.where(File.purpose == purpose)
+    return _page(s, stmt, File, limit=limit, after=after)
+
+
+def delete_file(s: Session, *, row: File) -> None:
+    s.delete(row)
+    s.flush()
+
+
+# ---- fine-tuning jobs ----------------------------------------------------------------------------
+
+def create_job(s: Session, *, job_id: str, organization_id: str, api_key_id: str | None, model: str,
+               training_file: str, validation_file: str | None, suffix: str | None, seed: int,
+               spec: dict, hyperparameters: dict) -> FineTuningJob:
+    row = FineTuningJob(
+        id=job_id, organization_id=organization_id, api_key_id=api_key_id, model=model,
+        training_file=training_file, validation_file=validation_file, suffix=suffix, seed=seed, status="queued",
+        spec=spec, hyperparameters=hyperparameters, created_at=time.time(), step=0, attempt=0,
+        cancel_requested=False,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def get_job(s: Session, *, job_id: str, organization_id: str | None) -> FineTuningJob | None:
+    """``organization_id=None`` is for internal callers (the worker) only."""
+    stmt = select(FineTuningJob).where(FineTuningJob.id == job_id)
+    if organization_id is not None:
+        stmt = stmt.where(FineTuningJob.organization_id == organization_id)
+    return s.scalar(stmt)
+
+
+def list_jobs(s: Session, *, organization_id: str, limit: int, after: str | None) -> tuple[list[FineTuningJob], bool]:
+    stmt = select(FineTuningJob).where(FineTuningJob.organization_id == organization_id)
+    return _page(s, stmt, FineTuningJob, limit=limit, after=after)
+
+
+def next_queued_job_id(s: Session) -> str | None:
+    return s.scalar(select(FineTuningJob.id).where(FineTuningJob.status == "queued")
+                    .order_by(FineTuningJob.seq).limit(1))
+
+
+def claim_job(s: Session, *, job_id: str, worker_id: str) -> bool:
+    """Compare-and-set ``queued → running``; exactly one worker wins on SQLite and PostgreSQL alike."""
+    now = time.time()
+    res = s.execute(
+        update(FineTuningJob)
+        .where(FineTuningJob.id == job_id, FineTuningJob.status == "queued")
+        .values(status="running", worker_id=worker_id, heartbeat_at=now, started_at=now,
+                attempt=FineTuningJob.attempt + 1)
+    )
+    return res.rowcount == 1
+
+
+def update_job(s: Session, *, job_id: str, **values: Any) -> None:
+    s.execute(update(FineTuningJob).where(FineTuningJob.id == job_id).values(**values))
+
+
+def finish_job(s: Session, *, job_id: str, status: str, error: dict | None = None, **values: Any) -> bool:
+    """Move a running (or queued) job to a terminal status; a job already terminal stays as it is."""
+    res = s.execute(
+        update(FineTuningJob)
+        .where(FineTuningJob.id == job_id, FineTuningJob.status.in_(("queued", "running")))
+        .values(status=status, error=error, finished_at=time.time(), eta_seconds=None, **values)
+    )
+    return res.rowcount == 1
+
+
+def stale_running_jobs(s: Session, *, older_than: float) -> list[FineTuningJob]:
+    return list(s.scalars(select(FineTuningJob).where(
+        FineTuningJob.status == "running", FineTuningJob.heartbeat_at < older_than)))
+
+
+# ---- events and checkpoints ----------------------------------------------------------------------
+
+def add_event(s: Session, *, job_id: str, message: str, level: str = "info", type: str = "message",
+              data: dict | None = None) -> JobEvent:
+    row = JobEvent(id=new_id("ftevent-", 10), job_id=job_id, created_at=time.time(), level=level, type=type,
+                   message=message, data=data)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def list_events(s: Session, *, job_id: str, limit: int, after: str | None, ascending: bool = False
+                ) -> tuple[list[JobEvent], bool]:
+    stmt = select(JobEvent).where(JobEvent.job_id == job_id)
+    if not ascending:
+        return _page(s, stmt, JobEvent, limit=limit, after=after)
+    if after:
+        pivot = s.scalar(select(JobEvent.seq).where(JobEvent.id == after))
+        if pivot is not None:
+            stmt = stmt.where(JobEvent.seq > pivot)
+    rows = list(s.scalars(stmt.order_by(JobEvent.seq).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def add_checkpoint(s: Session, *, job_id: str, step: int, path: str, digest: str, metrics: dict | None) -> Checkpoint:
+    existing = get_checkpoint(s, job_id=job_id, step=step)
+    if existing is not None:  # a resumed run re-announcing a step it already saved
+        return existing
+    row = Checkpoint(job_id=job_id, step=step, path=path, digest=digest, metrics=metrics, created_at=time.time())
+    s.add(row)
+    s.flush()
+    return row
+
+
+def get_checkpoint(s: Session, *, job_id: str, step: int) -> Checkpoint | None:
+    return s.scalar(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step))
+
+
+def list_checkpoints(s: Session, *, job_id: str) -> list[Checkpoint]:
+    return list(s.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step.desc())))
+
+
+# ---- adapter deployments -------------------------------------------------------------------------
+
+def get_adapter(s: Session, *, model: str, organization_id: str | None) -> AdapterDeployment | None:
+    stmt = select(AdapterDeployment).where(AdapterDeployment.model == model)
+    if organization_id is not None:
+        stmt = stmt.where(AdapterDeployment.organization_id == organization_id)
+    return s.scalar(stmt)
+
+
+def upsert_adapter(s: Session, *, model: str, organization_id: str, job_id: str, step: int | None,
+                   base_model: str, path: str, digest: str, verified: bool) -> AdapterDeployment:
+    now = time.time()
+    row = get_adapter(s, model=model, organization_id=organization_id)
+    if row is None:
+        row = AdapterDeployment(model=model, organization_id=organization_id, job_id=job_id, created_at=now,
+                                step=step, base_model=base_model, path=path, digest=digest, verified=verified,
+                                updated_at=now)
+        s.add(row)
+    else:
+        row.step, row.path, row.digest, row.verified, row.updated_at = step, path, digest, verified, now
+    s.flush()
+    return row
+
+
+def list_adapters(s: Session, *, organization_id: str) -> list[AdapterDeployment]:
+    return list(s.scalars(select(AdapterDeployment).where(AdapterDeployment.organization_id == organization_id)
+                          .order_by(AdapterDeployment.seq.desc())))
+
+
+def delete_adapter(s: Session, *, row: AdapterDeployment) -> None:
+    s.delete(row)
+    s.flush()
+
+
+# ---- usage ---------------------------------------------------------------------------------------
+
+def add_usage(s: Session, **values: Any) -> UsageRecord:
+    row = UsageRecord(id=new_id("usage-", 10), created_at=time.time(), **values)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def list_usage(s: Session, *, organization_id: str, limit: int, after: str | None, model: str | None = None
+               ) -> tuple[list[UsageRecord], bool]:
+    stmt = select(UsageRecord).where(UsageRecord.organization_id == organization_id)
+    if model:
+        stmt = stmt.where(UsageRecord.model == model)
+    return _page(s, stmt, UsageRecord, limit=limit, after=after)

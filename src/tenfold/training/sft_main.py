@@ -1,0 +1,94 @@
+"""Subprocess entry point of the SFT recipe: ``python -m tenfold.training.sft --spec spec.json``.
+
+Owns the process protocol the worker relies on:
+
+- stdout carries only events, one JSON object per line, flushed: ``started``, ``metrics``, ``checkpoint``,
+  ``warning``, ``done``, and on failure ``error`` (``message``, ``user_error``) or, after SIGTERM,
+  ``cancelled`` (``step``). Library output written to fd 1 is redirected to stderr.
+- exit codes: 0 done; 1 error (``user_error`` true for bad data/hyperparameters/template, false for
+  internal errors, whose traceback goes to stderr); 143 stopped by SIGTERM (128 + 15).
+- SIGTERM (and SIGINT) set a flag that the loop checks before every step, so the process stops within one
+  step; a checkpoint being written is finished first (folders appear atomically), completed ones remain.
+Does not own: the training itself (``tenfold.training.sft.run_sft``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_CANCELLED = 143
+
+
+class _EventWriter:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+        self.stream.flush()
+
+
+def _claim_stdout() -> TextIO:
+    """Keep a private handle on the real stdout for events; point fd 1 and ``sys.stdout`` at stderr."""
+    sys.stdout.flush()
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(events_fd, "w", buffering=1, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tenfold.training.sft", description=__doc__)
+    parser.add_argument("--spec", required=True, help="path of a TrainingSpec JSON file")
+    args = parser.parse_args(argv)
+    emit = _EventWriter(_claim_stdout())
+    stop = {"requested": False}
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from pydantic import ValidationError
+
+    from tenfold.training.errors import TrainingCancelled, TrainingUserError
+    from tenfold.training.spec import TrainingSpec
+
+    try:
+        spec = TrainingSpec.model_validate_json(Path(args.spec).read_text())
+    except (OSError, ValidationError) as exc:
+        emit({"type": "error", "message": f"invalid training spec {args.spec}: {exc}", "user_error": True})
+        return 1
+    if stop["requested"]:
+        emit({"type": "cancelled", "step": 0})
+        return EXIT_CANCELLED
+    try:
+        from tenfold.training.sft import run_sft
+
+        run_sft(spec, emit, lambda: stop["requested"])
+    except TrainingCancelled as exc:
+        emit({"type": "cancelled", "step": exc.step})
+        return EXIT_CANCELLED
+    except TrainingUserError as exc:
+        emit({"type": "error", "message": str(exc), "user_error": True})
+        return 1
+    except Exception as exc:  # noqa: BLE001 - every other failure is reported as internal
+        traceback.print_exc(file=sys.stderr)
+        emit({"type": "error", "message": f"internal error: {type(exc).__name__}: {exc}", "user_error": False})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""Tokenization for supervised fine-tuning with loss masks verified against the model's chat template.
+
+Owns: turning parsed ``Example`` objects into token ids plus a per-token loss weight. For every assistant
+turn ``i`` the trainable span is ``[len(render(messages[:i], add_generation_prompt=True)),
+len(render(messages[:i+1])))`` in tokens, after checking that the longer rendering's ids really start with
+the shorter one's (a template that rewrites earlier turns cannot be masked this way and is reported).
+The span keeps the end-of-turn token (so the model learns to stop) and drops template whitespace after it.
+Does not own: file validation (``tenfold.training.data``) or batching (``tenfold.training.batching``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tenfold.training.data import Example
+from tenfold.training.errors import TemplateError, TrainingUserError
+
+TrainOnInputs = Literal["auto", True, False]
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    line: int
+    input_ids: list[int]
+    weights: list[float]  # loss weight per position (0 = not trained); same length as input_ids
+
+    @property
+    def n_trainable(self) -> int:
+        return sum(1 for w in self.weights if w > 0)
+
+
+def render(tokenizer: Any, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _end_of_turn_ids(tokenizer: Any) -> set[int]:
+    ids = set()
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", tokenizer.eos_token):
+        if token and token in tokenizer.get_vocab():
+            ids.add(tokenizer.convert_tokens_to_ids(token))
+    return ids
+
+
+def tokenize_example(tokenizer: Any, example: Example, *, train_on_inputs: TrainOnInputs = "auto",
+                     end_of_turn: set[int] | None = None) -> TokenizedExample:
+    """Token ids and loss weights for one example (not truncated)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise TemplateError("the base model's tokenizer has no chat template, so conversations cannot be "
+                            "rendered; use an instruct/chat model")
+    msgs = [{"role": m.role, "content": m.content} for m in example.messages]
+    ids = render(tokenizer, msgs, add_generation_prompt=False)
+    if train_on_inputs is True:
+        return TokenizedExample(example.line, ids, [example.weight] * len(ids))
+    eot = _end_of_turn_ids(tokenizer) if end_of_turn is None else end_of_turn
+    weights = [0.0] * len(ids)
+    for i, msg in enumerate(example.messages):
+        if msg.role != "assistant" or msg.weight == 0:
+            continue
+        if i == 0:
+            raise TrainingUserError(f"line {example.line}: a conversation cannot start with an assistant message")
+        prefix = render(tokenizer, msgs[:i], add_generation_prompt=True)
+        full = render(tokenizer, msgs[: i + 1], add_generation_prompt=False)
+        if full[: len(prefix)] != prefix:
+            raise TemplateError(
+                f"line {example.line}: the chat template renders assistant turn {i} so that its tokens do not "
+                "start with the rendering of the conversation before it (add_generation_prompt=True); "
+                "assistant-only loss cannot be masked reliably with this template. Use train_on_inputs=true "
+                "or a model whose template renders turns append-only.")
+        if ids[: len(full)] != full:
+            raise TemplateError(
+                f"line {example.line}: the chat template renders the conversation up to assistant turn {i} "
+                "differently from the whole conversation (it rewrites earlier turns, e.g. drops reasoning); "
+                "assistant-only loss cannot be masked reliably. Use train_on_inputs=true or another model.")
+        start, end = len(prefix), len(full)
+        last_eot = max((p for p in range(start, end) if full[p] in eot), default=None)
+        if last_eot is not None:
+            end = last_eot + 1  # keep the end-of-turn token, drop trailing template whitespace
+        for p in range(start, end):
+            weights[p] = example.weight
+    return TokenizedExample(example.line, ids, weights)
+
+
+def tokenize_dataset(tokenizer: Any, examples: Sequence[Example], *, max_length: int,
+                     train_on_inputs: TrainOnInputs = "auto",
+                     warn: Callable[[str], None] = lambda message: None) -> list[TokenizedExample]:
+    """Tokenize, truncate to ``max_length`` and drop examples with nothing to train on (with warnings)."""
+    eot = _end_of_turn_ids(tokenizer)
+    out: list[TokenizedExample] = []
+    truncated: list[int] = []
+    dropped: list[int] = []
+    for example in examples:
+        tok = tokenize_example(tokenizer, example, train_on_inputs=train_on_inputs, end_of_turn=eot)
+        if len(tok.input_ids) > max_length:
+            truncated.append(example.line)
+            tok = TokenizedExample(tok.line, tok.input_ids[:max_length], tok.weights[:max_length])
+        if tok.n_trainable == 0:
+            dropped.append(example.line)
+            continue
+        out.append(tok)
+    if truncated:
+        warn(f"{len(truncated)} example(s) longer than max_length={max_length} tokens were truncated "
+             f"(lines {_lines(truncated)})")
+    if dropped:
+        warn(f"{len(dropped)} example(s) have no trainable tokens (weight 0, or the assistant reply was cut "
+             f"off by max_length) and were skipped (lines {_lines(dropped)})")
+    if not out:
+        raise TrainingUserError("no example has any trainable tokens; check weights and max_length")
+    return out
+
+
+def _lines(lines: list[int], limit: int = 10) -> str:
+    shown = ", ".join(str(n) for n in lines[:limit])
+    return shown + (f", ... (+{len(lines) - limit})" if len(lines) > limit else "")

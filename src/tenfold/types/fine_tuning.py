@@ -1,0 +1,59 @@
+"""Request bodies of ``/v1/fine_tuning/jobs`` and ``/v1/adapters``.
+
+Owns: the OpenAI job-create shape (``hyperparameters`` or ``method.supervised.hyperparameters``) plus our
+LoRA fields. Resolution into a ``TrainingSpec`` happens in ``tenfold.training.jobs``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Auto = Literal["auto"]
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_epochs: int | Auto | None = None
+    batch_size: int | Auto | None = None
+    learning_rate: float | Auto | None = None
+    learning_rate_multiplier: float | Auto | None = None
+    lora_r: int | Auto | None = None
+    lora_alpha: int | Auto | None = None
+    lora_dropout: float | Auto | None = None
+    checkpoint_every: int | Auto | None = None
+    warmup_ratio: float | Auto | None = None
+    max_length: int | Auto | None = None
+    train_on_inputs: bool | Auto | None = None
+
+
+class SupervisedMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hyperparameters: Hyperparameters | None = None
+
+
+class Method(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["supervised"] = "supervised"
+    supervised: SupervisedMethod | None = None
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    training_file: str = Field(min_length=1)
+    validation_file: str | None = None
+    suffix: str | None = Field(default=None, max_length=64)
+    seed: int | None = None
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    metadata: dict[str, str] | None = None
+    integrations: list | None = None
+
+
+class AdapterDeploy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, description="<job id> or <job id>/step-<N>")
+    dry_run: bool = False
+    verify: bool = True
