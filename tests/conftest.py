@@ -123,3 +123,10 @@ def pg_server(tmp_path_factory, model_cache, pg_database_url):
     s = start_server(tmp_path_factory.mktemp("pghome"), model_cache, database_url=pg_database_url)
     yield s
     stop_server(s)
+
+
+def new_org_key(server: Server, name: str = "other") -> str:
+    """Create a second organization and return an API key for it (via the admin endpoints)."""
+    with server.client() as c:
+        org = c.post("/organizations", json={"name": name}).json()
+        return c.post("/api_keys", json={"organization_id": org["id"], "name": name}).json()["key"]

@@ -16,6 +16,7 @@ from tenfold.api import errors
 from tenfold.api.deps import ServerContext
 from tenfold.api import (
     routes_adapters,
+    routes_admin,
     routes_files,
     routes_fine_tuning,
     routes_health,
@@ -56,7 +57,7 @@ def create_app(context: ServerContext, *, run_engine: bool = True, run_worker: b
     app.state.ctx = context
     app.state.ready = False
     errors.install(app)
-    for module in (routes_health, routes_files, routes_fine_tuning, routes_adapters, routes_inference,
+    for module in (routes_health, routes_admin, routes_files, routes_fine_tuning, routes_adapters, routes_inference,
                    routes_models, routes_usage):
         app.include_router(module.router)
     return app

@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 
-from tenfold.cli.output import console, dim, fmt_duration, fmt_float, fmt_time, say
+from tenfold.cli.output import console, dim, fmt_duration, fmt_float, fmt_rate, fmt_time, say
 from tenfold.sdk import Tenfold
 
 _LEVEL_STYLE = {"error": "red", "warning": "yellow", "warn": "yellow"}
@@ -27,7 +27,7 @@ def event_line(event: dict[str, Any]) -> Text:
     if event.get("type") == "metrics" and data:
         body = (
             f"step {data.get('step', '?')}/{data.get('total_steps', '?')}  loss {fmt_float(data.get('loss'))}"
-            f"  {fmt_float(data.get('tokens_per_second'), 3)} tok/s  eta {fmt_duration(data.get('eta_seconds'))}"
+            f"  {fmt_rate(data.get('tokens_per_second'))} tok/s  eta {fmt_duration(data.get('eta_seconds'))}"
         )
         return Text.assemble((when + "  ", "dim"), (body, "dim"))
     style = _LEVEL_STYLE.get(str(event.get("level", "")).lower(), "")
@@ -67,7 +67,7 @@ def follow_job(
                 total=int(total) if total else None,
                 completed=int(data.get("step") or 0),
                 loss=fmt_float(data.get("loss")),
-                tps=fmt_float(data.get("tokens_per_second"), 3),
+                tps=fmt_rate(data.get("tokens_per_second")),
                 eta=fmt_duration(data.get("eta_seconds")),
             )
             return

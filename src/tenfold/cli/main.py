@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -27,12 +26,12 @@ from tenfold.sdk.credentials import resolve, save_credentials
 class TenfoldGroup(TyperGroup):
     """Root group: renders expected failures as one line instead of a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (TenfoldError, CliError) as exc:
             print_error(str(exc))
-            raise click.exceptions.Exit(1) from None
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(
@@ -100,7 +99,7 @@ def usage(
         return
     records = page.get("data", [])
     rows = [
-        (fmt_time(r.get("created_at")), r.get("model"), r.get("checkpoint"), r.get("prompt_tokens"),
+        (fmt_time(r.get("created_at"), short=True), r.get("model"), r.get("checkpoint"), r.get("prompt_tokens"),
          r.get("cached_tokens"), r.get("completion_tokens"), fmt_usd(r.get("cost_micro_usd")))
         for r in records
     ]

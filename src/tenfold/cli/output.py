@@ -45,12 +45,12 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def fmt_time(ts: Any) -> str:
-    """Unix seconds → local ``YYYY-MM-DD HH:MM:SS``; ``-`` when missing."""
+def fmt_time(ts: Any, short: bool = False) -> str:
+    """Unix seconds → local ``YYYY-MM-DD HH:MM:SS`` (``MM-DD HH:MM:SS`` when short); ``-`` when missing."""
     if ts in (None, ""):
         return "-"
     try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+        return time.strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
     except (TypeError, ValueError):
         return str(ts)
 
@@ -76,6 +76,16 @@ def fmt_float(value: Any, digits: int = 4) -> str:
         return str(value)
 
 
+def fmt_rate(value: Any) -> str:
+    """A throughput like tokens/s: whole numbers with thousands separators."""
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):,.0f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def fmt_usd(micro: Any) -> str:
     try:
         return f"${int(micro or 0) / 1_000_000:.6f}"
@@ -96,8 +106,8 @@ def usage_counts(usage: dict[str, Any] | None) -> tuple[int, int, int]:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     out = Table(title=title, title_justify="left", header_style="bold")
-    for name in columns:
-        out.add_column(name, overflow="fold")
+    for i, name in enumerate(columns):  # ids (first column) stay on one line so they can be copied
+        out.add_column(name, overflow="fold", no_wrap=i == 0)
     for row in rows:
         out.add_row(*[Text("-" if cell is None else str(cell)) for cell in row])
     return out

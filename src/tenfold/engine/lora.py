@@ -164,7 +164,7 @@ class AdapterManager:
             raise AdapterError(f"adapter {ref.digest}: PEFT could not load {ref.path}: {exc}") from exc
         self._resident[ref.digest] = 0
         log.info("loaded adapter %s from %s (%d resident)", ref.digest, ref.path, len(self._resident))
-        self.evict_over_limit()
+        self.evict_over_limit(keep=ref.digest)
 
     def acquire(self, digest: str) -> None:
         self._resident[digest] += 1
@@ -174,10 +174,10 @@ class AdapterManager:
         if digest in self._resident:
             self._resident[digest] = max(0, self._resident[digest] - 1)
 
-    def evict_over_limit(self) -> None:
-        """Drop least recently used idle adapters until at most ``max_resident`` remain."""
+    def evict_over_limit(self, keep: str | None = None) -> None:
+        """Drop least recently used idle adapters (never ``keep``) until at most ``max_resident`` remain."""
         while len(self._resident) > self.max_resident:
-            idle = next((d for d, refs in self._resident.items() if refs == 0), None)
+            idle = next((d for d, refs in self._resident.items() if refs == 0 and d != keep), None)
             if idle is None:
                 return  # all in use: over the limit until requests finish
             self.unload(idle)

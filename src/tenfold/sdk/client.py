@@ -88,7 +88,7 @@ class Tenfold:
             finally:
                 response.close()
             err = error_from_response(response)
-            if isinstance(err, AuthenticationError) and not self.api_key:
+            if isinstance(err, AuthenticationError) and not self.api_key and "tenfold login" not in err.message:
                 err.message = (
                     f"{err.message} (no API key configured: set TENFOLD_API_KEY or run `tenfold login`)"
                 )

@@ -122,11 +122,15 @@ def error_from_response(response: httpx.Response) -> TenfoldError:
     return error_from_body(response.status_code, body, retry_after=retry_after)
 
 
-def connection_error(url: str, exc: Exception, timeout: float | None = None) -> APIConnectionError:
+def connection_error(url: str, exc: Exception, timeout: float | None = None) -> TenfoldError:
     """The error for a transport failure talking to ``url``."""
     if isinstance(exc, httpx.TimeoutException):
         after = f" after {timeout:g}s" if timeout else ""
         return APITimeoutError(None, f"request to the tenfold server at {url} timed out{after}")
-    return APIConnectionError(
-        None, f"tenfold server is not reachable at {url}; start it with `tenfold serve` ({type(exc).__name__})"
-    )
+    if isinstance(exc, httpx.LocalProtocolError):  # we could not even form the request (e.g. a bad header)
+        return TenfoldError(None, f"could not send the request to {url}: {exc}")
+    if isinstance(exc, httpx.ConnectError):
+        return APIConnectionError(
+            None, f"tenfold server is not reachable at {url}; start it with `tenfold serve` ({exc or 'refused'})"
+        )
+    return APIConnectionError(None, f"the connection to the tenfold server at {url} failed: {type(exc).__name__}: {exc}")

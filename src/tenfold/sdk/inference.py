@@ -176,7 +176,8 @@ def _body(model: str, max_tokens: int, temperature: float, top_p: float | None,
 
 def _headers(expected_checkpoint: str | None) -> dict[str, str] | None:
     # An empty string is meaningful ("require no checkpoint"), so only None leaves the header out.
-    return None if expected_checkpoint is None else {EXPECTED_CHECKPOINT_HEADER: expected_checkpoint}
+    # The server compares after stripping whitespace; strip here too (HTTP forbids edge whitespace in values).
+    return None if expected_checkpoint is None else {EXPECTED_CHECKPOINT_HEADER: expected_checkpoint.strip()}
 
 
 def chat(client: Tenfold, model: str, messages: list[dict[str, Any]], *, max_tokens: int,

@@ -56,6 +56,10 @@ def create_organization(s: Session, *, name: str) -> Organization:
     return org
 
 
+def get_organization(s: Session, *, organization_id: str) -> Organization | None:
+    return s.scalar(select(Organization).where(Organization.id == organization_id))
+
+
 def count_organizations(s: Session) -> int:
     return len(list(s.scalars(select(Organization.seq).limit(1))))
 

@@ -1,0 +1,56 @@
+"""Files API against a real server: validation with line numbers, nothing stored on rejection,
+list/get/content/delete, and organization isolation."""
+
+from __future__ import annotations
+
+from tests.api.helpers import TRAIN_ROWS, jsonl, upload
+
+
+def test_upload_list_get_content_delete(server):
+    with server.client() as c:
+        data = jsonl(TRAIN_ROWS)
+        r = upload(c, data, "train.jsonl")
+        assert r.status_code == 200, r.text
+        f = r.json()
+        assert f["id"].startswith("file-") and f["object"] == "file" and f["purpose"] == "fine-tune"
+        assert f["bytes"] == len(data) and f["filename"] == "train.jsonl"
+        assert f["id"] in [x["id"] for x in c.get("/files").json()["data"]]
+        assert c.get(f"/files/{f['id']}").json()["bytes"] == len(data)
+        assert c.get(f"/files/{f['id']}/content").content == data
+        d = c.delete(f"/files/{f['id']}")
+        assert d.json() == {"id": f["id"], "object": "file", "deleted": True}
+        assert c.get(f"/files/{f['id']}").status_code == 404
+
+
+def test_invalid_file_rejected_with_line_and_nothing_stored(server):
+    with server.client() as c:
+        before = c.get("/files", params={"limit": 100}).json()["data"]
+        stored = sorted(p.name for p in (server.home / "artifacts" / "files").iterdir())
+        bad = jsonl(TRAIN_ROWS[:2]) + b'{"messages": "nope"}\n'
+        r = upload(c, bad)
+        assert r.status_code == 400
+        err = r.json()["error"]
+        assert "line 3" in err["message"] and "messages" in err["message"]
+        assert err["type"] == "invalid_request_error" and err["param"] == "file"
+        r2 = upload(c, b'{"prompt": "hi", "completion": "there"}\nnot json\n')
+        assert r2.status_code == 400 and "line 2" in r2.json()["error"]["message"]
+        assert c.get("/files", params={"limit": 100}).json()["data"] == before
+        assert sorted(p.name for p in (server.home / "artifacts" / "files").iterdir()) == stored
+
+
+def test_bad_purpose_and_missing_fields_are_400(server):
+    with server.client() as c:
+        r = c.post("/files", files={"file": ("a.jsonl", jsonl(TRAIN_ROWS), "application/jsonl")},
+                   data={"purpose": "vision"})
+        assert r.status_code == 400 and "purpose" in r.json()["error"]["message"]
+        r = c.post("/files", data={"purpose": "fine-tune"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "file"
+
+
+def test_auth_required_and_bad_key(server):
+    import httpx
+
+    r = httpx.get(server.base_url + "/files")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
+    r = httpx.get(server.base_url + "/files", headers={"Authorization": "Bearer tf-wrong"})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"

@@ -1,0 +1,144 @@
+"""Adapter validation and residency: rejection of adapters that cannot serve, LRU eviction, reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tenfold.engine.types import AdapterError, AdapterRef, GenerationRequest, SamplingParams
+
+from ._helpers import collect, ids_of, run_with_engine
+
+
+def copy_adapter(ref: AdapterRef, dest, digest: str) -> AdapterRef:
+    shutil.copytree(ref.path, dest)
+    return AdapterRef(digest=digest, path=dest)
+
+
+def edit_config(ref: AdapterRef, **changes) -> None:
+    path = ref.path / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+def load_error(tiny_path, ref: AdapterRef) -> str:
+    async def body(engine):
+        with pytest.raises(AdapterError) as info:
+            await engine.load_adapter(ref)
+        assert engine.resident_adapters() == []
+        return str(info.value)
+
+    return run_with_engine(tiny_path, body)
+
+
+def test_rejects_adapter_for_another_base(tiny_path, adapter_factory):
+    ref = adapter_factory("other-base", seed=3, base_name="meta-llama/Llama-3.1-8B")
+    assert "trained on base model 'meta-llama/Llama-3.1-8B'" in load_error(tiny_path, ref)
+
+
+def test_accepts_lenient_base_names(tiny_path, adapter_a, tmp_path):
+    by_path = copy_adapter(adapter_a, tmp_path / "p", "by-path")
+    edit_config(by_path, base_model_name_or_path=str(tiny_path))
+    by_basename = copy_adapter(adapter_a, tmp_path / "b", "by-basename")
+    edit_config(by_basename, base_model_name_or_path="/elsewhere/models/tiny-random-llama/")
+
+    async def body(engine):
+        await engine.load_adapter(by_path)
+        await engine.load_adapter(by_basename)
+        return engine.resident_adapters()
+
+    assert run_with_engine(tiny_path, body) == ["by-path", "by-basename"]
+
+
+def test_rejects_target_modules_matching_nothing(tiny_path, adapter_a, tmp_path):
+    ref = copy_adapter(adapter_a, tmp_path / "t", "bad-targets")
+    edit_config(ref, target_modules=["nonexistent_proj"])
+    message = load_error(tiny_path, ref)
+    assert "match no module" in message and "q_proj" in message
+
+
+def test_rejects_missing_files_and_non_lora(tiny_path, adapter_a, tmp_path):
+    no_weights = copy_adapter(adapter_a, tmp_path / "w", "no-weights")
+    (no_weights.path / "adapter_model.safetensors").unlink()
+    assert "has no weights" in load_error(tiny_path, no_weights)
+    no_config = copy_adapter(adapter_a, tmp_path / "c", "no-config")
+    (no_config.path / "adapter_config.json").unlink()
+    assert "adapter_config.json" in load_error(tiny_path, no_config)
+    ia3 = copy_adapter(adapter_a, tmp_path / "i", "ia3")
+    edit_config(ia3, peft_type="IA3")
+    assert "only LORA" in load_error(tiny_path, ia3)
+
+
+def test_rejects_shape_mismatch(tiny_path, adapter_a, tmp_path):
+    ref = copy_adapter(adapter_a, tmp_path / "s", "bad-shape")
+    weights = ref.path / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    key = next(k for k in tensors if k.endswith("q_proj.lora_A.weight"))
+    tensors[key] = torch.zeros(4, 32)
+    save_file(tensors, str(weights))
+    message = load_error(tiny_path, ref)
+    assert "shape [4, 32]" in message and "q_proj" in message
+
+
+def test_lru_eviction_and_reload_on_generate(tiny_path, adapter_factory):
+    refs = [adapter_factory(f"lru{i}", seed=10 + i) for i in range(3)]
+
+    async def body(engine):
+        prompt = engine.encode("Hello")
+        first = ids_of(await collect(engine, prompt, refs[0], max_tokens=6, temperature=0))
+        await engine.load_adapter(refs[1])
+        await engine.load_adapter(refs[0])  # touch: refs[1] becomes least recently used
+        await engine.load_adapter(refs[2])
+        after_evict = engine.resident_adapters()
+        again = ids_of(await collect(engine, prompt, refs[1], max_tokens=6, temperature=0))  # reloads it
+        reference = ids_of(await collect(engine, prompt, refs[0], max_tokens=6, temperature=0))
+        return first, after_evict, again, reference, engine.resident_adapters()
+
+    first, after_evict, again, reference, final = run_with_engine(tiny_path, body, max_resident_adapters=2)
+    assert after_evict == [refs[0].digest, refs[2].digest]
+    assert first == reference  # unaffected by loading/evicting others
+    assert again != first
+    assert len(final) == 2 and refs[1].digest in final
+
+
+def test_adapter_in_use_is_never_evicted(tiny_path, adapter_factory):
+    busy, other = adapter_factory("busy", seed=21), adapter_factory("other", seed=22)
+
+    async def body(engine):
+        prompt = engine.encode("Hello")
+        alone = ids_of(await collect(engine, prompt, busy, max_tokens=40, temperature=0))
+        request = GenerationRequest("long", prompt, SamplingParams(max_tokens=1000, temperature=0), adapter=busy)
+        stream = engine.generate(request)
+        deltas = [await stream.__anext__()]
+        await engine.load_adapter(other)  # over the limit of 1, but busy is in use
+        during = engine.resident_adapters()
+        deltas += [d async for d in stream]
+        await asyncio.sleep(0)
+        return alone, ids_of(deltas)[:40], during, engine.resident_adapters()
+
+    alone, streamed, during, after = run_with_engine(tiny_path, body, max_resident_adapters=1)
+    assert set(during) == {busy.digest, other.digest}
+    assert streamed == alone
+    assert after == [other.digest]
+
+
+def test_digest_with_dots_and_colons_is_a_valid_name(tiny_path, adapter_a, tmp_path):
+    ref = copy_adapter(adapter_a, tmp_path / "d", "sha256:ab.cd")
+    same = AdapterRef(digest="digest-plain", path=ref.path)
+
+    async def body(engine):
+        prompt = engine.encode("Hello")
+        weird = ids_of(await collect(engine, prompt, ref, max_tokens=5, temperature=0))
+        plain = ids_of(await collect(engine, prompt, same, max_tokens=5, temperature=0))
+        await engine.load_adapter(ref)  # idempotent
+        return weird, plain, engine.resident_adapters()
+
+    weird, plain, resident = run_with_engine(tiny_path, body)
+    assert weird == plain
+    assert resident == ["digest-plain", "sha256:ab.cd"]  # the last load touched it
