@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,9 +99,9 @@ def server(tmp_path_factory, model_cache):
     stop_server(s)
 
 
-@pytest.fixture(scope="session")
-def pg_database_url():
-    """A fresh PostgreSQL database on loopback, dropped at the end."""
+@contextmanager
+def fresh_pg_database():
+    """A new, empty PostgreSQL database on loopback, dropped afterwards."""
     from sqlalchemy import create_engine, text
 
     name = f"tenfold_test_{uuid.uuid4().hex[:8]}"
@@ -110,12 +111,19 @@ def pg_database_url():
             c.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as e:  # the suite's PostgreSQL tests must not be skipped silently in CI
         pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is needed for this test: {e}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with admin.connect() as c:
-        c.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database_url():
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

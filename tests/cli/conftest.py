@@ -7,6 +7,7 @@ terminal so tables do not wrap, and only the TENFOLD_* variables the test passes
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tenfold.cli.main import app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import stat
 
-from tests.conftest import free_port
+from tests.cli.conftest import free_port
 
 ROWS = [
     {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
@@ -34,12 +34,13 @@ def test_login_verifies_then_saves_0600_and_later_commands_use_it(cli, server, c
     assert "login failed" in line and "Invalid API key" in line
     assert not (config_dir / "credentials.json").exists()
 
-    ok = cli("login", "--api-key", server.api_key, "--base-url", server.url)  # without /v1 works too
+    root = server.base_url.removesuffix("/v1")
+    ok = cli("login", "--api-key", server.api_key, "--base-url", root)  # without /v1 works too
     assert ok.exit_code == 0, ok.output
     path = config_dir / "credentials.json"
     assert str(path) in ok.output.replace("\n", "")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert json.loads(path.read_text()) == {"base_url": server.url, "api_key": server.api_key}
+    assert json.loads(path.read_text()) == {"base_url": root, "api_key": server.api_key}
 
     listed = cli("models", "--json")  # no env: the saved credentials are used
     assert listed.exit_code == 0, listed.output

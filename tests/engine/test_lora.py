@@ -118,8 +118,13 @@ def test_adapter_in_use_is_never_evicted(tiny_path, adapter_factory):
         deltas = [await stream.__anext__()]
         await engine.load_adapter(other)  # over the limit of 1, but busy is in use
         during = engine.resident_adapters()
-        deltas += [d async for d in stream]
-        await asyncio.sleep(0)
+        while len(ids_of(deltas)) < 40:
+            deltas.append(await stream.__anext__())
+        await stream.aclose()  # the engine drops the request, releases busy and evicts it
+        for _ in range(100):
+            if engine.resident_adapters() == [other.digest]:
+                break
+            await asyncio.sleep(0.01)
         return alone, ids_of(deltas)[:40], during, engine.resident_adapters()
 
     alone, streamed, during, after = run_with_engine(tiny_path, body, max_resident_adapters=1)

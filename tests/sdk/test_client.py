@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -86,9 +87,9 @@ def test_errors_are_typed_and_carry_the_server_message(client, server):
 
 
 def test_connection_error_says_how_to_start_the_server():
-    from tests.conftest import free_port
-
-    port = free_port()
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     with pytest.raises(APIConnectionError, match=f"not reachable at http://127.0.0.1:{port}.*tenfold serve") as info:
         Tenfold(base_url=f"http://127.0.0.1:{port}/v1", api_key="tf-x").models()
     assert isinstance(info.value, TenfoldError) and info.value.status is None
