@@ -58,6 +58,7 @@ def serve(*, host: str | None = None, port: int | None = None, role: str = "all"
     if role not in ("all", "api", "worker"):
         raise SystemExit(f"unknown role '{role}': use all, api or worker")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     db = Database(settings.db_url)
     secret = bootstrap(settings, db)
     out = sys.stdout
