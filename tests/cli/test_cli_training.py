@@ -100,7 +100,7 @@ def test_demo_against_a_running_server(cli, server, base_model):
 
     n = len(load_demo_eval())
     assert re.search(rf"format followed: base \d+/{n}, adapter \d+/{n}", result.output)
-    assert "base tokens:" in result.output and "adapter tokens:" in result.output
+    assert f"base ({base_model}) tokens:" in result.output and "adapter (ftjob-" in result.output
 
 
 def test_demo_starts_and_stops_its_own_server(cli, tmp_path, model_cache):

@@ -1,33 +1,44 @@
-"""The real embedded model: GGUF conversion, fast reload, and a correct answer (slow)."""
+"""The real embedded model end to end: GGUF conversion, fast reload, the engine answers correctly (slow)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from pathlib import Path
 
 import pytest
-import torch
 
-from tenfold.models import load_causal_lm, load_tokenizer, resolve_base_model
+from tenfold.config import Settings
+from tenfold.engine import create_engine
+from tenfold.engine.types import GenerationRequest, SamplingParams
+from tenfold.models import load_causal_lm, resolve_base_model
 
 
 @pytest.mark.slow
 def test_embedded_model_converts_and_answers(tmp_path_factory):
-    cache = os.environ.get("TENFOLD_MODEL_CACHE")
-    models_dir = Path(cache) if cache else tmp_path_factory.mktemp("embedded-models")
-    path = resolve_base_model("smollm2-135m-instruct", models_dir=models_dir)
-    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+    # The real cache when TENFOLD_MODEL_CACHE is set (Settings.models_dir reads it), else a fresh one.
+    settings = Settings(home=tmp_path_factory.mktemp("home"), torch_threads=1)
+    if not os.environ.get("TENFOLD_MODEL_CACHE"):
+        assert settings.models_dir == settings.home / "models"
+    path = resolve_base_model("smollm2-135m-instruct", models_dir=settings.models_dir)
+    assert (path / "model.safetensors").is_file() and (path / "tokenizer_config.json").is_file()
     started = time.perf_counter()
-    tokenizer, model = load_tokenizer(path), load_causal_lm(path)
+    model = load_causal_lm(path)
     assert time.perf_counter() - started < 5  # the converted folder loads fast (about 0.3 s uncontended)
     assert "quantization_config" not in model.config.to_dict()
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True
-    )
-    input_ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False, max_new_tokens=16
-        )
-    assert "Paris" in tokenizer.decode(out[0, input_ids.shape[1] :], skip_special_tokens=True)
+    del model
+
+    async def ask() -> tuple[str, str | None]:
+        engine = create_engine(settings, "smollm2-135m-instruct")
+        await engine.start()
+        try:
+            prompt = engine.chat_prompt([{"role": "user", "content": "What is the capital of France?"}])
+            request = GenerationRequest("paris", prompt, SamplingParams(max_tokens=24, temperature=0))
+            deltas = [d async for d in engine.generate(request)]
+            return "".join(d.text for d in deltas), deltas[-1].finish_reason
+        finally:
+            await engine.stop()
+
+    answer, finish = asyncio.run(ask())
+    assert "Paris" in answer
+    assert finish == "stop" and "<|im_end|>" not in answer  # ended on the end-of-turn token

@@ -111,12 +111,12 @@ def _compare(api: Tenfold, base_model: str, adapter_model: str, evals: list[dict
                 tokens[model][i] += count
             answers.append(Text.assemble(("✓ " if ok else "✗ ", "green" if ok else "red"), result.content.strip()))
         rows.append((_prompt_text(item["messages"]), answers[0], answers[1]))
-    out = table(None, ["prompt", f"base ({base_model})", f"adapter ({adapter_model})"], [])
+    out = table(None, ["prompt", "base answer", "adapter answer"], [])
     for prompt, base_answer, adapter_answer in rows:
         out.add_row(Text(prompt), base_answer, adapter_answer)
     console.print(out)
     for label, model in (("base", base_model), ("adapter", adapter_model)):
         prompt, cached, completion = tokens[model]
-        dim(f"{label} tokens: {prompt} prompt ({cached} cached) + {completion} completion")
+        dim(f"{label} ({model}) tokens: {prompt} prompt ({cached} cached) + {completion} completion")
     n = len(evals)
     say(f"format followed: base {scores[base_model]}/{n}, adapter {scores[adapter_model]}/{n}", "bold")

@@ -160,13 +160,16 @@ class SimpleEngine:
             torch.set_num_threads(self._torch_threads)
         with torch.inference_mode():
             while True:
-                if not self._drain_inbox(block=not self._active):
-                    break
-                for state in list(self._active):
-                    if state.cancelled.is_set() and not state.finished:
-                        self._retire(state)
-                        continue
-                    self._step_safely(state)
+                try:
+                    if not self._drain_inbox(block=not self._active):
+                        break
+                    for state in list(self._active):
+                        if state.cancelled.is_set() and not state.finished:
+                            self._retire(state)
+                            continue
+                        self._step_safely(state)
+                except Exception:  # noqa: BLE001 - the engine thread must survive anything
+                    log.exception("engine iteration failed; continuing")
         for state in self._active:
             state.finish("abort")
         self._active.clear()

@@ -29,6 +29,16 @@ from tenfold.store.db import Database
 log = logging.getLogger("tenfold.worker")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGTERM when the worker thread that started us dies, so a
+    killed server never leaves an orphan trainer writing into a job that another worker resumes."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Worker:
     def __init__(self, settings: Settings, db: Database, artifacts: ArtifactStore) -> None:
         self.settings = settings
@@ -104,7 +114,8 @@ class Worker:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "tenfold.training.sft", "--spec", str(spec_path)],
-                                    stdout=subprocess.PIPE, stderr=log_file, env=env, start_new_session=True)
+                                    stdout=subprocess.PIPE, stderr=log_file, env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
             self._proc = proc
             try:
                 self._supervise(job_id, proc, log_path)

@@ -19,6 +19,9 @@ from tenfold.sdk.files import Files
 from tenfold.sdk.inference import ChatResult, ChatStream, CompletionResult, chat, completions
 from tenfold.sdk.jobs import Jobs
 
+# httpx's "use the client default" sentinel for a per-request timeout.
+_UNSET_TIMEOUT: Any = httpx.USE_CLIENT_DEFAULT
+
 class Tenfold:
     """A client for one tenfold server. ``base_url`` may end in ``/v1`` or not."""
 
@@ -172,8 +175,5 @@ class Tenfold:
             seed=seed, expected_checkpoint=expected_checkpoint, stream=stream, timeout_seconds=timeout_seconds,
         )
 
-
-# httpx's "use the client default" sentinel for a per-request timeout.
-_UNSET_TIMEOUT: Any = httpx.USE_CLIENT_DEFAULT
 
 __all__ = ["Tenfold", "ChatResult", "ChatStream", "CompletionResult"]
