@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-SRC = Path(__file__).resolve().parents[2] / "src"
-if str(SRC) not in sys.path:  # the package may not be installed in the venv yet
-    sys.path.insert(0, str(SRC))
 
 import torch  # noqa: E402
 
@@ -23,9 +18,9 @@ from ._helpers import TINY, make_adapter  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Same folder for tests/models and tests/engine, so the tiny model is built once per session.
-    return tmp_path_factory.getbasetemp() / "tenfold-models"
+def models_dir(model_cache: Path) -> Path:
+    """The session model cache of tests/conftest.py (the tiny model is built once per session)."""
+    return model_cache
 
 
 @pytest.fixture(scope="session")

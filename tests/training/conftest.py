@@ -44,6 +44,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> 
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
+    with torch.no_grad():  # embeddings large enough that a LoRA-only model can make confident predictions
+        model.get_input_embeddings().weight.normal_(0.0, 0.5)
     out = tmp_path_factory.mktemp("tiny-random-llama")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -22,7 +22,7 @@ def run(spec, should_stop=lambda: False) -> list[dict[str, Any]]:
 
 
 def test_events_checkpoints_and_decreasing_loss(make_spec, tiny_model_dir: Path) -> None:
-    spec = make_spec(n_epochs=6, learning_rate=0.1, checkpoint_every=4, logging_steps=2)
+    spec = make_spec(n_epochs=6, learning_rate=1e-2, checkpoint_every=4, logging_steps=2)
     events = run(spec)
     kinds = [e["type"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "done"

@@ -66,7 +66,9 @@ class AdapterManager:
         except (OSError, ValueError) as exc:
             raise AdapterError(f"adapter {ref.digest}: adapter_config.json is not valid JSON: {exc}") from exc
         if str(config.get("peft_type", "")).upper() != "LORA":
-            raise AdapterError(f"adapter {ref.digest}: peft_type is {config.get('peft_type')!r}; only LORA adapters are served")
+            raise AdapterError(
+                f"adapter {ref.digest}: peft_type is {config.get('peft_type')!r}; only LORA adapters are served"
+            )
         declared = config.get("base_model_name_or_path") or ""
         if declared and not is_same_base(declared, base_name=self._base_name, model_path=self._model_path):
             raise AdapterError(
