@@ -75,6 +75,8 @@ def serve(*, host: str | None = None, port: int | None = None, role: str = "all"
         ctx = build_context(settings, db, with_engine=False)
         Worker(settings, db, ctx.artifacts).run_forever()
         return
+    print(f"Loading base model {settings.base_model} (the first start converts the embedded GGUF once, "
+          "about 20 s)…", file=out, flush=True)
     ctx = build_context(settings, db, with_engine=True)
     app = create_app(ctx, run_engine=True, run_worker=role == "all")
     app.state.on_ready = lambda: print(
