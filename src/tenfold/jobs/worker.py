@@ -158,7 +158,7 @@ class Worker:
                 continue
             outcome = self._handle(job_id, ev) or outcome
         code = proc.wait()
-        if outcome in ("done", "error"):
+        if outcome in ("done", "error", "cancelled"):
             return
         tail = log_path.read_text(errors="replace")[-1500:] if log_path.exists() else ""
         self._fail(job_id, f"Training process exited with code {code} without finishing. Last log lines:\n{tail}",
@@ -192,6 +192,9 @@ class Worker:
                 repo.add_event(s, job_id=job_id, data={"step": step, "checkpoint": f"{job_id}/step-{step}"},
                                message=f"Checkpoint saved at step {step}: deploy it with "
                                        f"`tenfold deploy {job_id}/step-{step}`.")
+            elif kind == "cancelled":
+                repo.add_event(s, job_id=job_id, message=f"Training stopped at step {ev.get('step')}.")
+                return "cancelled"
             elif kind == "warning":
                 repo.add_event(s, job_id=job_id, level="warn", message=str(ev.get("message")))
             elif kind == "done":
