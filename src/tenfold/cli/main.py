@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from tenfold.cli import admin as admin_cmd
 from tenfold.cli import demo as demo_cmd
 from tenfold.cli import files as files_cmd
 from tenfold.cli import jobs as jobs_cmd
@@ -48,7 +49,7 @@ JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    role: str = typer.Option("all", "--role", help="all | api | engine | worker"),
+    role: str = typer.Option("all", "--role", help="all (api + engine + worker) | api (api + engine) | worker"),
 ) -> None:
     """Run the tenfold server (api + engine + worker by default) in this process."""
     from tenfold.api.server import serve as run_server  # lazy: pulls in torch and the web stack
@@ -125,6 +126,8 @@ app.command("undeploy")(serving.undeploy)
 app.command("chat")(serving.chat)
 app.command("models")(models)
 app.command("usage")(usage)
+app.add_typer(admin_cmd.orgs_app, name="orgs")
+app.add_typer(admin_cmd.keys_app, name="keys")
 app.command("demo")(demo_cmd.demo)
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from tenfold.sdk.adapters import Adapters
+from tenfold.sdk.admin import ApiKeys, Organizations
 from tenfold.sdk.credentials import resolve
 from tenfold.sdk.errors import AuthenticationError, connection_error, error_from_response
 from tenfold.sdk.files import Files
@@ -46,6 +47,8 @@ class Tenfold:
         self.files = Files(self)
         self.jobs = Jobs(self)
         self.adapters = Adapters(self)
+        self.organizations = Organizations(self)
+        self.api_keys = ApiKeys(self)
 
     # -- plumbing -------------------------------------------------------------------------------
     def url(self, path: str) -> str:
