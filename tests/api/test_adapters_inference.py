@@ -153,3 +153,13 @@ def test_undeploy(server, trained):
         assert "tenfold deploy" in chat(c, trained).json()["error"]["message"]
         assert c.delete(f"/adapters/{trained}").status_code == 404
         assert httpx.get(server.url + "/health").json()["status"] == "ok"
+
+
+def test_bad_prompts_are_400_not_500(server):
+    with server.client() as c:
+        for prompt in ([], "", [10**9]):
+            r = c.post("/completions", json={"model": "tiny-random-llama", "prompt": prompt, "max_tokens": 2})
+            assert r.status_code == 400, (prompt, r.text)
+            assert r.json()["error"]["type"] == "invalid_request_error"
+        r = c.post("/completions", json={"model": "tiny-random-llama", "prompt": ["a", "b"]})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"

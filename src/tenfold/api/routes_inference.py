@@ -123,7 +123,10 @@ async def _run(request: Request, p: Principal, call: Call):
     obj = "chat.completion" if call.kind == "chat" else "text_completion"
     chunk_obj = "chat.completion.chunk" if call.kind == "chat" else "text_completion"
     tally = _Tally()
-    stream = engine.generate(call.gen)
+    try:
+        stream = engine.generate(call.gen)  # validates eagerly: bad requests raise here
+    except EngineError as e:
+        raise bad_request(str(e)) from None
     if not call.stream:
         parts: list[str] = []
         try:
@@ -202,6 +205,8 @@ async def completions(request: Request, body: CompletionRequest, p: Principal = 
                               param="prompt")
         prompt = prompt[0]
     if isinstance(prompt, list):
+        if not prompt:
+            raise bad_request("prompt must not be empty.", param="prompt")
         ids = list(prompt)
         fn = lambda engine: ids  # noqa: E731
     else:
