@@ -1,14 +1,18 @@
-"""A killed server's running job is requeued by the next worker and resumes from its last checkpoint."""
+"""A running job survives its server: after a kill (stale heartbeat → requeued by the next worker) or a
+clean stop (requeued at once), it resumes from its last checkpoint and finishes."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.api.helpers import TRAIN_ROWS, jsonl, upload, wait_job
 from tests.conftest import start_server, stop_server
 
 
-def test_killed_server_job_resumes_from_last_checkpoint(tmp_path, model_cache):
+@pytest.mark.parametrize("how", ["kill", "terminate"])
+def test_job_resumes_from_last_checkpoint_after_server_stops(tmp_path, model_cache, how):
     home = tmp_path / "home"
     env = {"TENFOLD_JOB_LEASE_SECONDS": "3"}
     a = start_server(home, model_cache, extra_env=env)
@@ -23,8 +27,11 @@ def test_killed_server_job_resumes_from_last_checkpoint(tmp_path, model_cache):
                 assert time.time() < deadline, "no checkpoint appeared"
                 time.sleep(0.1)
     finally:
-        a.proc.kill()  # no clean shutdown: the job stays 'running' with a heartbeat that goes stale
-        a.proc.wait()
+        if how == "kill":  # no clean shutdown: the job stays 'running' with a heartbeat that goes stale
+            a.proc.kill()
+            a.proc.wait()
+        else:
+            stop_server(a)
     b = start_server(home, model_cache, extra_env=env)
     try:
         with b.client() as c:
@@ -32,7 +39,8 @@ def test_killed_server_job_resumes_from_last_checkpoint(tmp_path, model_cache):
             assert job["status"] == "succeeded", job
             events = [e["message"] for e in c.get(f"/fine_tuning/jobs/{job_id}/events",
                                                   params={"order": "asc", "limit": 100}).json()["data"]]
-            assert any("requeued" in m for m in events)
+            marker = "requeued" if how == "kill" else "The server stopped; the job is queued again"
+            assert any(marker in m for m in events), events
             assert any(m.startswith("Resuming from checkpoint step") for m in events)
             steps = [ck["step_number"] for ck in c.get(f"/fine_tuning/jobs/{job_id}/checkpoints").json()["data"]]
             assert steps == sorted(set(steps), reverse=True)

@@ -1,0 +1,197 @@
+"""Lean SFT loop (``tenfold.training.sft.run_sft``) vs TRL's ``SFTTrainer``, same LoRA job, side by side.
+
+Workload: SmolLM2-135M-Instruct float32 on CPU, the bundled demo set (106 single-turn chats), LoRA r=16
+alpha=32 all-linear dropout 0, batch 8, lr 2e-3 linear decay, no warmup, weight decay 0, grad clip 1.0,
+no gradient checkpointing, no packing, loss on the assistant reply only. TRL gets the same chats in its
+conversational prompt/completion form (prompt = the user turn, completion = the assistant turn), which
+turns on ``completion_only_loss``: SmolLM2's template has no ``{% generation %}`` markers, so
+``assistant_only_loss=True`` is not available for it. TRL keeps its own defaults otherwise (fused AdamW,
+its chunked LM head, entropy/accuracy metrics every step).
+
+Each arm runs in its own subprocess (separate peak RSS, no shared warm state); arms alternate order
+across repeats. Train time = first optimizer step start to last step end (model loading, tokenization and
+the final adapter save are reported apart). Tokens = non-pad tokens in the batches processed, counted by
+each arm on its own batches.
+
+    .venv/bin/python bench/sft_lean_vs_trl.py [--steps 14] [--repeats 2] [--threads 2] [--models-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T0 = time.perf_counter()
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BASE_MODEL, default_models_dir, resolve_model, table  # noqa: E402
+
+LORA = dict(r=16, alpha=32)
+BATCH, LR, SEED = 8, 2e-3, 42
+
+
+def _rows() -> list[dict]:
+    from tenfold.training.demo_task import demo_train_path
+
+    return [json.loads(line) for line in demo_train_path().read_text().splitlines() if line.strip()]
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# ---- arms (child processes) --------------------------------------------------------------------------
+def arm_lean(model_path: str, steps: int, threads: int) -> dict:
+    import torch
+
+    from tenfold.training.demo_task import demo_train_path
+    from tenfold.training.errors import TrainingCancelled
+    from tenfold.training.sft import run_sft
+    from tenfold.training.spec import TrainingSpec
+
+    torch.set_num_threads(threads)
+    t_import = time.perf_counter()
+    per_epoch = math.ceil(len(_rows()) / BATCH)
+    events: list[tuple[float, dict]] = []
+
+    def emit(event: dict) -> None:
+        events.append((time.perf_counter(), event))
+
+    def should_stop() -> bool:
+        return sum(1 for _, e in events if e["type"] == "metrics") >= steps
+
+    with tempfile.TemporaryDirectory() as out:
+        spec = TrainingSpec(
+            base_model=BASE_MODEL, base_model_path=model_path, training_file=str(demo_train_path()),
+            output_dir=out, n_epochs=math.ceil(steps / per_epoch), batch_size=BATCH, learning_rate=LR,
+            lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0, target_modules="all-linear",
+            seed=SEED, logging_steps=1, torch_threads=threads)
+        try:
+            run_sft(spec, emit, should_stop)
+        except TrainingCancelled:
+            pass  # --steps not a whole number of epochs: stopped after `steps` steps, no final save
+        t_end = time.perf_counter()
+    started = next(t for t, e in events if e["type"] == "started")
+    metrics = [(t, e) for t, e in events if e["type"] == "metrics"][:steps]
+    t_last, last = metrics[-1]
+    losses = [e["loss"] for _, e in metrics]
+    return {"arm": "lean (tenfold)", "import_s": t_import - T0, "setup_s": started - t_import,
+            "train_s": t_last - started, "after_s": t_end - t_last, "steps": len(metrics),
+            "tokens": last["tokens"], "final_loss": losses[-1], "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
+            "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads(), "total_s": time.perf_counter() - T0}
+
+
+def arm_trl(model_path: str, steps: int, threads: int) -> dict:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    torch.set_num_threads(threads)
+    t_import = time.perf_counter()
+    per_epoch = math.ceil(len(_rows()) / BATCH)
+    data = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in _rows()])
+    times: dict[str, list[float]] = {"begin": [], "step_end": []}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            times["begin"].append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kw):
+            times["step_end"].append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        torch.manual_seed(SEED)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        config = SFTConfig(
+            output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
+            learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+            bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False, packing=False, padding_free=False,
+            completion_only_loss=True, max_length=1024, logging_steps=1, save_strategy="no", eval_strategy="no",
+            report_to="none", seed=SEED, dataloader_num_workers=0, disable_tqdm=True)
+        peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0,
+                                 target_modules="all-linear", task_type="CAUSAL_LM", bias="none")
+        trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=[Clock()])
+        trainer.train()
+        t_end = time.perf_counter()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"arm": "TRL SFTTrainer", "import_s": t_import - T0, "setup_s": times["begin"][0] - t_import,
+            "train_s": times["step_end"][-1] - times["begin"][0], "after_s": t_end - times["step_end"][-1],
+            "steps": len(times["step_end"]), "tokens": int(trainer._total_train_tokens),
+            "final_loss": losses[-1], "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
+            "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads(), "total_s": time.perf_counter() - T0}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / max(len(values), 1)
+
+
+# ---- driver --------------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=14, help="optimizer steps per arm (14 = one epoch)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per arm, order alternating")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each arm")
+    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
+    parser.add_argument("--arm", choices=["lean", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", help=argparse.SUPPRESS)
+    parser.add_argument("--json-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.arm:  # child
+        fn = arm_lean if args.arm == "lean" else arm_trl
+        Path(args.json_out).write_text(json.dumps(fn(args.model_path, args.steps, args.threads)))
+        return
+
+    t = time.perf_counter()
+    model_path = str(resolve_model(args.models_dir))
+    print(f"base model {BASE_MODEL} at {model_path} (resolve {time.perf_counter() - t:.1f} s)")
+    print(f"workload: demo set (106 chats), LoRA r16/a32 all-linear, batch {BATCH}, lr {LR}, {args.steps} steps, "
+          f"fp32 CPU, {args.threads} torch threads, no grad checkpointing, no packing, assistant-only loss")
+    results: dict[str, list[dict]] = {"lean": [], "trl": []}
+    for rep in range(args.repeats):
+        for arm in (["lean", "trl"] if rep % 2 == 0 else ["trl", "lean"]):
+            with tempfile.NamedTemporaryFile(suffix=".json") as f:
+                env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
+                subprocess.run([sys.executable, __file__, "--arm", arm, "--model-path", model_path,
+                                "--steps", str(args.steps), "--threads", str(args.threads), "--json-out", f.name],
+                               check=True, env=env)
+                r = json.loads(Path(f.name).read_text())
+            results[arm].append(r)
+            print(f"  run {rep + 1} {arm:4s}: train {r['train_s']:.1f} s, setup {r['setup_s']:.1f} s, "
+                  f"import {r['import_s']:.1f} s, loss {r['final_loss']:.3f}", flush=True)
+
+    best = {arm: min(runs, key=lambda r: r["train_s"]) for arm, runs in results.items()}
+    headers = ["arm", "train s (best)", "train s (all)", "s/step", "tokens", "tok/s", "final loss",
+               "mean loss last epoch", "import s", "setup s", "peak RSS MB", "threads"]
+    rows = []
+    for arm in ("lean", "trl"):
+        b = best[arm]
+        rows.append([b["arm"], b["train_s"], " / ".join(f"{r['train_s']:.1f}" for r in results[arm]),
+                     b["train_s"] / b["steps"], b["tokens"], b["tokens"] / b["train_s"], b["final_loss"],
+                     b["mean_loss_last_epoch"], b["import_s"], b["setup_s"], b["peak_rss_mb"], b["threads"]])
+    print()
+    print(table(headers, rows))
+    lean, trl = best["lean"], best["trl"]
+    print(f"\nratio lean/TRL: train time {lean['train_s'] / trl['train_s']:.2f}, "
+          f"tok/s {(lean['tokens'] / lean['train_s']) / (trl['tokens'] / trl['train_s']):.2f}, "
+          f"import+setup {(lean['import_s'] + lean['setup_s']) / (trl['import_s'] + trl['setup_s']):.2f}, "
+          f"peak RSS {lean['peak_rss_mb'] / trl['peak_rss_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
