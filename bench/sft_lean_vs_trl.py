@@ -10,7 +10,8 @@ its chunked LM head, entropy/accuracy metrics every step).
 
 Each arm runs in its own subprocess (separate peak RSS, no shared warm state); arms alternate order
 across repeats. Train time = first optimizer step start to last step end (model loading, tokenization and
-the final adapter save are reported apart). Tokens = non-pad tokens in the batches processed, counted by
+the final adapter save are reported apart; "startup" = imports + setup, and since tenfold imports
+transformers/peft lazily inside ``run_sft``, only the startup total compares across arms). Tokens = non-pad tokens in the batches processed, counted by
 each arm on its own batches.
 
     .venv/bin/python bench/sft_lean_vs_trl.py [--steps 14] [--repeats 2] [--threads 2] [--models-dir DIR]
@@ -167,29 +168,34 @@ def main() -> None:
         for arm in (["lean", "trl"] if rep % 2 == 0 else ["trl", "lean"]):
             with tempfile.NamedTemporaryFile(suffix=".json") as f:
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
-                subprocess.run([sys.executable, __file__, "--arm", arm, "--model-path", model_path,
-                                "--steps", str(args.steps), "--threads", str(args.threads), "--json-out", f.name],
-                               check=True, env=env)
+                proc = subprocess.run([sys.executable, __file__, "--arm", arm, "--model-path", model_path,
+                                       "--steps", str(args.steps), "--threads", str(args.threads),
+                                       "--json-out", f.name],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                if proc.returncode != 0:  # child logs (progress bars, TRL's log dicts) only on failure
+                    sys.exit(f"{arm} arm failed (exit {proc.returncode}):\n{proc.stdout[-5000:]}")
                 r = json.loads(Path(f.name).read_text())
+            r["loadavg_1m_after"] = os.getloadavg()[0]
             results[arm].append(r)
             print(f"  run {rep + 1} {arm:4s}: train {r['train_s']:.1f} s, setup {r['setup_s']:.1f} s, "
-                  f"import {r['import_s']:.1f} s, loss {r['final_loss']:.3f}", flush=True)
+                  f"import {r['import_s']:.1f} s, loss {r['final_loss']:.3f}, "
+                  f"1-min load avg after {r['loadavg_1m_after']:.2f}", flush=True)
 
     best = {arm: min(runs, key=lambda r: r["train_s"]) for arm, runs in results.items()}
     headers = ["arm", "train s (best)", "train s (all)", "s/step", "tokens", "tok/s", "final loss",
-               "mean loss last epoch", "import s", "setup s", "peak RSS MB", "threads"]
+               "mean loss last epoch", "startup s", "import s", "setup s", "peak RSS MB", "threads"]
     rows = []
     for arm in ("lean", "trl"):
         b = best[arm]
         rows.append([b["arm"], b["train_s"], " / ".join(f"{r['train_s']:.1f}" for r in results[arm]),
                      b["train_s"] / b["steps"], b["tokens"], b["tokens"] / b["train_s"], b["final_loss"],
-                     b["mean_loss_last_epoch"], b["import_s"], b["setup_s"], b["peak_rss_mb"], b["threads"]])
+                     b["mean_loss_last_epoch"], b["import_s"] + b["setup_s"], b["import_s"], b["setup_s"], b["peak_rss_mb"], b["threads"]])
     print()
     print(table(headers, rows))
     lean, trl = best["lean"], best["trl"]
     print(f"\nratio lean/TRL: train time {lean['train_s'] / trl['train_s']:.2f}, "
           f"tok/s {(lean['tokens'] / lean['train_s']) / (trl['tokens'] / trl['train_s']):.2f}, "
-          f"import+setup {(lean['import_s'] + lean['setup_s']) / (trl['import_s'] + trl['setup_s']):.2f}, "
+          f"startup (import+setup) {(lean['import_s'] + lean['setup_s']) / (trl['import_s'] + trl['setup_s']):.2f}, "
           f"peak RSS {lean['peak_rss_mb'] / trl['peak_rss_mb']:.2f}")
 
 

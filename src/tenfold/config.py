@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = 5.0
     job_lease_seconds: float = 60.0
     max_resident_adapters: int = 32
+    prefix_cache_tokens: int = 4096  # KV kept for prefix reuse, in tokens (about 46 KB each for SmolLM2-135M)
     verify_max_tokens: int = 4
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 

@@ -163,3 +163,20 @@ def test_bad_prompts_are_400_not_500(server):
             assert r.json()["error"]["type"] == "invalid_request_error"
         r = c.post("/completions", json={"model": "tiny-random-llama", "prompt": ["a", "b"]})
         assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+
+
+def test_prefix_cache_hits_are_reported_billed_and_per_organization(server):
+    messages = [{"role": "system", "content": "You are a terse assistant for the prefix cache test. " * 3},
+                {"role": "user", "content": "Say something."}]
+    body = {"model": "tiny-random-llama", "messages": messages, "max_tokens": 3, "temperature": 0}
+    with server.client() as c:
+        first = c.post("/chat/completions", json=body).json()
+        second = c.post("/chat/completions", json=body).json()
+        assert second["usage"]["prompt_tokens_details"]["cached_tokens"] >= 32
+        assert second["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
+        row = c.get("/usage", params={"limit": 1}).json()["data"][0]
+        assert row["request_id"] == second["id"]
+        assert row["cached_tokens"] == second["usage"]["prompt_tokens_details"]["cached_tokens"]
+    with server.client(new_org_key(server, "cache-neighbour")) as o:
+        theirs = o.post("/chat/completions", json=body).json()
+        assert theirs["usage"]["prompt_tokens_details"]["cached_tokens"] == 0

@@ -36,6 +36,7 @@ def create_engine(settings: "Settings", base_model: str) -> Engine:
         base_model,
         max_resident_adapters=settings.max_resident_adapters,
         torch_threads=settings.torch_threads,
+        prefix_cache_tokens=settings.prefix_cache_tokens,
     )
 
 

@@ -2,9 +2,11 @@
 
 Owns: loading the base model, the engine thread (admission, one forward per active request per
 iteration with its own ``DynamicCache`` and its own adapter, finishing), and the asyncio front
-(``generate`` streams ``GenerationDelta``s). Correct rather than fast: no batching across requests and
-no prefix cache (``cached_tokens`` is always 0). Does not own: sampling (``sampler``), text and stop
-strings (``detokenize``), adapter residency (``lora``), chat templates (``chat``).
+(``generate`` streams ``GenerationDelta``s). Correct rather than fast: no batching across requests; a
+finished request's KV goes to the prefix cache (``prefix_cache``) and later prompts that share its
+prefix (same adapter, same organization) skip recomputing it, reported as ``cached_tokens``. Does not own:
+sampling (``sampler``), text and stop strings (``detokenize``), adapter residency (``lora``), chat
+templates (``chat``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from tenfold.engine.chat import eos_token_ids, render_chat
 from tenfold.engine.detokenize import IncrementalDetokenizer, StopStringMatcher
 from tenfold.engine.lora import AdapterManager
+from tenfold.engine.prefix_cache import PrefixCache
 from tenfold.engine.sampler import make_generator, sample_next, validate_sampling
 from tenfold.engine.sequence import RequestState
 from tenfold.engine.types import AdapterRef, EngineError, GenerationDelta, GenerationRequest
@@ -36,7 +39,8 @@ class SimpleEngine:
     """An ``Engine`` for one base model folder; see the module docstring."""
 
     def __init__(
-        self, model_path: Path | str, base_model_name: str, *, max_resident_adapters: int = 32, torch_threads: int = 0
+        self, model_path: Path | str, base_model_name: str, *, max_resident_adapters: int = 32, torch_threads: int = 0,
+        prefix_cache_tokens: int = 4096,
     ) -> None:
         self.model_path = Path(model_path)
         self.base_model = base_model_name
@@ -58,6 +62,7 @@ class SimpleEngine:
         self._vocab_size = 0
         self.eos_token_ids: set[int] = set()
         self._active: list[RequestState] = []
+        self._prefix = PrefixCache(max_tokens=prefix_cache_tokens)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -229,6 +234,7 @@ class SimpleEngine:
             self._step(state)
         except BaseException as exc:  # noqa: BLE001
             log.exception("request %s failed", state.request.request_id)
+            state.cache = None  # possibly half-updated: never offered to the prefix cache
             state.fail(exc)
         if state.finished:
             self._retire(state)
@@ -236,6 +242,8 @@ class SimpleEngine:
     def _retire(self, state: RequestState) -> None:
         if state in self._active:
             self._active.remove(state)
+        if state.cache is not None:
+            self._remember_prefix(state)
         state.cache = None
         self._release(state)
 
@@ -245,13 +253,29 @@ class SimpleEngine:
             state.acquired = None
             self._adapters.evict_over_limit()
 
+    @staticmethod
+    def _namespace(state: RequestState) -> str:
+        return f"{state.digest or 'base'}|{state.request.cache_salt}"
+
+    def _remember_prefix(self, state: RequestState) -> None:
+        """Offer the KV of prompt + generated tokens (all but the last, which was never fed) to the cache."""
+        length = state.cache.get_seq_length()
+        tokens = (list(state.request.prompt_token_ids) + state.generated)[:length]
+        kv = [(layer.keys, layer.values) for layer in state.cache.layers]
+        self._prefix.store(self._namespace(state), tokens, kv)
+
     def _step(self, state: RequestState) -> None:
         """One forward for ``state``: the prefill, or one decode token; then sample and emit."""
         if state.cache is None:
             from transformers import DynamicCache
 
+            prompt = list(state.request.prompt_token_ids)
+            hit, kv = self._prefix.lookup(self._namespace(state), prompt)
             state.cache = DynamicCache(config=self._model.config)
-            input_ids = torch.tensor([state.request.prompt_token_ids], dtype=torch.long)
+            for layer_idx, (k, v) in enumerate(kv or ()):
+                state.cache.update(k, v, layer_idx)
+            state.cached_tokens = hit
+            input_ids = torch.tensor([prompt[hit:]], dtype=torch.long)
         else:
             input_ids = torch.tensor([[state.generated[-1]]], dtype=torch.long)
         output = self._adapters.model(
