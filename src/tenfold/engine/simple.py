@@ -278,13 +278,10 @@ class SimpleEngine:
             input_ids = torch.tensor([prompt[hit:]], dtype=torch.long)
         else:
             input_ids = torch.tensor([[state.generated[-1]]], dtype=torch.long)
-        output = self._adapters.model(
-            input_ids=input_ids,
-            past_key_values=state.cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **self._adapters.forward_kwargs(state.digest),
-        )
+        with self._adapters.activate(state.digest):
+            output = self._adapters.model(
+                input_ids=input_ids, past_key_values=state.cache, use_cache=True, logits_to_keep=1
+            )
         token = sample_next(output.logits[0, -1], state.request.sampling, state.generator)
         state.generated.append(token)
         state.pending_ids.append(token)
