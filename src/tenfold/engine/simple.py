@@ -168,7 +168,8 @@ class SimpleEngine:
                 try:
                     if not self._drain_inbox(block=not self._active):
                         break
-                    for state in list(self._active):
+                    # One forward per request per iteration, grouped by adapter so switches stay few.
+                    for state in sorted(self._active, key=lambda st: st.digest or ""):
                         if state.cancelled.is_set() and not state.finished:
                             self._retire(state)
                             continue
@@ -278,10 +279,13 @@ class SimpleEngine:
             input_ids = torch.tensor([prompt[hit:]], dtype=torch.long)
         else:
             input_ids = torch.tensor([[state.generated[-1]]], dtype=torch.long)
-        with self._adapters.activate(state.digest):
-            output = self._adapters.model(
-                input_ids=input_ids, past_key_values=state.cache, use_cache=True, logits_to_keep=1
-            )
+        output = self._adapters.model(
+            input_ids=input_ids,
+            past_key_values=state.cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **self._adapters.forward_kwargs(state.digest),
+        )
         token = sample_next(output.logits[0, -1], state.request.sampling, state.generator)
         state.generated.append(token)
         state.pending_ids.append(token)
