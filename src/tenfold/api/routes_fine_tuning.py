@@ -27,8 +27,7 @@ def _steps(s, job_id: str) -> list[int]:
 
 @router.post("")
 def create(request: Request, body: JobCreate, p: Principal = Depends(principal)) -> dict:
-    row, steps = submit.create_job(ctx(request), p, body)
-    return job_obj(row, steps)
+    return job_obj(submit.create_job(ctx(request), p, body))
 
 
 @router.get("")

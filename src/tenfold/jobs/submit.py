@@ -45,7 +45,7 @@ def served_base_models(c: ServerContext) -> list[str]:
     return [c.settings.base_model]
 
 
-def create_job(c: ServerContext, p: Principal, body: JobCreate) -> tuple[FineTuningJob, list[int]]:
+def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob:
     bases = served_base_models(c)
     if body.model not in bases:
         raise bad_request(f"Unknown base model '{body.model}'. This server fine-tunes: {', '.join(bases)}.",
@@ -82,5 +82,5 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> tuple[FineTun
                               validation_file=body.validation_file, suffix=body.suffix, seed=seed,
                               spec=spec.model_dump(mode="json"), hyperparameters=hp)
         repo.add_event(s, job_id=job_id, message=f"Created fine-tuning job {job_id} on {body.model}; queued.")
-    return row, []
+    return row
 
