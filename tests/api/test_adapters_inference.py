@@ -180,3 +180,27 @@ def test_prefix_cache_hits_are_reported_billed_and_per_organization(server):
     with server.client(new_org_key(server, "cache-neighbour")) as o:
         theirs = o.post("/chat/completions", json=body).json()
         assert theirs["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+
+
+def test_client_that_disconnects_mid_stream_is_billed_once_for_what_was_generated(server):
+    import time
+
+    marker = "disconnect-test " * 4
+    body = {"model": "tiny-random-llama", "messages": [{"role": "user", "content": marker}], "max_tokens": 400,
+            "stream": True, "temperature": 0}
+    with server.client() as c:
+        with c.stream("POST", "/chat/completions", json=body) as r:
+            first = next(ln for ln in r.iter_lines() if ln.startswith("data: "))
+            request_id = json.loads(first[6:])["id"]
+        # the connection is closed here, long before 400 tokens
+        deadline = time.time() + 30
+        rows = []
+        while time.time() < deadline:
+            rows = [u for u in c.get("/usage", params={"limit": 100}).json()["data"] if u["request_id"] == request_id]
+            if rows:
+                break
+            time.sleep(0.2)
+        assert len(rows) == 1, "exactly one usage row for the cut-off request"
+        assert rows[0]["finish_reason"] == "abort" and rows[0]["completion_tokens"] < 400
+        assert c.get("/health").status_code in (200, 404)
+        assert c.post("/chat/completions", json={**body, "stream": False, "max_tokens": 2}).status_code == 200

@@ -54,3 +54,19 @@ def test_auth_required_and_bad_key(server):
     assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
     r = httpx.get(server.base_url + "/files", headers={"Authorization": "Bearer tf-wrong"})
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+
+
+def test_too_large_upload_is_413_and_nothing_stored(tmp_path, model_cache):
+    from tests.conftest import start_server, stop_server
+
+    small = start_server(tmp_path / "home", model_cache, extra_env={"TENFOLD_MAX_UPLOAD_BYTES": "200"})
+    try:
+        with small.client() as c:
+            r = upload(c, jsonl(TRAIN_ROWS))
+            assert r.status_code == 413
+            assert "200 byte limit" in r.json()["error"]["message"]
+            assert c.get("/files").json()["data"] == []
+            assert upload(c, jsonl(TRAIN_ROWS[:1])).status_code == 200
+        assert [p.name for p in (small.home / "artifacts" / "files").iterdir() if p.name.startswith(".")] == []
+    finally:
+        stop_server(small)

@@ -7,6 +7,7 @@ mid-stream is still billed for what was generated).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -40,11 +41,11 @@ class Call:
     route: model_router.Route
 
 
-def _prepare(request: Request, p: Principal, body, prompt_ids_fn, kind: str) -> Call:
+async def _prepare(request: Request, p: Principal, body, prompt_ids_fn, kind: str) -> Call:
     c: ServerContext = ctx(request)
     if body.n != 1:
         raise bad_request("Only n=1 is supported; send several requests instead.", param="n")
-    route = model_router.resolve(c, p, body.model)
+    route = await asyncio.to_thread(model_router.resolve, c, p, body.model)  # database: off the event loop
     model_router.check_expected_checkpoint(route, request.headers.get(EXPECTED_HEADER))
     engine = c.engine
     prompt_ids = prompt_ids_fn(engine)
@@ -91,14 +92,15 @@ class _Tally:
             self.finish = d.finish_reason
 
 
-def _meter(request: Request, p: Principal, call: Call, t: _Tally) -> None:
+async def _meter(request: Request, p: Principal, call: Call, t: _Tally) -> None:
     c = ctx(request)
-    c.meter.record(UsageEntry(
+    # Shielded: a client that disconnects cancels this task, but its usage row must still be written.
+    await asyncio.shield(asyncio.to_thread(c.meter.record, UsageEntry(
         request_id=call.request_id, organization_id=p.organization_id, api_key_id=p.api_key_id,
         endpoint="chat.completions" if call.kind == "chat" else "completions", model=call.model,
         base_model=call.route.base_model, adapter_digest=call.route.adapter.digest if call.route.adapter else None,
         checkpoint=call.route.checkpoint, prompt_tokens=t.prompt or len(call.gen.prompt_token_ids),
-        cached_tokens=t.cached, completion_tokens=t.completion, finish_reason=t.finish or "abort"))
+        cached_tokens=t.cached, completion_tokens=t.completion, finish_reason=t.finish or "abort")))
 
 
 def _choice(call: Call, text: str, finish: str | None, *, delta: bool, first: bool = False) -> dict:
@@ -137,7 +139,7 @@ async def _run(request: Request, p: Principal, call: Call):
             raise bad_request(str(e)) from None
         finally:
             await _close(stream)
-            _meter(request, p, call, tally)
+            await _meter(request, p, call, tally)
         body = {"id": call.request_id, "object": obj, "created": created, "model": call.model,
                 "choices": [_choice(call, "".join(parts), tally.finish, delta=False)],
                 "usage": _usage(tally.prompt, tally.cached, tally.completion), "system_fingerprint": None}
@@ -148,7 +150,7 @@ async def _run(request: Request, p: Principal, call: Call):
         first = await anext(stream, None)
     except EngineError as e:
         await _close(stream)
-        _meter(request, p, call, tally)
+        await _meter(request, p, call, tally)
         raise bad_request(str(e)) from None
 
     def sse(payload: dict) -> str:
@@ -181,7 +183,7 @@ async def _run(request: Request, p: Principal, call: Call):
             yield sse({"error": {"message": str(e), "type": "invalid_request_error", "param": None, "code": None}})
         finally:
             await _close(stream)
-            _meter(request, p, call, tally)
+            await _meter(request, p, call, tally)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={**_headers(call), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -192,7 +194,7 @@ async def chat_completions(request: Request, body: ChatCompletionRequest, p: Pri
     if body.tools:
         raise bad_request("Tool calling is not supported yet; send plain messages.", param="tools")
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-    call = _prepare(request, p, body, lambda engine: engine.chat_prompt(messages), "chat")
+    call = await _prepare(request, p, body, lambda engine: engine.chat_prompt(messages), "chat")
     return await _run(request, p, call)
 
 
@@ -213,6 +215,6 @@ async def completions(request: Request, body: CompletionRequest, p: Principal = 
         if not prompt:
             raise bad_request("prompt must not be empty.", param="prompt")
         fn = lambda engine: engine.encode(prompt)  # noqa: E731
-    call = _prepare(request, p, body, fn, "text")
+    call = await _prepare(request, p, body, fn, "text")
     return await _run(request, p, call)
 
