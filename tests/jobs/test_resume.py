@@ -21,7 +21,7 @@ def test_job_resumes_from_last_checkpoint_after_server_stops(tmp_path, model_cac
             fid = upload(c, jsonl(TRAIN_ROWS * 4)).json()["id"]
             job_id = c.post("/fine_tuning/jobs", json={
                 "model": "tiny-random-llama", "training_file": fid, "seed": 5,
-                "hyperparameters": {"n_epochs": 3, "batch_size": 1, "lora_r": 2, "checkpoint_every": 10}}).json()["id"]
+                "hyperparameters": {"n_epochs": 15, "batch_size": 1, "lora_r": 2, "checkpoint_every": 10}}).json()["id"]
             deadline = time.time() + 120
             while not c.get(f"/fine_tuning/jobs/{job_id}/checkpoints").json()["data"]:
                 assert time.time() < deadline, "no checkpoint appeared"
