@@ -206,14 +206,12 @@ async def completions(request: Request, body: CompletionRequest, p: Principal = 
             raise bad_request("Only one prompt per request is supported; send several requests instead.",
                               param="prompt")
         prompt = prompt[0]
+    if not prompt:
+        raise bad_request("prompt must not be empty.", param="prompt")
     if isinstance(prompt, list):
-        if not prompt:
-            raise bad_request("prompt must not be empty.", param="prompt")
         ids = list(prompt)
         fn = lambda engine: ids  # noqa: E731
     else:
-        if not prompt:
-            raise bad_request("prompt must not be empty.", param="prompt")
         fn = lambda engine: engine.encode(prompt)  # noqa: E731
     call = await _prepare(request, p, body, fn, "text")
     return await _run(request, p, call)

@@ -38,8 +38,6 @@ class PrefixCache:
         self._index: dict[bytes, tuple[int, int]] = {}  # block-chain hash → (entry id, tokens covered)
         self._next_id = 0
         self._tokens = 0
-        self.hits = 0
-        self.lookups = 0
 
     @property
     def cached_tokens(self) -> int:
@@ -57,7 +55,6 @@ class PrefixCache:
 
     def lookup(self, namespace: str, prompt: list[int]) -> tuple[int, KV | None]:
         """The longest cached prefix of ``prompt`` (≤ len(prompt) - 1, whole blocks): (length, KV views)."""
-        self.lookups += 1
         usable_blocks = (len(prompt) - 1) // self.block_size
         if usable_blocks <= 0 or not self._entries:
             return 0, None
@@ -71,7 +68,6 @@ class PrefixCache:
             if entry is None or list(entry.tokens[:length]) != prompt[:length]:
                 continue  # evicted or a hash collision: confirmed by tokens, never trusted blindly
             self._entries.move_to_end(entry_id)
-            self.hits += 1
             return length, [(k[:, :, :length], v[:, :, :length]) for k, v in entry.kv]
         return 0, None
 

@@ -34,13 +34,25 @@ def heartbeat(db: Database, *, job_id: str, worker_id: str) -> bool:
         return True
 
 
+def _requeue(s, *, job_id: str, message: str) -> None:
+    repo.update_job(s, job_id=job_id, status="queued", worker_id=None)
+    repo.add_event(s, job_id=job_id, level="warn", message=message)
+
+
 def requeue_stale(db: Database, *, lease_seconds: float) -> list[str]:
     out = []
     with db.session() as s:
         for job in repo.stale_running_jobs(s, older_than=time.time() - lease_seconds):
-            repo.update_job(s, job_id=job.id, status="queued", worker_id=None)
-            repo.add_event(s, job_id=job.id, level="warn",
-                           message="The worker running this job stopped responding; requeued to resume from "
-                                   "the last checkpoint.")
+            _requeue(s, job_id=job.id, message="The worker running this job stopped responding; requeued to "
+                                               "resume from the last checkpoint.")
             out.append(job.id)
     return out
+
+
+def release(db: Database, *, job_id: str, worker_id: str) -> None:
+    """A worker shutting down cleanly hands its running job back at once (no lease to wait out)."""
+    with db.session() as s:
+        job = repo.get_job(s, job_id=job_id, organization_id=None)
+        if job is not None and job.status == "running" and job.worker_id == worker_id:
+            _requeue(s, job_id=job_id, message="The server stopped; the job is queued again and resumes from its "
+                                               "last checkpoint when a worker is available.")

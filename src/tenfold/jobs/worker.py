@@ -144,7 +144,7 @@ class Worker:
                     return
             if self._stop.is_set():
                 self._terminate(proc)
-                self._requeue(job_id)
+                queue.release(self.db, job_id=job_id, worker_id=self.worker_id)
                 return
             try:
                 raw = lines.get(timeout=0.5)
@@ -217,15 +217,6 @@ class Worker:
                     repo.add_event(s, job_id=job_id, level="error", message=f"Job failed: {ev.get('message')}")
                 return "error"
         return None
-
-    def _requeue(self, job_id: str) -> None:
-        """Clean shutdown: hand the job back at once so the next worker resumes it from its last checkpoint."""
-        with self.db.session() as s:
-            job = repo.get_job(s, job_id=job_id, organization_id=None)
-            if job is not None and job.status == "running" and job.worker_id == self.worker_id:
-                repo.update_job(s, job_id=job_id, status="queued", worker_id=None)
-                repo.add_event(s, job_id=job_id, level="warn", message="The server stopped; the job is queued again "
-                               "and resumes from its last checkpoint when a worker is available.")
 
     def _fail(self, job_id: str, message: str, *, user_error: bool) -> None:
         code = "invalid_training_file" if user_error else "training_error"

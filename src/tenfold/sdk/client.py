@@ -23,6 +23,7 @@ from tenfold.sdk.jobs import Jobs
 # httpx's "use the client default" sentinel for a per-request timeout.
 _UNSET_TIMEOUT: Any = httpx.USE_CLIENT_DEFAULT
 
+
 class Tenfold:
     """A client for one tenfold server. ``base_url`` may end in ``/v1`` or not."""
 
