@@ -17,6 +17,14 @@ class EngineError(Exception):
     """A request the engine cannot serve (bad sampling values, prompt too long)."""
 
 
+class EngineOverloaded(EngineError):
+    """The engine's waiting queue is full; the api answers 429 with ``Retry-After``."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class AdapterError(EngineError):
     """An adapter that cannot be loaded onto this base model (wrong base, no matching modules, bad files)."""
 
@@ -46,6 +54,8 @@ class GenerationRequest:
     adapter: AdapterRef | None = None
     # Namespace for prefix caching, set by the server (the organization), never by the client.
     cache_salt: str = ""
+    # Scheduling class: 0 is interactive; higher numbers (the Batch API uses 1) run only in spare capacity.
+    priority: int = 0
 
 
 @dataclass
