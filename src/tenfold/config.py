@@ -51,8 +51,16 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 0.5
     job_heartbeat_seconds: float = 5.0
     job_lease_seconds: float = 60.0
-    max_resident_adapters: int = 32
-    prefix_cache_tokens: int = 4096  # KV kept for prefix reuse, in tokens (about 46 KB each for SmolLM2-135M)
+    # Engine (DESIGN §4). The KV pool is sized in bytes (about 46 KB per token for SmolLM2-135M in float32);
+    # it holds running sequences and, in its free blocks, the prefix cache.
+    kv_cache_bytes: int = 1 << 30
+    kv_block_size: int = 16
+    max_num_seqs: int = 64  # sequences in one running batch
+    max_batched_tokens: int = 512  # tokens per engine step (decodes plus prefill chunks)
+    max_waiting_requests: int = 1024  # beyond this the api answers 429 with Retry-After
+    max_resident_adapters: int = 64  # adapter slots used by running batches
+    host_adapters: int = 256  # adapters kept in host memory (LRU) behind the slots; the rest reload from disk
+    engine_device: str = "auto"  # auto: cuda (bfloat16) when present, else cpu (float32)
     verify_max_tokens: int = 4
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 

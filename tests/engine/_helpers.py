@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from tenfold.engine.simple import SimpleEngine
+from tenfold.engine.async_engine import EngineOptions, LocalEngine
 from tenfold.engine.types import AdapterRef, GenerationDelta, GenerationRequest, SamplingParams
 from tenfold.models.registry import load_causal_lm
 
@@ -29,12 +29,13 @@ def make_adapter(base_path: Path, out: Path, *, seed: int, base_name: str = TINY
 
 
 def run_with_engine(
-    tiny_path: Path, body: Callable[[SimpleEngine], Awaitable], **engine_kwargs
+    tiny_path: Path, body: Callable[[LocalEngine], Awaitable], **options
 ):
-    """Start a ``SimpleEngine`` on the tiny model, run ``body(engine)``, stop it; return body's result."""
+    """Start a ``LocalEngine`` on the tiny model, run ``body(engine)``, stop it; return body's result."""
 
     async def main():
-        engine = SimpleEngine(tiny_path, TINY, torch_threads=1, **engine_kwargs)
+        engine = LocalEngine(tiny_path, TINY, EngineOptions(**{"torch_threads": 1, "kv_cache_bytes": 32 << 20,
+                                                                 **options}))
         await engine.start()
         try:
             return await body(engine)
@@ -44,9 +45,12 @@ def run_with_engine(
     return asyncio.run(main())
 
 
-async def collect(engine: SimpleEngine, prompt: list[int], adapter: AdapterRef | None = None, rid: str = "r", **sampling):
+async def collect(engine: LocalEngine, prompt: list[int], adapter: AdapterRef | None = None, rid: str = "r", **sampling):
     """All deltas of one request."""
-    request = GenerationRequest(rid, prompt, SamplingParams(**sampling), adapter=adapter)
+    salt = sampling.pop("cache_salt", "")
+    priority = sampling.pop("priority", 0)
+    request = GenerationRequest(rid, prompt, SamplingParams(**sampling), adapter=adapter, cache_salt=salt,
+                                priority=priority)
     return [delta async for delta in engine.generate(request)]
 
 

@@ -28,17 +28,15 @@ def create_engine(settings: "Settings", base_model: str) -> Engine:
 
     Resolving may convert the embedded GGUF on first use (about 20 s); call it off the event loop.
     """
-    from tenfold.engine.simple import SimpleEngine
+    from tenfold.engine.async_engine import EngineOptions, LocalEngine
     from tenfold.models.registry import resolve_base_model
 
     path = resolve_base_model(base_model, models_dir=settings.models_dir)
-    return SimpleEngine(
-        path,
-        base_model,
-        max_resident_adapters=settings.max_resident_adapters,
-        torch_threads=settings.torch_threads,
-        prefix_cache_tokens=settings.prefix_cache_tokens,
-    )
+    return LocalEngine(path, base_model, EngineOptions(
+        kv_cache_bytes=settings.kv_cache_bytes, block_size=settings.kv_block_size, max_num_seqs=settings.max_num_seqs,
+        max_batched_tokens=settings.max_batched_tokens, max_waiting=settings.max_waiting_requests,
+        adapter_slots=settings.max_resident_adapters, host_adapters=settings.host_adapters,
+        torch_threads=settings.torch_threads, device=settings.engine_device))
 
 
 __all__ = [

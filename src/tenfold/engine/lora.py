@@ -1,214 +1,308 @@
-"""Adapter residency for the simple engine: validate PEFT LoRA folders, load them into one ``PeftModel``
-under their digest, keep at most ``max_resident`` of them (LRU, never evicting one in use).
+"""Adapter residency for the engine: validate PEFT LoRA folders, read them into fused per-layer matrices,
+and keep them in three tiers: a fixed number of *slots* (pinned by running sequences, on the engine's
+device), a host-memory LRU, and disk (the adapter folder, the source of truth).
 
-Owns: adapter validation (files, type, base model, target modules, shapes) and the resident set.
-Every method except ``validate`` must run on the engine thread (they mutate the model).
-Does not own: the forward pass or scheduling (``simple``).
+Owns: ``validate`` (files, type, base model, target modules, shapes; loud ``AdapterError``s at deploy
+time), reading weights (scale folded into B; q/k/v and gate/up fused; any subset of modules and mixed
+ranks), the background loader (disk reads never block an engine step), and LRU eviction of idle slots
+and host copies. Does not own: the matmuls (``layers.add_lora``) or scheduling (``scheduler``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import math
 import re
+import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tenfold.engine.model import LORA_GROUPS, ModelShape
 from tenfold.engine.types import AdapterError, AdapterRef
 from tenfold.models.registry import is_same_base
 
 log = logging.getLogger(__name__)
 
-BASE_ADAPTER_NAME = "__base__"  # PEFT's name for "no adapter" in mixed-adapter forwards
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
-_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<part>lora_[AB])(?:\.[^.]+)?\.weight$")
+_LORA_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?:model\.)?layers\.(?P<layer>\d+)\.(?:self_attn|mlp)\.(?P<module>\w+)"
+    r"\.(?P<part>lora_[AB])(?:\.[^.]+)?\.weight$")
+_ANY_LORA = re.compile(r"\.lora_[AB](?:\.[^.]+)?\.weight$")
 
 
-def peft_name(digest: str) -> str:
-    """The PEFT adapter name for a digest: the digest itself, made safe for module names ('.' is not)."""
-    if _SAFE_NAME.match(digest):
-        return digest
-    return "adapter_" + hashlib.sha256(digest.encode()).hexdigest()[:32]
+@dataclass
+class AdapterWeights:
+    digest: str
+    layers: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]  # group -> (A [r_sum, in], B [out, r_sum])
+    nbytes: int = 0
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> "AdapterWeights":
+        if all(a.device == device for layer in self.layers for a, _ in layer.values()):
+            return self
+        layers = [{g: (a.to(device), b.to(device)) for g, (a, b) in layer.items()} for layer in self.layers]
+        return AdapterWeights(self.digest, layers, self.nbytes, self.ranks)
 
 
-class AdapterManager:
-    def __init__(self, model: Any, *, model_path: Path, base_name: str, max_resident: int) -> None:
-        if max_resident < 1:
-            raise ValueError(f"max_resident_adapters must be >= 1, got {max_resident}")
-        self._base = model
-        self._peft: Any = None
-        self._model_path = Path(model_path)
-        self._base_name = base_name
-        self.max_resident = max_resident
-        self._resident: OrderedDict[str, int] = OrderedDict()  # digest -> active request count
-        self._shapes: dict[str, tuple[int, int]] = {
-            name: (module.in_features, module.out_features)
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)
-        }
+def _module_names(shape: ModelShape) -> dict[str, tuple[int, int]]:
+    """Linear modules of the base: name → (in_features, out_features)."""
+    q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+    dims = {"q_proj": (shape.hidden, q), "k_proj": (shape.hidden, kv), "v_proj": (shape.hidden, kv),
+            "o_proj": (q, shape.hidden), "gate_proj": (shape.hidden, shape.intermediate),
+            "up_proj": (shape.hidden, shape.intermediate), "down_proj": (shape.intermediate, shape.hidden)}
+    return dims
 
-    # ---- validation (any thread) -------------------------------------------------------------
-    def validate(self, ref: AdapterRef) -> dict:
-        """Check the folder can serve on this base model; return its adapter config. Raises ``AdapterError``."""
-        path = Path(ref.path)
-        if not path.is_dir():
-            raise AdapterError(f"adapter {ref.digest}: folder {path} does not exist")
-        config_file = path / "adapter_config.json"
-        if not config_file.is_file():
-            raise AdapterError(f"adapter {ref.digest}: {path} has no adapter_config.json; is it a PEFT adapter folder?")
-        try:
-            config = json.loads(config_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise AdapterError(f"adapter {ref.digest}: adapter_config.json is not valid JSON: {exc}") from exc
-        if str(config.get("peft_type", "")).upper() != "LORA":
-            raise AdapterError(
-                f"adapter {ref.digest}: peft_type is {config.get('peft_type')!r}; only LORA adapters are served"
-            )
-        declared = config.get("base_model_name_or_path") or ""
-        if declared and not is_same_base(declared, base_name=self._base_name, model_path=self._model_path):
-            raise AdapterError(
-                f"adapter {ref.digest} was trained on base model {declared!r}, but this engine serves "
-                f"{self._base_name!r}; deploy it on a deployment of {declared!r} or retrain it on {self._base_name!r}"
-            )
-        self._check_targets(ref, config.get("target_modules"))
-        weights = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
-        if not weights:
-            raise AdapterError(f"adapter {ref.digest}: {path} has no weights ({' or '.join(WEIGHT_FILES)})")
-        if weights[0].suffix == ".safetensors":
-            self._check_shapes(ref, weights[0])
-        return config
 
-    def _check_targets(self, ref: AdapterRef, targets: Any) -> None:
-        names = list(self._shapes)
-        if targets is None or targets == "all-linear":
-            return
+def read_adapter_config(ref: AdapterRef) -> dict:
+    path = Path(ref.path)
+    if not path.is_dir():
+        raise AdapterError(f"adapter {ref.digest}: folder {path} does not exist")
+    config_file = path / "adapter_config.json"
+    if not config_file.is_file():
+        raise AdapterError(f"adapter {ref.digest}: {path} has no adapter_config.json; is it a PEFT adapter folder?")
+    try:
+        return json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise AdapterError(f"adapter {ref.digest}: adapter_config.json is not valid JSON: {exc}") from exc
+
+
+def validate_adapter(ref: AdapterRef, *, shape: ModelShape, base_name: str, model_path: Path) -> dict:
+    """Check the folder can serve on this base model; return its adapter config. Raises ``AdapterError``."""
+    config = read_adapter_config(ref)
+    if str(config.get("peft_type", "")).upper() != "LORA":
+        raise AdapterError(f"adapter {ref.digest}: peft_type is {config.get('peft_type')!r}; only LORA adapters "
+                           "are served")
+    if config.get("use_dora"):
+        raise AdapterError(f"adapter {ref.digest}: DoRA adapters are not served; train with use_dora=false")
+    declared = config.get("base_model_name_or_path") or ""
+    if declared and not is_same_base(declared, base_name=base_name, model_path=model_path):
+        raise AdapterError(
+            f"adapter {ref.digest} was trained on base model {declared!r}, but this engine serves {base_name!r}; "
+            f"deploy it on a deployment of {declared!r} or retrain it on {base_name!r}")
+    modules = _module_names(shape)
+    targets = config.get("target_modules")
+    if targets not in (None, "all-linear"):
+        full_names = [f"model.layers.{i}.{'self_attn' if m in ('q_proj', 'k_proj', 'v_proj', 'o_proj') else 'mlp'}.{m}"
+                      for i in range(shape.layers) for m in modules]
         if isinstance(targets, str):
-            matched = any(re.fullmatch(targets, name) for name in names)
+            matched = any(re.fullmatch(targets, n) for n in full_names)
         else:
             wanted = set(targets)
-            matched = any(name in wanted or name.rsplit(".", 1)[-1] in wanted for name in names)
+            matched = any(n.rsplit(".", 1)[-1] in wanted or n in wanted for n in full_names)
         if not matched:
-            suffixes = sorted({name.rsplit(".", 1)[-1] for name in names})
-            raise AdapterError(
-                f"adapter {ref.digest}: target_modules {targets!r} match no module of base model "
-                f"{self._base_name!r}; its linear modules are {suffixes}"
-            )
+            raise AdapterError(f"adapter {ref.digest}: target_modules {targets!r} match no module of base model "
+                               f"{base_name!r}; its linear modules are {sorted(modules)}")
+    path = Path(ref.path)
+    weights = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
+    if not weights:
+        raise AdapterError(f"adapter {ref.digest}: {path} has no weights ({' or '.join(WEIGHT_FILES)})")
+    if weights[0].suffix != ".safetensors":
+        raise AdapterError(f"adapter {ref.digest}: only adapter_model.safetensors is served; re-save it with "
+                           "safe_serialization=True")
+    _check_shapes(ref, weights[0], shape, modules)
+    return config
 
-    def _check_shapes(self, ref: AdapterRef, weights: Path) -> None:
-        from safetensors import safe_open
 
+def _check_shapes(ref: AdapterRef, file: Path, shape: ModelShape, modules: dict[str, tuple[int, int]]) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as exc:  # corrupt or truncated file
+        raise AdapterError(f"adapter {ref.digest}: cannot read {file.name}: {exc}") from exc
+    lora_keys = [k for k in shapes if _ANY_LORA.search(k)]
+    if not lora_keys:
+        raise AdapterError(f"adapter {ref.digest}: {file.name} holds no LoRA weights")
+    for key in lora_keys:
+        m = _LORA_KEY.match(key)
+        if m is None or m["module"] not in modules or int(m["layer"]) >= shape.layers:
+            raise AdapterError(f"adapter {ref.digest}: weight {key} targets a module the base model lacks or "
+                               f"the engine does not adapt (it adapts {sorted(modules)})")
+        in_f, out_f = modules[m["module"]]
+        s = shapes[key]
+        ok = len(s) == 2 and (s[1] == in_f if m["part"] == "lora_A" else s[0] == out_f)
+        if not ok:
+            raise AdapterError(f"adapter {ref.digest}: weight {key} has shape {list(s)}, which does not fit "
+                               f"{m['module']} ({in_f} -> {out_f}) of this base model")
+
+
+def load_adapter_weights(ref: AdapterRef, *, shape: ModelShape, dtype: torch.dtype) -> AdapterWeights:
+    """Read an adapter (already validated) into fused per-layer (A, B) pairs with the scale folded into B."""
+    from safetensors.torch import load_file
+
+    config = read_adapter_config(ref)
+    state = load_file(str(Path(ref.path) / WEIGHT_FILES[0]))
+    parts: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        m = _LORA_KEY.match(key)
+        if m:
+            parts.setdefault((int(m["layer"]), m["module"]), {})[m["part"]] = tensor
+    alpha = float(config.get("lora_alpha") or config.get("r") or 8)
+    alpha_pattern = config.get("alpha_pattern") or {}
+    rslora = bool(config.get("use_rslora"))
+    ranks: dict[str, int] = {}
+    layers: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+    nbytes = 0
+    for i in range(shape.layers):
+        groups: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
+        for module, (group, index) in LORA_GROUPS.items():
+            p = parts.get((i, module))
+            if not p or "lora_A" not in p or "lora_B" not in p:
+                continue
+            a, b = p["lora_A"].to(torch.float32), p["lora_B"].to(torch.float32)
+            r = a.shape[0]
+            mod_alpha = float(next((v for k, v in alpha_pattern.items() if module in k), alpha))
+            scale = mod_alpha / math.sqrt(r) if rslora else mod_alpha / r
+            ranks[module] = r
+            groups.setdefault(group, []).append((index, a, b * scale))
+        fused: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for group, items in groups.items():
+            outs = shape.group_out(group)
+            r_sum = sum(a.shape[0] for _, a, _ in items)
+            big_a = torch.cat([a for _, a, _ in items]).to(dtype).contiguous()
+            big_b = torch.zeros(sum(outs), r_sum, dtype=dtype)
+            col = 0
+            for index, a, b in items:
+                row = sum(outs[:index])
+                big_b[row : row + outs[index], col : col + a.shape[0]] = b.to(dtype)
+                col += a.shape[0]
+            fused[group] = (big_a, big_b)
+            nbytes += big_a.numel() * big_a.element_size() + big_b.numel() * big_b.element_size()
+        layers.append(fused)
+    if not ranks:
+        raise AdapterError(f"adapter {ref.digest}: no LoRA weights for the modules the engine adapts")
+    return AdapterWeights(ref.digest, layers, nbytes, ranks)
+
+
+class AdapterStore:
+    """The three tiers. ``acquire``/``release``/``slot_weights`` run on the engine thread; loads from disk run
+    on a background thread and land in the host tier under a lock."""
+
+    def __init__(self, *, shape: ModelShape, base_name: str, model_path: Path, num_slots: int,
+                 host_capacity: int, dtype: torch.dtype, device: torch.device, metrics: Any = None) -> None:
+        if num_slots < 1:
+            raise ValueError(f"adapter slots must be >= 1, got {num_slots}")
+        self.shape, self.base_name, self.model_path = shape, base_name, Path(model_path)
+        self.num_slots, self.host_capacity = num_slots, max(host_capacity, num_slots)
+        self.dtype, self.device = dtype, device
+        self.metrics = metrics
+        self._refs: dict[str, AdapterRef] = {}  # every adapter seen: digest -> folder
+        self._host: OrderedDict[str, AdapterWeights] = OrderedDict()
+        self._slots: OrderedDict[str, tuple[AdapterWeights, int]] = OrderedDict()  # digest -> (weights, pins)
+        self._loading: set[str] = set()
+        self._failed: dict[str, AdapterError] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenfold-adapter-loader")
+        self.load_seconds: list[float] = []
+        self.on_loaded: Any = None  # callback to wake the engine loop
+
+    # ---- any thread -------------------------------------------------------------------------
+    def register(self, ref: AdapterRef) -> None:
+        with self._lock:
+            self._refs[ref.digest] = ref
+            self._failed.pop(ref.digest, None)  # a re-registered adapter gets a fresh try
+
+    def validate(self, ref: AdapterRef) -> dict:
+        return validate_adapter(ref, shape=self.shape, base_name=self.base_name, model_path=self.model_path)
+
+    def load_now(self, ref: AdapterRef) -> None:
+        """Validate and read ``ref`` into the host tier on the calling thread (deploy time)."""
+        self.register(ref)
+        self._load(ref.digest)
+        with self._lock:
+            if ref.digest in self._failed:
+                raise self._failed.pop(ref.digest)
+
+    def _load(self, digest: str) -> None:
+        import time
+
+        start = time.perf_counter()
+        with self._lock:
+            ref = self._refs[digest]
         try:
-            with safe_open(str(weights), framework="pt") as handle:
-                shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-        except Exception as exc:  # corrupt or truncated file
-            raise AdapterError(f"adapter {ref.digest}: cannot read {weights.name}: {exc}") from exc
-        lora = [(m, key) for key in shapes if (m := _LORA_KEY.match(key))]
-        if not lora:
-            raise AdapterError(f"adapter {ref.digest}: {weights.name} holds no LoRA weights")
-        for match, key in lora:
-            module = match["module"]
-            if module not in self._shapes:
-                raise AdapterError(f"adapter {ref.digest}: weight {key} targets {module!r}, which the base model lacks")
-            in_features, out_features = self._shapes[module]
-            shape = shapes[key]
-            expected_ok = shape[1] == in_features if match["part"] == "lora_A" else shape[0] == out_features
-            if len(shape) != 2 or not expected_ok:
-                raise AdapterError(
-                    f"adapter {ref.digest}: weight {key} has shape {list(shape)}, which does not fit "
-                    f"{module} ({in_features} -> {out_features}) of base model {self._base_name!r}"
-                )
+            self.validate(ref)
+            weights = load_adapter_weights(ref, shape=self.shape, dtype=self.dtype)
+        except AdapterError as exc:
+            with self._lock:
+                self._failed[digest] = exc
+                self._loading.discard(digest)
+        except Exception as exc:  # noqa: BLE001 - anything unreadable is the adapter's fault, said loudly
+            with self._lock:
+                self._failed[digest] = AdapterError(f"adapter {digest}: cannot load {ref.path}: {exc}")
+                self._loading.discard(digest)
+        else:
+            with self._lock:
+                self._host[digest] = weights
+                self._host.move_to_end(digest)
+                self._loading.discard(digest)
+                self._evict_host()
+            self.load_seconds.append(time.perf_counter() - start)
+            if self.metrics:
+                self.metrics.adapter_loads.inc()
+            log.info("loaded adapter %s (%.1f MB) in %.3f s", digest, weights.nbytes / 1e6, time.perf_counter() - start)
+        if self.on_loaded:
+            self.on_loaded()
 
-    # ---- residency (engine thread) -----------------------------------------------------------
-    @property
-    def model(self) -> Any:
-        """The module to call: the ``PeftModel`` once an adapter was loaded, else the base model."""
-        return self._peft if self._peft is not None else self._base
+    def _evict_host(self) -> None:
+        while len(self._host) > self.host_capacity:
+            victim = next((d for d in self._host if d not in self._slots), None)
+            if victim is None:
+                return
+            del self._host[victim]
+            if self.metrics:
+                self.metrics.evicted("host")
 
-    def forward_kwargs(self, digest: str | None) -> dict:
-        """Arguments that make the next (batch-of-one) forward use ``digest``'s adapter, or none.
-
-        An adapter request selects its adapter with ``set_adapter`` (about 19 ms per switch, so callers
-        group requests by adapter) and runs the plain PEFT forward, markedly cheaper than PEFT's
-        mixed-batch ``adapter_names`` path (72 vs 105 ms per decode step, bench/RESULTS.md). A base request
-        uses ``adapter_names=["__base__"]``: entering and leaving ``disable_adapter()`` costs about 67 ms.
-        """
-        if self._peft is None:
-            if digest is not None:
-                raise AdapterError(f"adapter {digest} is not resident")
-            return {}
-        if digest is None:
-            return {"adapter_names": [BASE_ADAPTER_NAME]}
-        name = peft_name(digest)
-        if self._peft.active_adapter != name:
-            self._peft.set_adapter(name)
-        return {}
-
-    def resident(self) -> list[str]:
-        """Digests in LRU order (least recently used first)."""
-        return list(self._resident)
-
-    def is_resident(self, digest: str) -> bool:
-        return digest in self._resident
-
-    def load(self, ref: AdapterRef) -> None:
-        """Make ``ref`` resident (idempotent), then evict over the limit."""
-        if ref.digest in self._resident:
-            self._resident.move_to_end(ref.digest)
-            return
-        if ref.digest == BASE_ADAPTER_NAME:
-            raise AdapterError(f"adapter digest {BASE_ADAPTER_NAME!r} is reserved")
-        self.validate(ref)
-        try:
-            if self._peft is None:
-                from peft import PeftModel
-
-                self._peft = PeftModel.from_pretrained(
-                    self._base, str(ref.path), adapter_name=peft_name(ref.digest), is_trainable=False
-                )
-                self._peft.eval()
-            else:
-                self._peft.load_adapter(str(ref.path), adapter_name=peft_name(ref.digest), is_trainable=False)
-        except Exception as exc:
-            self._discard(ref.digest)
-            raise AdapterError(f"adapter {ref.digest}: PEFT could not load {ref.path}: {exc}") from exc
-        self._resident[ref.digest] = 0
-        log.info("loaded adapter %s from %s (%d resident)", ref.digest, ref.path, len(self._resident))
-        self.evict_over_limit(keep=ref.digest)
-
-    def acquire(self, digest: str) -> None:
-        self._resident[digest] += 1
-        self._resident.move_to_end(digest)
+    # ---- engine thread ----------------------------------------------------------------------
+    def acquire(self, digest: str) -> bool:
+        if digest in self._slots:
+            weights, pins = self._slots[digest]
+            self._slots[digest] = (weights, pins + 1)
+            self._slots.move_to_end(digest)
+            return True
+        with self._lock:
+            if digest in self._failed:
+                raise self._failed[digest]
+            host = self._host.get(digest)
+            if host is None:
+                if digest not in self._loading:
+                    if digest not in self._refs:
+                        raise AdapterError(f"adapter {digest} was never registered with this engine")
+                    self._loading.add(digest)
+                    self._pool.submit(self._load, digest)
+                return False
+            self._host.move_to_end(digest)
+        if len(self._slots) >= self.num_slots:
+            idle = next((d for d, (_, pins) in self._slots.items() if pins == 0), None)
+            if idle is None:
+                return False  # every slot is pinned by running sequences: wait for one to finish
+            del self._slots[idle]
+            if self.metrics:
+                self.metrics.evicted("slot")
+        self._slots[digest] = (host.to(self.device), 1)
+        return True
 
     def release(self, digest: str) -> None:
-        if digest in self._resident:
-            self._resident[digest] = max(0, self._resident[digest] - 1)
+        if digest in self._slots:
+            weights, pins = self._slots[digest]
+            self._slots[digest] = (weights, max(0, pins - 1))
 
-    def evict_over_limit(self, keep: str | None = None) -> None:
-        """Drop least recently used idle adapters (never ``keep``) until at most ``max_resident`` remain."""
-        while len(self._resident) > self.max_resident:
-            idle = next((d for d, refs in self._resident.items() if refs == 0 and d != keep), None)
-            if idle is None:
-                return  # all in use: over the limit until requests finish
-            self.unload(idle)
+    def slot_weights(self, digest: str) -> AdapterWeights:
+        return self._slots[digest][0]
 
-    def unload(self, digest: str) -> None:
-        if self._resident.get(digest, 0) > 0:
-            raise AdapterError(f"adapter {digest} is in use by active requests")
-        self._resident.pop(digest, None)
-        self._discard(digest)
-        log.info("evicted adapter %s", digest)
+    def resident(self) -> list[str]:
+        """Digests in slots, least recently used first."""
+        return list(self._slots)
 
-    def _discard(self, digest: str) -> None:
-        name = peft_name(digest)
-        if self._peft is None or name not in self._peft.peft_config:
-            return
-        if len(self._peft.peft_config) == 1:  # PEFT cannot delete its last adapter: unwrap the base
-            self._base = self._peft.unload()
-            self._peft = None
-        else:
-            self._peft.delete_adapter(name)
+    def in_host(self) -> list[str]:
+        with self._lock:
+            return list(self._host)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

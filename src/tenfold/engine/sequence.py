@@ -1,67 +1,69 @@
-"""Per-request state of the simple engine (no torch imports).
+"""One request's state inside the engine (no torch imports, so the scheduler is testable without tensors).
 
-Owns: what the engine thread keeps for one request between steps (tokens so far, KV cache handle,
-sampler generator, detokenizer, stop matcher, the asyncio queue its deltas go to) and delivering items
-to the asyncio side thread-safely. Does not own: the forward pass (``simple``) or sampling (``sampler``).
+Owns: the token ids (prompt, then generated), how many of them have KV in the cache, the block table,
+the prefix-cache chain seed, status and finish reason. Does not own: text, stop strings or delivery to
+the client (``async_engine``), or sampling state (``sampler``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import enum
+import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenfold.engine.detokenize import IncrementalDetokenizer, StopStringMatcher
-from tenfold.engine.types import GenerationDelta, GenerationRequest
+from tenfold.engine.types import SamplingParams
+
+_ids = itertools.count()
 
 
-@dataclass
-class RequestState:
-    request: GenerationRequest
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-    detokenizer: IncrementalDetokenizer
-    stops: StopStringMatcher
-    generator: Any = None  # torch.Generator, made on the engine thread
-    cache: Any = None  # transformers DynamicCache after prefill
-    generated: list[int] = field(default_factory=list)
-    pending_ids: list[int] = field(default_factory=list)  # generated ids not yet sent in a delta
-    cached_tokens: int = 0
-    acquired: str | None = None  # adapter digest this request holds a reference on
-    finished: bool = False
-    cancelled: threading.Event = field(default_factory=threading.Event)
+class Status(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass(eq=False)
+class Sequence:
+    request_id: str
+    prompt_token_ids: list[int]
+    sampling: SamplingParams
+    adapter_digest: str | None = None
+    cache_namespace: str = "base|"  # adapter content digest | organization: set by the server
+    priority: int = 0
+    hash_seed: int = 0
+    seq_id: int = field(default_factory=lambda: next(_ids))
+    arrival: float = field(default_factory=time.monotonic)
+    output_token_ids: list[int] = field(default_factory=list)
+    status: Status = Status.WAITING
+    num_computed: int = 0  # tokens whose KV is in this sequence's blocks
+    block_table: list[int] = field(default_factory=list)
+    block_hashes: list[int] = field(default_factory=list)
+    cached_tokens: int | None = None  # prefix-cache hit at first admission (what usage reports)
+    num_preemptions: int = 0
+    aborted: bool = False
+    finish_reason: str | None = None
+    state: Any = None  # the front end's per-request handle (sampler generator, output stream)
 
     @property
-    def digest(self) -> str | None:
-        return self.request.adapter.digest if self.request.adapter else None
+    def all_token_ids(self) -> list[int]:
+        return self.prompt_token_ids + self.output_token_ids
 
-    def deliver(self, item: GenerationDelta | BaseException) -> None:
-        """Hand ``item`` to the consumer's event loop; a closed loop means the consumer is gone."""
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:
-            self.cancelled.set()
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_token_ids) + len(self.output_token_ids)
 
-    def emit(self, text: str) -> None:
-        if text:
-            self.deliver(GenerationDelta(text=text, token_ids=self.pending_ids))
-            self.pending_ids = []
+    @property
+    def num_uncomputed(self) -> int:
+        """Tokens to feed before the next token can be sampled (prompt/recompute chunk, or the last output)."""
+        return self.num_tokens - self.num_computed
 
-    def finish(self, reason: str, text: str = "") -> None:
-        self.finished = True
-        self.deliver(
-            GenerationDelta(
-                text=text,
-                token_ids=self.pending_ids,
-                finish_reason=reason,
-                prompt_tokens=len(self.request.prompt_token_ids),
-                cached_tokens=self.cached_tokens,
-                completion_tokens=len(self.generated),
-            )
-        )
-        self.pending_ids = []
+    @property
+    def is_prefilling(self) -> bool:
+        return self.num_uncomputed > 1
 
-    def fail(self, exc: BaseException) -> None:
-        self.finished = True
-        self.deliver(exc)
+    @property
+    def sort_key(self) -> tuple[int, float, int]:
+        """Who goes first: interactive before batch, then oldest first."""
+        return (self.priority, self.arrival, self.seq_id)

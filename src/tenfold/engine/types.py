@@ -36,6 +36,19 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    top_k: int = 0  # 0 or -1: off
+    stop_token_ids: tuple[int, ...] = ()
+    logprobs: int | None = None  # None: off; N >= 0: the sampled token's logprob plus the N most likely
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class GenerationDelta:
 
     text: str = ""
     token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None  # one per token id, when requested
     finish_reason: str | None = None  # "stop" | "length" | "abort"
     prompt_tokens: int = 0
     cached_tokens: int = 0

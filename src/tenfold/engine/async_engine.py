@@ -1,0 +1,378 @@
+"""The tenfold engine: an asyncio front over one engine thread that runs continuous-batching steps.
+
+Owns: ``LocalEngine`` (the ``Engine`` interface): loading the model, sizing the KV pool from a byte
+budget, validating requests, the bounded waiting queue (``EngineOverloaded`` → 429), the step loop
+(schedule → run → sample → finish), turning tokens into text deltas with stop strings, eos and stop
+token ids, cancelling sequences whose clients went away, and updating metrics. Does not own: the
+forward (``model``/``runner``), who runs (``scheduler``), KV/prefix accounting (``kv_cache``) or
+adapter residency (``lora``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tenfold.engine.chat import eos_token_ids, render_chat
+from tenfold.engine.detokenize import IncrementalDetokenizer, StopStringMatcher
+from tenfold.engine.kv_cache import BlockManager, namespace_seed
+from tenfold.engine.lora import AdapterStore
+from tenfold.engine.metrics import EngineMetrics
+from tenfold.engine.model import LlamaModel, model_shape, read_config
+from tenfold.engine.runner import ModelRunner
+from tenfold.engine.sampler import make_generator, validate_sampling
+from tenfold.engine.scheduler import Scheduler
+from tenfold.engine.sequence import Sequence
+from tenfold.engine.types import (
+    AdapterRef,
+    EngineError,
+    EngineOverloaded,
+    GenerationDelta,
+    GenerationRequest,
+    TokenLogprob,
+)
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+@dataclass
+class EngineOptions:
+    kv_cache_bytes: int = 1 << 30
+    block_size: int = 16
+    max_num_seqs: int = 64
+    max_batched_tokens: int = 512
+    max_waiting: int = 1024
+    adapter_slots: int = 64
+    host_adapters: int = 256
+    torch_threads: int = 0
+    device: str = "auto"  # "auto": cuda when available, else cpu
+
+
+@dataclass(eq=False)
+class _Stream:
+    """The front end's per-request state; lives in ``Sequence.state``."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    detokenizer: IncrementalDetokenizer
+    stops: StopStringMatcher
+    generator: Any = None
+    pending_ids: list[int] = field(default_factory=list)
+    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
+    counted: bool = False  # prompt and cache-hit tokens reported to metrics
+    done: bool = False
+
+    def deliver(self, item: GenerationDelta | BaseException, seq: Sequence) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the consumer's loop is closed: it is gone
+            seq.aborted = True
+
+    def delta(self, text: str, *, wants_logprobs: bool) -> GenerationDelta:
+        d = GenerationDelta(text=text, token_ids=self.pending_ids,
+                            logprobs=self.pending_logprobs if wants_logprobs else None)
+        self.pending_ids, self.pending_logprobs = [], []
+        return d
+
+
+class LocalEngine:
+    """An ``Engine`` for one base model folder; see the module docstring."""
+
+    def __init__(self, model_path: Path | str, base_model_name: str, options: EngineOptions | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.base_model = base_model_name
+        self.options = options or EngineOptions()
+        self.config = read_config(self.model_path)
+        self.shape = model_shape(self.config)
+        self.max_context = self.shape.max_context
+        self.metrics = EngineMetrics(base_model_name)
+        self._inbox: queue.Queue = queue.Queue()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._tokenizer: Any = None
+        self._thread_tokenizer: Any = None
+        self.eos_token_ids: set[int] = set()
+        self.model: LlamaModel | None = None
+        self.blocks: BlockManager | None = None
+        self.scheduler: Scheduler | None = None
+        self.adapters: AdapterStore | None = None
+        self.runner: ModelRunner | None = None
+        self._num_waiting = 0  # approximate, read by the api thread for back-pressure
+        self._tps = 0.0
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        await asyncio.to_thread(self._load)
+        self._thread = threading.Thread(target=self._run, name=f"tenfold-engine-{self.base_model}", daemon=True)
+        self._thread.start()
+
+    def _device(self) -> tuple[str, torch.dtype]:
+        wanted = self.options.device
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        return wanted, (torch.bfloat16 if wanted.startswith("cuda") else torch.float32)
+
+    def _load(self) -> None:
+        from transformers import GenerationConfig
+
+        from tenfold.models.registry import load_tokenizer
+
+        o = self.options
+        if o.torch_threads > 0:
+            torch.set_num_threads(o.torch_threads)
+        device, dtype = self._device()
+        self._tokenizer = load_tokenizer(self.model_path)
+        self._thread_tokenizer = load_tokenizer(self.model_path)
+        self.model = LlamaModel(self.model_path, dtype=dtype, device=device)
+        try:
+            gen_config = GenerationConfig.from_pretrained(str(self.model_path))
+        except OSError:
+            gen_config = None
+        self.eos_token_ids = eos_token_ids(self._tokenizer, gen_config)
+        per_block = self.shape.kv_bytes_per_token(dtype) * o.block_size
+        useful = o.max_num_seqs * (-(-self.max_context // o.block_size)) + 1
+        num_blocks = max(2, min(o.kv_cache_bytes // per_block, useful))
+        if num_blocks * o.block_size < self.max_context + o.block_size:
+            raise EngineError(f"kv_cache_bytes={o.kv_cache_bytes} holds {num_blocks} blocks of {o.block_size} tokens, "
+                              f"fewer than one full context ({self.max_context} tokens); raise TENFOLD_KV_CACHE_BYTES")
+        self.blocks = BlockManager(num_blocks, o.block_size)
+        self.adapters = AdapterStore(shape=self.shape, base_name=self.base_model, model_path=self.model_path,
+                                     num_slots=o.adapter_slots, host_capacity=o.host_adapters, dtype=dtype,
+                                     device=torch.device(device), metrics=self.metrics)
+        self.adapters.on_loaded = self._wake.set
+        self.scheduler = Scheduler(self.blocks, max_num_seqs=o.max_num_seqs, max_batched_tokens=o.max_batched_tokens,
+                                   adapters=self.adapters)
+        self.runner = ModelRunner(self.model, num_blocks=num_blocks, block_size=o.block_size, adapters=self.adapters)
+        self.metrics.kv_total.set(self.blocks.usable_blocks)
+        log.info("engine %s on %s/%s: %d KV blocks x %d tokens (%.0f MB)", self.base_model, device, dtype, num_blocks,
+                 o.block_size, num_blocks * per_block / 1e6)
+
+    async def stop(self) -> None:
+        if self._thread is None or self._stopped:
+            return
+        self._stopped = True
+        self._inbox.put(_STOP)
+        self._wake.set()
+        await asyncio.to_thread(self._thread.join)
+        if self.adapters:
+            self.adapters.close()
+
+    def _require_running(self) -> None:
+        if self._thread is None:
+            raise EngineError("the engine is not started; await engine.start() first")
+        if self._stopped:
+            raise EngineError("the engine is stopped")
+
+    # ---- prompts -------------------------------------------------------------------------------
+    def chat_prompt(self, messages: list[dict], *, add_generation_prompt: bool = True) -> list[int]:
+        self._require_running()
+        return render_chat(self._tokenizer, messages, add_generation_prompt=add_generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        self._require_running()
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def decode_token(self, token_id: int) -> str:
+        return self._tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    # ---- adapters ------------------------------------------------------------------------------
+    async def load_adapter(self, adapter: AdapterRef) -> None:
+        """Validate and read the adapter into host memory (off the engine thread); it takes a slot on first use."""
+        self._require_running()
+        await asyncio.to_thread(self.adapters.load_now, adapter)
+
+    def resident_adapters(self) -> list[str]:
+        return self.adapters.resident() if self.adapters else []
+
+    # ---- generation ----------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        """Validate now (raising ``EngineError``), then stream deltas from the engine thread."""
+        self._require_running()
+        validate_sampling(request.sampling, self.shape.vocab_size)
+        prompt = request.prompt_token_ids
+        if not prompt:
+            raise EngineError("the prompt is empty")
+        vocab = self.shape.vocab_size
+        if any(not isinstance(t, int) or t < 0 or t >= vocab for t in prompt):
+            raise EngineError(f"prompt token ids must be integers in [0, {vocab})")
+        total = len(prompt) + request.sampling.max_tokens
+        if total > self.max_context:
+            raise EngineError(
+                f"this model's maximum context length is {self.max_context} tokens, but the request needs "
+                f"{total} ({len(prompt)} prompt + {request.sampling.max_tokens} max_tokens); "
+                "shorten the prompt or lower max_tokens")
+        if self._num_waiting + self._inbox.qsize() >= self.options.max_waiting:
+            self.metrics.rejected.inc()
+            raise EngineOverloaded(f"the engine for {self.base_model} has {self.options.max_waiting} requests waiting; "
+                                   "retry after a moment", retry_after=1.0)
+        if request.adapter is not None:
+            self.adapters.register(request.adapter)
+        return self._stream(request)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        digest = request.adapter.digest if request.adapter else None
+        namespace = f"{digest or 'base'}|{request.cache_salt}"
+        seq = Sequence(request_id=request.request_id, prompt_token_ids=list(request.prompt_token_ids),
+                       sampling=request.sampling, adapter_digest=digest, cache_namespace=namespace,
+                       priority=request.priority, hash_seed=namespace_seed(namespace))
+        stream = _Stream(loop=asyncio.get_running_loop(), queue=asyncio.Queue(),
+                         detokenizer=IncrementalDetokenizer(self._thread_tokenizer, request.prompt_token_ids),
+                         stops=StopStringMatcher(request.sampling.stop))
+        seq.state = stream
+        self._inbox.put(seq)
+        self._wake.set()
+        try:
+            while True:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            if not stream.done:
+                seq.aborted = True  # dropped, and its blocks freed, at the next step
+                self._wake.set()
+
+    # ---- engine thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        if self.options.torch_threads > 0:
+            torch.set_num_threads(self.options.torch_threads)
+        with torch.inference_mode():
+            while True:
+                try:
+                    if not self._drain_inbox():
+                        break
+                    if not self._step():
+                        self._wake.wait(0.05 if self.scheduler.has_work() else 1.0)
+                        self._wake.clear()
+                except Exception:  # noqa: BLE001 - the engine thread must survive anything
+                    log.exception("engine step failed; continuing")
+        for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
+            self._finish(seq, "abort")
+        self._fail_pending()
+
+    def _drain_inbox(self) -> bool:
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+            if item is _STOP:
+                return False
+            if not item.aborted:
+                item.state.generator = make_generator(item.sampling.seed)
+                self.scheduler.add(item)
+
+    def _fail_pending(self) -> None:
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                item.state.deliver(EngineError("the engine stopped"), item)
+
+    def _step(self) -> bool:
+        """Run one step; False when there was nothing to run."""
+        sched = self.scheduler
+        plan = sched.schedule()
+        for seq, exc in plan.failed:
+            seq.state.done = True
+            seq.state.deliver(exc, seq)
+        for seq in plan.preempted:
+            self.metrics.preemptions.inc()
+        self._num_waiting = len(sched.waiting)
+        if not plan.scheduled:
+            self._update_gauges()
+            return False
+        for item in plan.scheduled:  # first admission: report prompt and cache hit once
+            seq = item.seq
+            if not seq.state.counted:
+                seq.state.counted = True
+                self.metrics.request_tokens(organization=seq.cache_namespace.split("|", 1)[1],
+                                            adapter=seq.adapter_digest, prompt=len(seq.prompt_token_ids),
+                                            cached=seq.cached_tokens or 0)
+        started = time.perf_counter()
+        try:
+            sampled = self.runner.execute(plan)
+        except Exception as exc:  # noqa: BLE001 - fail this step's requests, keep serving others
+            log.exception("engine step failed")
+            for item in plan.scheduled:
+                item.seq.state.done = True
+                item.seq.state.deliver(EngineError(f"the engine failed on this request: {exc}"), item.seq)
+                sched.finish(item.seq, "error")
+            return True
+        sched.complete(plan)
+        elapsed = time.perf_counter() - started
+        self._tps = 0.8 * self._tps + 0.2 * (plan.num_tokens / max(elapsed, 1e-6))
+        for s in sampled:
+            self._on_token(s.item.seq, s.token_id, s.logprob)
+        self._num_waiting = len(sched.waiting)
+        self._update_gauges()
+        return True
+
+    def _update_gauges(self) -> None:
+        m, sched = self.metrics, self.scheduler
+        m.running.set(len(sched.running))
+        m.waiting.set(len(sched.waiting))
+        m.kv_used.set(self.blocks.num_used())
+        m.tokens_per_second.set(self._tps)
+
+    def _on_token(self, seq: Sequence, token: int, lp: TokenLogprob | None) -> None:
+        st: _Stream = seq.state
+        params = seq.sampling
+        seq.output_token_ids.append(token)
+        st.pending_ids.append(token)
+        if lp is not None:
+            st.pending_logprobs.append(lp)
+        self.metrics.generated(organization=seq.cache_namespace.split("|", 1)[1], adapter=seq.adapter_digest)
+        wants = params.logprobs is not None
+        if seq.aborted:
+            return  # dropped at the next schedule
+        if (token in self.eos_token_ids and not params.ignore_eos) or token in params.stop_token_ids:
+            self._finish_flush(seq, "stop", "")
+            return
+        text, stopped = st.stops.push(st.detokenizer.add(token))
+        if stopped:
+            self._finish(seq, "stop", text)
+        elif len(seq.output_token_ids) >= params.max_tokens or seq.num_tokens >= self.max_context:
+            self._finish_flush(seq, "length", text)
+        elif text:
+            st.deliver(st.delta(text, wants_logprobs=wants), seq)
+
+    def _finish_flush(self, seq: Sequence, reason: str, text: str) -> None:
+        """Finish without a stop string so far: flush held-back text (a stop may still complete in it)."""
+        st: _Stream = seq.state
+        tail, stopped = st.stops.push(st.detokenizer.flush())
+        if stopped:
+            self._finish(seq, "stop", text + tail)
+        else:
+            self._finish(seq, reason, text + tail + st.stops.flush())
+
+    def _finish(self, seq: Sequence, reason: str, text: str = "") -> None:
+        st: _Stream = seq.state
+        if self.scheduler is not None:
+            self.scheduler.finish(seq, reason)
+        if st.done:
+            return
+        st.done = True
+        d = st.delta(text, wants_logprobs=seq.sampling.logprobs is not None)
+        d.finish_reason = reason
+        d.prompt_tokens = len(seq.prompt_token_ids)
+        d.cached_tokens = seq.cached_tokens or 0
+        d.completion_tokens = len(seq.output_token_ids)
+        st.deliver(d, seq)

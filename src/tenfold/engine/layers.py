@@ -1,0 +1,143 @@
+"""Building blocks of the Llama-family forward: RMSNorm, rotary embeddings (with the model's scaling),
+paged-KV attention for decode rows and prefill chunks, and the batched LoRA delta.
+
+Owns: the tensor math, stateless. Does not own: weights (``model``), which tokens run (``scheduler``),
+or building the index tensors (``runner``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from tenfold.engine.types import EngineError
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+def rope_inv_freq(config: dict, head_dim: int) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies and the attention scaling factor for the model's ``rope_scaling``."""
+    base = float(config.get("rope_theta", 10000.0))
+    partial = float(config.get("partial_rotary_factor", 1.0))
+    dim = int(head_dim * partial)
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    scaling = config.get("rope_scaling") or {}
+    kind = scaling.get("rope_type") or scaling.get("type") or "default"
+    if kind == "default":
+        return inv_freq.float(), 1.0
+    if kind == "linear":
+        return (inv_freq / float(scaling["factor"])).float(), 1.0
+    if kind == "llama3":
+        factor = float(scaling["factor"])
+        low, high = float(scaling.get("low_freq_factor", 1.0)), float(scaling.get("high_freq_factor", 4.0))
+        old_ctx = float(scaling.get("original_max_position_embeddings", 8192))
+        low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old_ctx / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return torch.where(medium, smoothed, scaled).float(), 1.0
+    raise EngineError(f"rope_scaling type {kind!r} is not supported by the tenfold engine "
+                      "(supported: default, linear, llama3)")
+
+
+class Rotary:
+    """cos/sin tables for every position up to the model's context, looked up per token."""
+
+    def __init__(self, config: dict, head_dim: int, max_positions: int, dtype: torch.dtype, device: torch.device):
+        inv_freq, attn_factor = rope_inv_freq(config, head_dim)
+        t = torch.arange(max_positions, dtype=torch.float32)
+        freqs = torch.outer(t, inv_freq)
+        emb = torch.cat([freqs, freqs], dim=-1)
+        self.rot_dim = emb.shape[-1]
+        self.cos = (emb.cos() * attn_factor).to(device=device, dtype=dtype)
+        self.sin = (emb.sin() * attn_factor).to(device=device, dtype=dtype)
+
+    def apply(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``x``: [tokens, heads, head_dim]; rotate-half convention (Hugging Face Llama)."""
+        cos = self.cos[positions].unsqueeze(1)
+        sin = self.sin[positions].unsqueeze(1)
+        rot, rest = x[..., : self.rot_dim], x[..., self.rot_dim :]
+        half = self.rot_dim // 2
+        rotated = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
+        out = rot * cos + rotated * sin
+        return out if rest.shape[-1] == 0 else torch.cat([out, rest], dim=-1)
+
+
+@dataclass
+class AttentionMeta:
+    """Per-step attention layout built by the runner.
+
+    Decode rows (one new token each) are attended together over their gathered blocks; each prefill chunk
+    is attended on its own with a causal mask offset by the tokens already in its blocks.
+    """
+
+    slot_mapping: torch.Tensor  # [T] flat KV slot written by each new token
+    decode_rows: torch.Tensor | None  # [D] row index of each decode token
+    decode_blocks: torch.Tensor | None  # [D, max_blocks] block table, padded with block 0
+    decode_mask: torch.Tensor | None  # [D, 1, 1, max_blocks*block_size] True where the key is visible
+    prefills: list[tuple[int, int, torch.Tensor, torch.Tensor]]  # (row start, rows, block table, mask [rows, L])
+
+
+def write_kv(cache_k: torch.Tensor, cache_v: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor):
+    """Store the new tokens' K/V at their slots; caches are [blocks, block_size, kv_heads, head_dim]."""
+    flat_k = cache_k.view(-1, *cache_k.shape[2:])
+    flat_v = cache_v.view(-1, *cache_v.shape[2:])
+    flat_k.index_copy_(0, slots, k)
+    flat_v.index_copy_(0, slots, v)
+
+
+def _gather(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """[seqs, max_blocks] block ids → [seqs, kv_heads, max_blocks*block_size, head_dim]."""
+    n, nb = blocks.shape
+    g = cache.index_select(0, blocks.reshape(-1))  # [n*nb, bs, kvh, hd]
+    return g.view(n, nb * cache.shape[1], cache.shape[2], cache.shape[3]).transpose(1, 2)
+
+
+def paged_attention(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: AttentionMeta,
+                    scale: float) -> torch.Tensor:
+    """``q``: [T, heads, head_dim] → [T, heads, head_dim], reading keys/values from the paged cache."""
+    out = torch.empty_like(q)
+    if meta.decode_rows is not None:
+        qd = q.index_select(0, meta.decode_rows).unsqueeze(2)  # [D, H, 1, hd]
+        k = _gather(cache_k, meta.decode_blocks)
+        v = _gather(cache_v, meta.decode_blocks)
+        o = F.scaled_dot_product_attention(qd, k, v, attn_mask=meta.decode_mask, scale=scale, enable_gqa=True)
+        out.index_copy_(0, meta.decode_rows, o.squeeze(2))
+    for start, rows, blocks, mask in meta.prefills:
+        qp = q[start : start + rows].transpose(0, 1).unsqueeze(0)  # [1, H, rows, hd]
+        k = _gather(cache_k, blocks.unsqueeze(0))
+        v = _gather(cache_v, blocks.unsqueeze(0))
+        k, v = k[:, :, : mask.shape[1]], v[:, :, : mask.shape[1]]
+        o = F.scaled_dot_product_attention(qp, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
+        out[start : start + rows] = o.squeeze(0).transpose(0, 1)
+    return out
+
+
+@dataclass
+class LoraSegment:
+    """A run of rows ``[start, start+rows)`` served by one resident adapter (its per-layer weights)."""
+
+    start: int
+    rows: int
+    weights: object  # lora.AdapterWeights
+
+
+def add_lora(y: torch.Tensor, x: torch.Tensor, segments: list[LoraSegment], layer: int, group: str) -> None:
+    """``y[rows] += (x[rows] @ A^T) @ B^T`` per adapter segment; the base matmul is shared by all rows.
+
+    ``A``/``B`` are the adapter's fused matrices for ``group`` (e.g. q,k,v stacked), scale folded into B.
+    """
+    for seg in segments:
+        ab = seg.weights.layers[layer].get(group)
+        if ab is None:
+            continue
+        a, b = ab
+        xs = x[seg.start : seg.start + seg.rows]
+        y[seg.start : seg.start + seg.rows] += (xs @ a.T) @ b.T

@@ -1,0 +1,169 @@
+"""The Llama-family model (Llama, Qwen2, Mistral, SmolLM) read straight from Hugging Face safetensors and
+``config.json``, run over the paged KV cache with per-row LoRA.
+
+Owns: loading and fusing the base weights (q/k/v into one matrix, gate/up into one) and the forward pass
+over one scheduler step's flattened tokens. Does not own: index tensors (``runner``), adapter residency
+(``lora``), sampling.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tenfold.engine.layers import AttentionMeta, LoraSegment, Rotary, add_lora, paged_attention, rms_norm, write_kv
+from tenfold.engine.types import EngineError
+
+SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"}
+# Adapter target module → (fused group, part index). Parts are concatenated in this order inside a group.
+LORA_GROUPS = {
+    "q_proj": ("qkv", 0), "k_proj": ("qkv", 1), "v_proj": ("qkv", 2),
+    "o_proj": ("o", 0),
+    "gate_proj": ("gate_up", 0), "up_proj": ("gate_up", 1),
+    "down_proj": ("down", 0),
+}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    vocab_size: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    eps: float
+    max_context: int
+    tied: bool
+
+    def group_out(self, group: str) -> list[int]:
+        """Output width of each part of a fused LoRA group."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return {"qkv": [q, kv, kv], "o": [self.hidden], "gate_up": [self.intermediate] * 2,
+                "down": [self.hidden]}[group]
+
+    def group_in(self, group: str) -> int:
+        return {"qkv": self.hidden, "o": self.heads * self.head_dim, "gate_up": self.hidden,
+                "down": self.intermediate}[group]
+
+    def kv_bytes_per_token(self, dtype: torch.dtype) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * torch.empty((), dtype=dtype).element_size()
+
+
+def read_config(path: Path) -> dict:
+    file = Path(path) / "config.json"
+    if not file.is_file():
+        raise EngineError(f"base model folder {path} has no config.json")
+    config = json.loads(file.read_text())
+    archs = set(config.get("architectures") or [])
+    if not archs & SUPPORTED:
+        raise EngineError(f"{path}: architecture {sorted(archs)} is not served by the tenfold engine; "
+                          f"supported: {sorted(SUPPORTED)}")
+    return config
+
+
+def model_shape(config: dict) -> ModelShape:
+    heads = int(config["num_attention_heads"])
+    hidden = int(config["hidden_size"])
+    return ModelShape(
+        vocab_size=int(config["vocab_size"]), hidden=hidden, layers=int(config["num_hidden_layers"]), heads=heads,
+        kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_dim") or hidden // heads), intermediate=int(config["intermediate_size"]),
+        eps=float(config.get("rms_norm_eps", 1e-6)), max_context=int(config.get("max_position_embeddings") or 2048),
+        tied=bool(config.get("tie_word_embeddings", False)),
+    )
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
+        raise EngineError(f"{path} holds no .safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return {k.removeprefix("model."): v for k, v in state.items()}
+
+
+class LlamaModel:
+    """Base weights plus the forward pass. Weights are plain tensors (no ``nn.Module``)."""
+
+    def __init__(self, path: Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> None:
+        self.config = read_config(path)
+        self.shape = s = model_shape(self.config)
+        self.dtype, self.device = dtype, torch.device(device)
+        state = _load_state(path)
+
+        def take(name: str) -> torch.Tensor:
+            if name not in state:
+                raise EngineError(f"{path}: weight {name!r} is missing")
+            return state.pop(name).to(device=self.device, dtype=dtype).contiguous()
+
+        self.embed = take("embed_tokens.weight")
+        self.norm = take("norm.weight")
+        self.lm_head = self.embed if s.tied or "lm_head.weight" not in state else take("lm_head.weight")
+        self.layers: list[dict[str, torch.Tensor | None]] = []
+        for i in range(s.layers):
+            p = f"layers.{i}."
+            layer = {
+                "in_norm": take(p + "input_layernorm.weight"),
+                "post_norm": take(p + "post_attention_layernorm.weight"),
+                "qkv": torch.cat([take(p + f"self_attn.{n}_proj.weight") for n in "qkv"]).contiguous(),
+                "o": take(p + "self_attn.o_proj.weight"),
+                "gate_up": torch.cat([take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")]).contiguous(),
+                "down": take(p + "mlp.down_proj.weight"),
+                "qkv_bias": None,
+            }
+            if p + "self_attn.q_proj.bias" in state:  # Qwen2
+                layer["qkv_bias"] = torch.cat([take(p + f"self_attn.{n}_proj.bias") for n in "qkv"]).contiguous()
+            self.layers.append(layer)
+        self.rotary = Rotary(self.config, s.head_dim, s.max_context, dtype, self.device)
+        self.scale = s.head_dim**-0.5
+        self.q_size, self.kv_size = s.heads * s.head_dim, s.kv_heads * s.head_dim
+
+    def allocate_kv(self, num_blocks: int, block_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        s = self.shape
+        shape = (num_blocks, block_size, s.kv_heads, s.head_dim)
+        return [(torch.zeros(shape, dtype=self.dtype, device=self.device),
+                 torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in range(s.layers)]
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMeta,
+                kv: list[tuple[torch.Tensor, torch.Tensor]], lora: list[LoraSegment],
+                logit_rows: torch.Tensor) -> torch.Tensor:
+        """Run the step's ``T`` tokens; return logits [len(logit_rows), vocab] (float32)."""
+        s = self.shape
+        h = F.embedding(input_ids, self.embed)
+        for i, w in enumerate(self.layers):
+            x = rms_norm(h, w["in_norm"], s.eps)
+            qkv = F.linear(x, w["qkv"], w["qkv_bias"])
+            if lora:
+                add_lora(qkv, x, lora, i, "qkv")
+            q = qkv[:, : self.q_size].view(-1, s.heads, s.head_dim)
+            k = qkv[:, self.q_size : self.q_size + self.kv_size].view(-1, s.kv_heads, s.head_dim)
+            v = qkv[:, self.q_size + self.kv_size :].view(-1, s.kv_heads, s.head_dim)
+            q = self.rotary.apply(q, positions)
+            k = self.rotary.apply(k, positions)
+            cache_k, cache_v = kv[i]
+            write_kv(cache_k, cache_v, k, v.contiguous(), meta.slot_mapping)
+            attn = paged_attention(q, cache_k, cache_v, meta, self.scale).reshape(-1, self.q_size)
+            o = F.linear(attn, w["o"])
+            if lora:
+                add_lora(o, attn, lora, i, "o")
+            h = h + o
+            x = rms_norm(h, w["post_norm"], s.eps)
+            gu = F.linear(x, w["gate_up"])
+            if lora:
+                add_lora(gu, x, lora, i, "gate_up")
+            a = F.silu(gu[:, : s.intermediate]) * gu[:, s.intermediate :]
+            d = F.linear(a, w["down"])
+            if lora:
+                add_lora(d, a, lora, i, "down")
+            h = h + d
+        h = rms_norm(h.index_select(0, logit_rows), self.norm, s.eps)
+        return F.linear(h, self.lm_head).float()

@@ -1,0 +1,109 @@
+"""The only code that builds tensors for a step: flattens the scheduled sequences' tokens, positions and
+KV slots, lays out attention (decode rows vs prefill chunks) and LoRA segments, runs the model and samples.
+
+Owns: the KV tensors, the row order (rows grouped by adapter so each adapter's delta is one segment), and
+turning a ``StepPlan`` into sampled tokens. Does not own: who is scheduled (``scheduler``), block
+accounting (``kv_cache``), or what a token means for its request (``async_engine``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tenfold.engine.layers import AttentionMeta, LoraSegment
+from tenfold.engine.lora import AdapterStore
+from tenfold.engine.model import LlamaModel
+from tenfold.engine.sampler import RowSampling, sample_rows
+from tenfold.engine.scheduler import ScheduledSeq, StepPlan
+from tenfold.engine.types import TokenLogprob
+
+
+@dataclass
+class Sampled:
+    item: ScheduledSeq
+    token_id: int
+    logprob: TokenLogprob | None
+
+
+class ModelRunner:
+    def __init__(self, model: LlamaModel, *, num_blocks: int, block_size: int, adapters: AdapterStore | None) -> None:
+        self.model = model
+        self.block_size = block_size
+        self.adapters = adapters
+        self.kv = model.allocate_kv(num_blocks, block_size)
+        self.device = model.device
+
+    def execute(self, plan: StepPlan) -> list[Sampled]:
+        items = sorted(plan.scheduled, key=lambda it: it.seq.adapter_digest or "")
+        bs = self.block_size
+        ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        decode_rows: list[int] = []
+        decode_tables: list[list[int]] = []
+        decode_lens: list[int] = []
+        prefills: list[tuple[int, int, list[int], int]] = []
+        logit_rows: list[int] = []
+        sampled_items: list[ScheduledSeq] = []
+        segments: list[tuple[str, int, int]] = []
+        row = 0
+        for it in items:
+            seq, n = it.seq, it.num_tokens
+            start = seq.num_computed
+            ids.extend(seq.all_token_ids[start : start + n])
+            table = seq.block_table
+            for p in range(start, start + n):
+                positions.append(p)
+                slots.append(table[p // bs] * bs + p % bs)
+            used = -(-(start + n) // bs)
+            if n == 1:
+                decode_rows.append(row)
+                decode_tables.append(table[:used])
+                decode_lens.append(start + 1)
+            else:
+                prefills.append((row, n, table[:used], start))
+            if it.samples:
+                logit_rows.append(row + n - 1)
+                sampled_items.append(it)
+            digest = seq.adapter_digest
+            if digest is not None:
+                if segments and segments[-1][0] == digest:
+                    d, s0, cnt = segments[-1]
+                    segments[-1] = (d, s0, cnt + n)
+                else:
+                    segments.append((digest, row, n))
+            row += n
+        meta = self._attention_meta(slots, decode_rows, decode_tables, decode_lens, prefills)
+        lora = [LoraSegment(s0, cnt, self.adapters.slot_weights(d)) for d, s0, cnt in segments] if segments else []
+        dev = self.device
+        logits = self.model.forward(torch.tensor(ids, dtype=torch.long, device=dev),
+                                    torch.tensor(positions, dtype=torch.long, device=dev), meta, self.kv, lora,
+                                    torch.tensor(logit_rows, dtype=torch.long, device=dev))
+        if not sampled_items:
+            return []
+        rows = [RowSampling(it.seq.sampling, it.seq.state.generator, it.seq.output_token_ids) for it in sampled_items]
+        picks = sample_rows(logits.cpu(), rows)
+        return [Sampled(it, tok, lp) for it, (tok, lp) in zip(sampled_items, picks)]
+
+    def _attention_meta(self, slots, decode_rows, decode_tables, decode_lens, prefills) -> AttentionMeta:
+        dev, bs = self.device, self.block_size
+        meta = AttentionMeta(slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev), decode_rows=None,
+                             decode_blocks=None, decode_mask=None, prefills=[])
+        if decode_rows:
+            width = max(len(t) for t in decode_tables)
+            table = torch.zeros(len(decode_rows), width, dtype=torch.long)
+            for i, t in enumerate(decode_tables):
+                table[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+            lens = torch.tensor(decode_lens, dtype=torch.long)
+            mask = torch.arange(width * bs).unsqueeze(0) < lens.unsqueeze(1)
+            meta.decode_rows = torch.tensor(decode_rows, dtype=torch.long, device=dev)
+            meta.decode_blocks = table.to(dev)
+            meta.decode_mask = mask[:, None, None, :].to(dev)
+        for row, n, table, start in prefills:
+            total = start + n
+            q_pos = torch.arange(start, total).unsqueeze(1)
+            mask = torch.arange(total).unsqueeze(0) <= q_pos  # [n, total], causal with the cached offset
+            meta.prefills.append((row, n, torch.tensor(table, dtype=torch.long, device=dev), mask.to(dev)))
+        return meta
