@@ -31,7 +31,7 @@ def load_error(tiny_path, ref: AdapterRef) -> str:
     async def body(engine):
         with pytest.raises(AdapterError) as info:
             await engine.load_adapter(ref)
-        assert engine.resident_adapters() == []
+        assert engine.resident_adapters() == [] and engine.adapters.in_host() == []
         return str(info.value)
 
     return run_with_engine(tiny_path, body)
@@ -51,7 +51,7 @@ def test_accepts_lenient_base_names(tiny_path, adapter_a, tmp_path):
     async def body(engine):
         await engine.load_adapter(by_path)
         await engine.load_adapter(by_basename)
-        return engine.resident_adapters()
+        return engine.adapters.in_host()
 
     assert run_with_engine(tiny_path, body) == ["by-path", "by-basename"]
 
@@ -86,25 +86,25 @@ def test_rejects_shape_mismatch(tiny_path, adapter_a, tmp_path):
     assert "shape [4, 32]" in message and "q_proj" in message
 
 
-def test_lru_eviction_and_reload_on_generate(tiny_path, adapter_factory):
+def test_slots_evict_least_recently_used_and_reload_from_host_and_disk(tiny_path, adapter_factory):
     refs = [adapter_factory(f"lru{i}", seed=10 + i) for i in range(3)]
 
     async def body(engine):
         prompt = engine.encode("Hello")
         first = ids_of(await collect(engine, prompt, refs[0], max_tokens=6, temperature=0))
-        await engine.load_adapter(refs[1])
-        await engine.load_adapter(refs[0])  # touch: refs[1] becomes least recently used
-        await engine.load_adapter(refs[2])
-        after_evict = engine.resident_adapters()
-        again = ids_of(await collect(engine, prompt, refs[1], max_tokens=6, temperature=0))  # reloads it
-        reference = ids_of(await collect(engine, prompt, refs[0], max_tokens=6, temperature=0))
-        return first, after_evict, again, reference, engine.resident_adapters()
+        await collect(engine, prompt, refs[1], max_tokens=2)
+        slots_after_two = engine.resident_adapters()
+        await collect(engine, prompt, refs[2], max_tokens=2)  # evicts refs[0] from its slot and from host memory
+        slots, host = engine.resident_adapters(), engine.adapters.in_host()
+        again = ids_of(await collect(engine, prompt, refs[0], max_tokens=6, temperature=0))  # back from disk
+        return first, slots_after_two, slots, host, again, engine.resident_adapters()
 
-    first, after_evict, again, reference, final = run_with_engine(tiny_path, body, max_resident_adapters=2)
-    assert after_evict == [refs[0].digest, refs[2].digest]
-    assert first == reference  # unaffected by loading/evicting others
-    assert again != first
-    assert len(final) == 2 and refs[1].digest in final
+    first, two, slots, host, again, final = run_with_engine(tiny_path, body, adapter_slots=2, host_adapters=2)
+    assert two == [refs[0].digest, refs[1].digest]
+    assert slots == [refs[1].digest, refs[2].digest]
+    assert refs[0].digest not in host and len(host) == 2
+    assert again == first
+    assert final == [refs[2].digest, refs[0].digest]
 
 
 def test_adapter_in_use_is_never_evicted(tiny_path, adapter_factory):
@@ -116,20 +116,19 @@ def test_adapter_in_use_is_never_evicted(tiny_path, adapter_factory):
         request = GenerationRequest("long", prompt, SamplingParams(max_tokens=1000, temperature=0), adapter=busy)
         stream = engine.generate(request)
         deltas = [await stream.__anext__()]
-        await engine.load_adapter(other)  # over the limit of 1, but busy is in use
-        during = engine.resident_adapters()
+        waiting = asyncio.ensure_future(collect(engine, prompt, other, rid="other", max_tokens=3, temperature=0))
         while len(ids_of(deltas)) < 40:
             deltas.append(await stream.__anext__())
-        await stream.aclose()  # the engine drops the request, releases busy and evicts it
-        for _ in range(100):
-            if engine.resident_adapters() == [other.digest]:
-                break
-            await asyncio.sleep(0.01)
-        return alone, ids_of(deltas)[:40], during, engine.resident_adapters()
+        during = engine.resident_adapters()
+        other_done_early = waiting.done()
+        await stream.aclose()  # the engine drops the request and unpins busy; other takes the slot
+        other_out = await waiting
+        return alone, ids_of(deltas)[:40], during, other_done_early, other_out, engine.resident_adapters()
 
-    alone, streamed, during, after = run_with_engine(tiny_path, body, max_resident_adapters=1)
-    assert set(during) == {busy.digest, other.digest}
+    alone, streamed, during, early, other_out, after = run_with_engine(tiny_path, body, adapter_slots=1)
+    assert during == [busy.digest] and not early
     assert streamed == alone
+    assert other_out[-1].completion_tokens == 3
     assert after == [other.digest]
 
 
@@ -146,4 +145,4 @@ def test_digest_with_dots_and_colons_is_a_valid_name(tiny_path, adapter_a, tmp_p
 
     weird, plain, resident = run_with_engine(tiny_path, body)
     assert weird == plain
-    assert resident == ["digest-plain", "sha256:ab.cd"]  # the last load touched it
+    assert resident == ["sha256:ab.cd", "digest-plain"]

@@ -4,9 +4,6 @@ never share KV; the budget evicts least recently used entries."""
 
 from __future__ import annotations
 
-import torch
-
-from tenfold.engine.prefix_cache import PrefixCache
 from tenfold.engine.types import GenerationRequest, SamplingParams
 
 from ._helpers import ids_of, run_with_engine
@@ -57,27 +54,29 @@ def test_no_sharing_across_adapters_or_organizations(tiny_path, adapter_a):
         other_org = await _run(engine, PROMPT, salt="org-2")
         with_adapter = await _run(engine, PROMPT, salt="org-1", adapter=adapter_a)
         same_again = await _run(engine, PROMPT, salt="org-1", adapter=adapter_a)
-        return other_org, with_adapter, same_again
+        spaces = ["base|org-1", "base|org-2", f"{adapter_a.digest}|org-1"]
+        blocks = {ns: engine.blocks.cached_block_ids(ns) for ns in spaces}
+        return other_org, with_adapter, same_again, blocks
 
-    other_org, with_adapter, same_again = run_with_engine(tiny_path, body)
+    other_org, with_adapter, same_again, blocks = run_with_engine(tiny_path, body)
     assert other_org[-1].cached_tokens == 0
     assert with_adapter[-1].cached_tokens == 0
     assert same_again[-1].cached_tokens == 48 and ids_of(same_again) == ids_of(with_adapter)
+    # The same tokens under three namespaces: three disjoint sets of blocks, each covering the prompt.
+    assert all(len(b) >= 3 for b in blocks.values())
+    a, b, c = blocks.values()
+    assert not (a & b) and not (a & c) and not (b & c)
 
 
-def test_budget_evicts_least_recently_used():
-    cache = PrefixCache(block_size=4, max_tokens=8)
+def test_prefix_hit_is_token_identical_under_sampling_with_a_seed(tiny_path):
+    async def body(engine):
+        req = dict(max_tokens=12, temperature=0.9, top_k=50, seed=3)
+        runs = []
+        for rid in ("miss", "hit"):
+            request = GenerationRequest(rid, PROMPT, SamplingParams(**req), cache_salt="org-x")
+            runs.append([d async for d in engine.generate(request)])
+        return runs
 
-    def kv(n):
-        return [(torch.full((1, 1, n, 2), float(n)), torch.zeros(1, 1, n, 2))]
-
-    cache.store("ns", [1, 2, 3, 4, 5], kv(5))  # 4 tokens kept
-    cache.store("ns", [9, 9, 9, 9], kv(4))
-    assert cache.lookup("ns", [1, 2, 3, 4, 0])[0] == 4  # touch: now most recent
-    cache.store("ns", [7, 7, 7, 7], kv(4))  # over budget: evicts [9,9,9,9]
-    assert cache.cached_tokens == 8
-    assert cache.lookup("ns", [9, 9, 9, 9, 0]) == (0, None)
-    length, got = cache.lookup("ns", [1, 2, 3, 4, 0])
-    assert length == 4 and got[0][0].shape[2] == 4
-    assert cache.lookup("other", [1, 2, 3, 4, 0]) == (0, None)
-    assert cache.lookup("ns", [1, 2, 3, 4]) == (0, None)  # the last prompt token always runs
+    first, second = run_with_engine(tiny_path, body)
+    assert first[-1].cached_tokens == 0 and second[-1].cached_tokens == 48
+    assert ids_of(first) == ids_of(second)

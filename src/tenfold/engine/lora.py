@@ -242,7 +242,7 @@ class AdapterStore:
                 self._host[digest] = weights
                 self._host.move_to_end(digest)
                 self._loading.discard(digest)
-                self._evict_host()
+                self._evict_host(keep=digest)
             self.load_seconds.append(time.perf_counter() - start)
             if self.metrics:
                 self.metrics.adapter_loads.inc()
@@ -250,9 +250,10 @@ class AdapterStore:
         if self.on_loaded:
             self.on_loaded()
 
-    def _evict_host(self) -> None:
+    def _evict_host(self, *, keep: str) -> None:
+        """Drop least recently used host copies that hold no slot (caller holds the lock)."""
         while len(self._host) > self.host_capacity:
-            victim = next((d for d in self._host if d not in self._slots), None)
+            victim = next((d for d in self._host if d not in self._slots and d != keep), None)
             if victim is None:
                 return
             del self._host[victim]
@@ -286,6 +287,8 @@ class AdapterStore:
             if self.metrics:
                 self.metrics.evicted("slot")
         self._slots[digest] = (host.to(self.device), 1)
+        with self._lock:
+            self._evict_host(keep=digest)  # the evicted slot's host copy may now be over the host limit
         return True
 
     def release(self, digest: str) -> None:

@@ -1,5 +1,5 @@
-"""SimpleEngine on the tiny model: numerical agreement with transformers/PEFT, sampling, stops, limits,
-concurrency without adapter mixing, cancellation, errors."""
+"""The engine on the tiny model: agreement with transformers/PEFT, sampling, stops, limits, concurrency
+without adapter mixing, cancellation, back-pressure, errors."""
 
 from __future__ import annotations
 
@@ -177,10 +177,10 @@ def test_cancelled_consumer_drops_request(tiny_path):
                 break
         await stream.aclose()
         for _ in range(200):
-            if not engine._active:
+            if not engine.scheduler.has_work() and engine.blocks.num_used() == 0:
                 break
             await asyncio.sleep(0.01)
-        remaining = len(engine._active)
+        remaining = len(engine.scheduler.running) + engine.blocks.num_used()
         after = await collect(engine, prompt, max_tokens=2, temperature=0)  # still serving
         return got, remaining, after
 
@@ -203,9 +203,9 @@ def test_bad_request_does_not_kill_the_engine(tiny_path, tmp_path):
 
 def test_stop_aborts_active_requests(tiny_path):
     async def main():
-        from tenfold.engine.simple import SimpleEngine
+        from tenfold.engine.async_engine import EngineOptions, LocalEngine
 
-        engine = SimpleEngine(tiny_path, "tiny-random-llama", torch_threads=1)
+        engine = LocalEngine(tiny_path, "tiny-random-llama", EngineOptions(torch_threads=1, kv_cache_bytes=32 << 20))
         await engine.start()
         request = GenerationRequest("s", engine.encode("Hi"), SamplingParams(max_tokens=1500, temperature=0))
         stream = engine.generate(request)
