@@ -95,17 +95,28 @@ class Scheduler:
 
     # ---- one step ---------------------------------------------------------------------------
     def schedule(self) -> StepPlan:
+        """Plan one step. Priority classes go in order (interactive first): each class's running sequences
+        continue, then its waiting ones are admitted, so batch work only ever gets what interactive left."""
         plan = StepPlan()
         for seq in [s for s in self.running + self.waiting if s.aborted]:
             self.finish(seq, "abort")
             plan.dropped.append(seq)
         budget = self.max_batched_tokens
-        i = 0
-        while i < len(self.running) and budget > 0:
-            seq = self.running[i]
+        for priority in sorted({s.priority for s in self.running + self.waiting}):
+            budget = self._continue_running(priority, budget, plan)
+            if not plan.preempted:
+                budget = self._admit_waiting(priority, budget, plan)
+        return plan
+
+    def _continue_running(self, priority: int, budget: int, plan: StepPlan) -> int:
+        for seq in [s for s in self.running if s.priority == priority]:
+            if budget <= 0:
+                break
+            if seq.status is not Status.RUNNING:
+                continue  # preempted earlier in this loop
             n = min(seq.num_uncomputed, budget)
             while not self.blocks.allocate(seq, n):
-                victim = self.running[-1]
+                victim = self.running[-1]  # newest of the lowest priority: never one already scheduled
                 self._preempt(victim, plan)
                 if victim is seq:
                     break
@@ -113,10 +124,10 @@ class Scheduler:
                 break
             plan.scheduled.append(ScheduledSeq(seq, n))
             budget -= n
-            i += 1
-        if plan.preempted:
-            return plan
-        for seq in list(self.waiting):
+        return budget
+
+    def _admit_waiting(self, priority: int, budget: int, plan: StepPlan) -> int:
+        for seq in [s for s in self.waiting if s.priority == priority]:
             if budget <= 0:
                 break
             if len(self.running) >= self.max_num_seqs and not self._evict_lower(seq, plan):
@@ -130,7 +141,7 @@ class Scheduler:
                 break
             plan.scheduled.append(ScheduledSeq(seq, n))
             budget -= n
-        return plan
+        return budget
 
     def _admit(self, seq: Sequence, budget: int, plan: StepPlan) -> int | None:
         if seq.adapter_digest is not None:
