@@ -145,9 +145,12 @@ class LocalEngine:
         per_block = self.shape.kv_bytes_per_token(dtype) * o.block_size
         useful = o.max_num_seqs * (-(-self.max_context // o.block_size)) + 1
         num_blocks = max(2, min(o.kv_cache_bytes // per_block, useful))
-        if num_blocks * o.block_size < self.max_context + o.block_size:
-            raise EngineError(f"kv_cache_bytes={o.kv_cache_bytes} holds {num_blocks} blocks of {o.block_size} tokens, "
-                              f"fewer than one full context ({self.max_context} tokens); raise TENFOLD_KV_CACHE_BYTES")
+        fits = (num_blocks - 1) * o.block_size
+        if fits < self.max_context:
+            log.warning("kv_cache_bytes=%d holds %d tokens, less than the model's context of %d: requests are limited "
+                        "to %d tokens (raise TENFOLD_KV_CACHE_BYTES for more)", o.kv_cache_bytes, fits,
+                        self.max_context, fits)
+            self.max_context = fits
         self.blocks = BlockManager(num_blocks, o.block_size)
         self.adapters = AdapterStore(shape=self.shape, base_name=self.base_model, model_path=self.model_path,
                                      num_slots=o.adapter_slots, host_capacity=o.host_adapters, dtype=dtype,

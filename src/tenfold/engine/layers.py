@@ -21,12 +21,17 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def rope_inv_freq(config: dict, head_dim: int) -> tuple[torch.Tensor, float]:
-    """Inverse frequencies and the attention scaling factor for the model's ``rope_scaling``."""
-    base = float(config.get("rope_theta", 10000.0))
-    partial = float(config.get("partial_rotary_factor", 1.0))
+    """Inverse frequencies and the attention scaling factor for the model's rotary settings.
+
+    Reads both conventions: ``rope_theta`` + ``rope_scaling`` (transformers 4) and ``rope_parameters``
+    (transformers 5, which is how converted models are saved here).
+    """
+    params = config.get("rope_parameters") or {}
+    scaling = {**params, **(config.get("rope_scaling") or {})}
+    base = float(params.get("rope_theta") or config.get("rope_theta") or 10000.0)
+    partial = float(params.get("partial_rotary_factor") or config.get("partial_rotary_factor") or 1.0)
     dim = int(head_dim * partial)
     inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
-    scaling = config.get("rope_scaling") or {}
     kind = scaling.get("rope_type") or scaling.get("type") or "default"
     if kind == "default":
         return inv_freq.float(), 1.0
