@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tenfold.engine.detokenize import IncrementalDetokenizer, StopStringMatcher
-from tenfold.engine.sampler import make_generator, sample_next, validate_sampling
+from tenfold.engine.sampler import RowSampling, make_generator, sample_rows, validate_sampling
 from tenfold.engine.types import EngineError, SamplingParams
 from tenfold.models.registry import load_tokenizer
 
@@ -55,6 +55,10 @@ def test_earliest_of_several_stops_wins_and_no_stops_passes_through():
     assert StopStringMatcher(()).push("anything") == ("anything", False)
 
 
+def sample_next(logits, params, generator) -> int:
+    return sample_rows(logits.unsqueeze(0), [RowSampling(params, generator, [])])[0][0]
+
+
 def test_sampler_greedy_nucleus_and_seed():
     logits = torch.tensor([0.0, 3.0, 1.0, 2.9])
     greedy = SamplingParams(temperature=0)
@@ -74,6 +78,11 @@ def test_sampler_greedy_nucleus_and_seed():
         (SamplingParams(temperature=-1), "temperature"),
         (SamplingParams(top_p=1.5), "top_p"),
         (SamplingParams(stop=(3,)), "stop"),  # type: ignore[arg-type]
+        (SamplingParams(top_k=-5), "top_k"),
+        (SamplingParams(presence_penalty=3.0), "presence_penalty"),
+        (SamplingParams(frequency_penalty=-2.5), "frequency_penalty"),
+        (SamplingParams(logprobs=21), "top_logprobs"),
+        (SamplingParams(stop_token_ids=(-1,)), "stop_token_ids"),
     ],
 )
 def test_validate_sampling_rejects(params, field):

@@ -70,7 +70,7 @@ class _Stream:
     pending_ids: list[int] = field(default_factory=list)
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
     counted: bool = False  # prompt and cache-hit tokens reported to metrics
-    done: bool = False
+    finished: bool = False  # the engine thread delivered the final delta or an error
 
     def deliver(self, item: GenerationDelta | BaseException, seq: Sequence) -> None:
         try:
@@ -83,6 +83,44 @@ class _Stream:
                             logprobs=self.pending_logprobs if wants_logprobs else None)
         self.pending_ids, self.pending_logprobs = [], []
         return d
+
+
+class _DeltaStream:
+    """What ``generate`` returns: an async iterator of deltas; closing it (or dropping it unfinished) aborts
+    the sequence, which the engine frees at its next step, even if it was never iterated."""
+
+    def __init__(self, seq: Sequence, wake: threading.Event) -> None:
+        self._seq, self._wake = seq, wake
+        self._closed = False
+
+    def __aiter__(self) -> "_DeltaStream":
+        return self
+
+    async def __anext__(self) -> GenerationDelta:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            item = await self._seq.state.queue.get()
+        except BaseException:  # cancelled while waiting: the client is gone
+            await self.aclose()
+            raise
+        if isinstance(item, BaseException):
+            self._closed = True
+            raise item
+        if item.finish_reason is not None:
+            self._closed = True
+        return item
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if not self._seq.state.finished:
+                self._seq.aborted = True
+                self._wake.set()
+
+    def __del__(self) -> None:
+        if not self._closed and not self._seq.state.finished:
+            self._seq.aborted = True
 
 
 class LocalEngine:
@@ -223,32 +261,17 @@ class LocalEngine:
                                    "retry after a moment", retry_after=1.0)
         if request.adapter is not None:
             self.adapters.register(request.adapter)
-        return self._stream(request)
-
-    async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         digest = request.adapter.digest if request.adapter else None
         namespace = f"{digest or 'base'}|{request.cache_salt}"
         seq = Sequence(request_id=request.request_id, prompt_token_ids=list(request.prompt_token_ids),
                        sampling=request.sampling, adapter_digest=digest, cache_namespace=namespace,
                        priority=request.priority, hash_seed=namespace_seed(namespace))
-        stream = _Stream(loop=asyncio.get_running_loop(), queue=asyncio.Queue(),
-                         detokenizer=IncrementalDetokenizer(self._thread_tokenizer, request.prompt_token_ids),
-                         stops=StopStringMatcher(request.sampling.stop))
-        seq.state = stream
-        self._inbox.put(seq)
+        seq.state = _Stream(loop=asyncio.get_running_loop(), queue=asyncio.Queue(),
+                            detokenizer=IncrementalDetokenizer(self._thread_tokenizer, request.prompt_token_ids),
+                            stops=StopStringMatcher(request.sampling.stop))
+        self._inbox.put(seq)  # queued now, so back-pressure counts it even before the caller iterates
         self._wake.set()
-        try:
-            while True:
-                item = await stream.queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if item.finish_reason is not None:
-                    return
-        finally:
-            if not stream.done:
-                seq.aborted = True  # dropped, and its blocks freed, at the next step
-                self._wake.set()
+        return _DeltaStream(seq, self._wake)
 
     # ---- engine thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -294,7 +317,7 @@ class LocalEngine:
         sched = self.scheduler
         plan = sched.schedule()
         for seq, exc in plan.failed:
-            seq.state.done = True
+            seq.state.finished = True
             seq.state.deliver(exc, seq)
         for seq in plan.preempted:
             self.metrics.preemptions.inc()
@@ -315,7 +338,7 @@ class LocalEngine:
         except Exception as exc:  # noqa: BLE001 - fail this step's requests, keep serving others
             log.exception("engine step failed")
             for item in plan.scheduled:
-                item.seq.state.done = True
+                item.seq.state.finished = True
                 item.seq.state.deliver(EngineError(f"the engine failed on this request: {exc}"), item.seq)
                 sched.finish(item.seq, "error")
             return True
@@ -370,9 +393,9 @@ class LocalEngine:
         st: _Stream = seq.state
         if self.scheduler is not None:
             self.scheduler.finish(seq, reason)
-        if st.done:
+        if st.finished:
             return
-        st.done = True
+        st.finished = True
         d = st.delta(text, wants_logprobs=seq.sampling.logprobs is not None)
         d.finish_reason = reason
         d.prompt_tokens = len(seq.prompt_token_ids)

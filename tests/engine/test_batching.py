@@ -1,0 +1,118 @@
+"""Continuous batching behaviour on the tiny model: batch-composition independence (greedy and seeded
+sampling), chunked prefill, preemption under KV pressure, back-pressure, cancellation freeing blocks,
+sampling features (top_k, penalties, stop token ids, logprobs) and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import generate_latest
+
+from tenfold.engine.types import EngineOverloaded, GenerationRequest, SamplingParams
+
+from ._helpers import collect, ids_of, run_with_engine
+
+PROMPTS = [list(range(100, 100 + n)) for n in (5, 23, 40, 61)]
+
+
+async def _together(engine, specs):
+    return await asyncio.gather(*(collect(engine, p, ad, rid=f"t{i}", **kw) for i, (p, ad, kw) in enumerate(specs)))
+
+
+def test_seeded_sampling_and_greedy_do_not_depend_on_the_batch(tiny_path, adapter_a, adapter_b):
+    specs = [(PROMPTS[0], None, dict(max_tokens=10, temperature=0.8, seed=11)),
+             (PROMPTS[1], adapter_a, dict(max_tokens=10, temperature=1.2, top_p=0.9, seed=12)),
+             (PROMPTS[2], adapter_b, dict(max_tokens=10, temperature=0)),
+             (PROMPTS[3], adapter_a, dict(max_tokens=10, temperature=0.7, top_k=20, seed=13))]
+
+    async def body(engine):
+        alone = [ids_of(await collect(engine, p, ad, **kw)) for p, ad, kw in specs]
+        together = [ids_of(d) for d in await _together(engine, specs)]
+        return alone, together
+
+    alone, together = run_with_engine(tiny_path, body)
+    assert together == alone
+
+
+def test_chunked_prefill_and_preemption_give_the_same_tokens(tiny_path):
+    specs = [(p, None, dict(max_tokens=24, temperature=0)) for p in PROMPTS]
+
+    async def body(engine):
+        return [ids_of(d) for d in await _together(engine, specs)], engine.scheduler.total_preemptions
+
+    roomy, _ = run_with_engine(tiny_path, body)
+    # 7-token steps chunk every prompt; 32 blocks of 4 tokens (512 bytes per token) cannot hold all four at once.
+    tight, preemptions = run_with_engine(tiny_path, body, max_batched_tokens=7, block_size=4,
+                                         kv_cache_bytes=33 * 4 * 512)
+    assert tight == roomy
+    assert preemptions > 0
+
+
+def test_full_queue_is_refused_with_retry_after(tiny_path):
+    async def body(engine):
+        streams = [engine.generate(GenerationRequest(f"q{i}", [5, 6], SamplingParams(max_tokens=200))) for i in range(2)]
+        with pytest.raises(EngineOverloaded) as info:
+            engine.generate(GenerationRequest("over", [5, 6], SamplingParams(max_tokens=2)))
+        for s in streams:
+            await s.aclose()
+        return info.value.retry_after
+
+    assert run_with_engine(tiny_path, body, max_waiting=2) > 0
+
+
+def test_cancel_frees_blocks_at_the_next_step(tiny_path):
+    async def body(engine):
+        stream = engine.generate(GenerationRequest("c", list(range(50, 90)), SamplingParams(max_tokens=1000)))
+        await stream.__anext__()
+        held = engine.blocks.num_used()
+        await stream.aclose()
+        for _ in range(100):
+            if engine.blocks.num_used() == 0:
+                break
+            await asyncio.sleep(0.01)
+        return held, engine.blocks.num_used(), len(engine.scheduler.running)
+
+    held, after, running = run_with_engine(tiny_path, body)
+    assert held > 0 and after == 0 and running == 0
+
+
+def test_top_k_penalties_stop_token_ids_and_logprobs(tiny_path):
+    prompt = PROMPTS[1]
+
+    async def body(engine):
+        greedy = await collect(engine, prompt, max_tokens=12, temperature=0)
+        top1 = await collect(engine, prompt, max_tokens=12, temperature=1.5, top_k=1, seed=1)
+        repeat = await collect(engine, prompt, max_tokens=30, temperature=0, frequency_penalty=2.0,
+                               presence_penalty=2.0)
+        stop_at = ids_of(greedy)[3]
+        stopped = await collect(engine, prompt, max_tokens=12, temperature=0, stop_token_ids=(stop_at,))
+        lp = await collect(engine, prompt, max_tokens=4, temperature=0, logprobs=3)
+        return greedy, top1, repeat, stop_at, stopped, lp
+
+    greedy, top1, repeat, stop_at, stopped, lp = run_with_engine(tiny_path, body)
+    assert ids_of(top1) == ids_of(greedy)  # top_k=1 is greedy whatever the temperature
+    counts = {t: ids_of(repeat).count(t) for t in ids_of(repeat)}
+    assert max(counts.values()) <= 2  # penalties push away from repeating
+    assert ids_of(stopped) == ids_of(greedy)[: ids_of(greedy).index(stop_at) + 1]
+    assert stopped[-1].finish_reason == "stop"
+    entries = [e for d in lp for e in (d.logprobs or [])]
+    assert [e.token_id for e in entries] == ids_of(lp)
+    for e in entries:
+        assert len(e.top) == 3 and e.top[0][0] == e.token_id  # greedy picks the most likely token
+        assert e.logprob <= 0 and abs(e.logprob - e.top[0][1]) < 1e-6
+
+
+def test_metrics_report_load_cache_hits_and_tokens(tiny_path):
+    async def body(engine):
+        await collect(engine, PROMPTS[2], max_tokens=3, cache_salt="org-m")
+        await collect(engine, PROMPTS[2], max_tokens=3, cache_salt="org-m")
+        return generate_latest().decode()
+
+    text = run_with_engine(tiny_path, body)
+    assert 'tenfold_engine_prefix_cache_hit_tokens_total{adapter="base",base_model="tiny-random-llama",' \
+           'organization="org-m"} 32.0' in text
+    assert 'tenfold_engine_generation_tokens_total{adapter="base",base_model="tiny-random-llama",' \
+           'organization="org-m"} 6.0' in text
+    for name in ("running_sequences", "waiting_sequences", "kv_blocks_used", "kv_blocks_total", "tokens_per_second"):
+        assert f"tenfold_engine_{name}" in text
