@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tenfold.engine.types import EngineOverloaded
+
 log = logging.getLogger("tenfold.api")
 
 _TYPES = {
@@ -66,6 +68,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_req: Request, exc: APIError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(EngineOverloaded)
+    async def _overloaded(_req: Request, exc: EngineOverloaded) -> JSONResponse:
+        retry = str(max(1, round(exc.retry_after)))
+        return JSONResponse(error_body(429, str(exc), code="engine_overloaded"), status_code=429,
+                            headers={"Retry-After": retry})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,11 +1,15 @@
-"""``GET /health`` (no auth) and ``GET /v1/me`` (who am I)."""
+"""``GET /health`` (no auth), ``GET /v1/me`` (who am I) and ``GET /metrics`` (Prometheus text; admin key, since
+labels name organizations)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tenfold import __version__
 from tenfold.api.deps import Principal, ctx, principal
+from tenfold.api.errors import APIError
 
 router = APIRouter()
 
@@ -21,3 +25,11 @@ def health(request: Request) -> dict:
 def me(p: Principal = Depends(principal)) -> dict:
     return {"object": "principal", "organization_id": p.organization_id, "api_key_id": p.api_key_id,
             "is_admin": p.is_admin}
+
+
+@router.get("/metrics")
+def metrics(p: Principal = Depends(principal)) -> Response:
+    if not p.is_admin:
+        raise APIError(403, "Metrics carry every organization's labels; scrape them with an admin key.",
+                       code="admin_required")
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

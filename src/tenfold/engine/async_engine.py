@@ -56,6 +56,7 @@ class EngineOptions:
     host_adapters: int = 256
     torch_threads: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
+    enable_prefix_caching: bool = True  # always on when serving; benchmarks turn it off to measure its cost
 
 
 @dataclass(eq=False)
@@ -189,7 +190,7 @@ class LocalEngine:
                         "to %d tokens (raise TENFOLD_KV_CACHE_BYTES for more)", o.kv_cache_bytes, fits,
                         self.max_context, fits)
             self.max_context = fits
-        self.blocks = BlockManager(num_blocks, o.block_size)
+        self.blocks = BlockManager(num_blocks, o.block_size, enable_caching=o.enable_prefix_caching)
         self.adapters = AdapterStore(shape=self.shape, base_name=self.base_model, model_path=self.model_path,
                                      num_slots=o.adapter_slots, host_capacity=o.host_adapters, dtype=dtype,
                                      device=torch.device(device), metrics=self.metrics)

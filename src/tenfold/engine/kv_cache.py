@@ -38,11 +38,12 @@ def block_hash(parent_hash: int, tokens: tuple[int, ...]) -> int:
 
 
 class BlockManager:
-    def __init__(self, num_blocks: int, block_size: int) -> None:
+    def __init__(self, num_blocks: int, block_size: int, *, enable_caching: bool = True) -> None:
         if num_blocks < 2 or block_size < 1:
             raise ValueError(f"need at least 2 KV blocks of >= 1 token, got {num_blocks} x {block_size}")
         self.block_size = block_size
         self.num_blocks = num_blocks
+        self.enable_caching = enable_caching  # always on when serving; off only for benchmark comparisons
         # Block 0 is reserved as padding for batched block tables; it is never handed out.
         self.blocks = [Block(i) for i in range(num_blocks)]
         self._free: list[int] = list(range(num_blocks - 1, 0, -1))
@@ -80,7 +81,7 @@ class BlockManager:
         h = seq.hash_seed
         parent = -1
         hits: list[int] = []
-        for start in range(0, (len(tokens) - 1) // bs * bs, bs):
+        for start in range(0, (len(tokens) - 1) // bs * bs if self.enable_caching else 0, bs):
             chunk = tuple(tokens[start : start + bs])
             h = block_hash(h, chunk)
             bid = self._cached.get(h)
@@ -106,6 +107,8 @@ class BlockManager:
 
     def register_full_blocks(self, seq: Sequence) -> None:
         """Register every newly completed block of ``seq`` (after its tokens' KV was written)."""
+        if not self.enable_caching:
+            return
         bs = self.block_size
         tokens = seq.all_token_ids
         full = min(seq.num_computed, len(tokens)) // bs

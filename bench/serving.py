@@ -1,0 +1,371 @@
+"""Serving benchmark: the tenfold engine against what a user would otherwise run (transformers + PEFT).
+
+Workload (issue 3): the embedded SmolLM2-135M, float32, torch threads pinned; N distinct rank-16
+all-linear LoRA adapters (random, ``init_lora_weights=False``); N concurrent requests of P random prompt
+tokens (no shared prefixes) and O output tokens (eos ignored), closed loop.
+
+Arms, measured side by side in one run:
+  (a) tenfold engine, one adapter per request (N adapters)
+  (b) tenfold engine, one adapter merged into the base weights
+  (c) transformers + PEFT, adapter swapped per request (batch 1; measured on a subset, --swap-requests)
+  (d) transformers + PEFT mixed-adapter batch (``adapter_names``)
+  (e) transformers + PEFT, one adapter, batched ``generate`` (its best case)
+Sections: ``--section throughput`` (the arms above), ``prefix`` (1,024-token shared system prompt + 32-token
+suffixes: TTFT hit vs miss; and caching on vs off on a workload without shared prefixes), ``adapters``
+(1,000 registered adapters, 64 slots, Zipf-popular traffic vs all resident; cold load time).
+
+    python bench/serving.py --threads 2 --section throughput
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from _common import BASE_MODEL, default_models_dir, resolve_model, table  # noqa: E402
+
+WORK = Path(os.environ.get("TENFOLD_BENCH_DIR", "/tmp/tenfold-bench"))
+FLOP_PER_TOKEN = 0.27e9  # SmolLM2-135M forward, per token processed (DESIGN §8)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def matmul_peak(threads: int) -> float:
+    """Measured float32 GEMM peak (GFLOP/s) with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = max(best, 10 * 2 * 1024**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def make_adapters(model_path: Path, n: int, *, rank: int = 16) -> list[Path]:
+    from peft import LoraConfig, get_peft_model
+
+    from tenfold.models.registry import load_causal_lm
+
+    root = WORK / f"adapters-r{rank}"
+    paths = [root / f"a{i:03d}" for i in range(n)]
+    missing = [p for p in paths if not (p / "adapter_model.safetensors").is_file()]
+    if missing:
+        base = load_causal_lm(model_path)
+        peft = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
+                                               init_lora_weights=False), adapter_name="default")
+        for p in missing:
+            torch.manual_seed(int(p.name[1:]))
+            for name, param in peft.named_parameters():
+                if "lora_" in name:
+                    torch.nn.init.normal_(param, std=0.02)
+            peft.peft_config["default"].base_model_name_or_path = BASE_MODEL
+            peft.save_pretrained(str(p))
+    return paths
+
+
+def digest_of(path: Path) -> str:
+    return "bench-" + path.name
+
+
+def prompts(n: int, length: int, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(200, 49000) for _ in range(length)] for _ in range(n)]
+
+
+# ---- our engine -----------------------------------------------------------------------------------
+def run_engine(model_path: Path, reqs: list[tuple[list[int], Path | None]], out_tokens: int, threads: int,
+               name: str = BASE_MODEL, salts: list[str] | None = None, **options) -> dict:
+    from tenfold.engine.async_engine import EngineOptions, LocalEngine
+    from tenfold.engine.types import AdapterRef, GenerationRequest, SamplingParams
+
+    async def main() -> dict:
+        engine = LocalEngine(model_path, name, EngineOptions(torch_threads=threads, **options))
+        await engine.start()
+        try:
+            refs = {p: AdapterRef(digest_of(p), p) for _, p in reqs if p is not None}
+            t_load = time.perf_counter()
+            for ref in refs.values():
+                await engine.load_adapter(ref)
+            load_s = time.perf_counter() - t_load
+            ttft, tpot = [], []
+
+            async def one(i: int, prompt: list[int], path: Path | None) -> int:
+                req = GenerationRequest(f"r{i}", prompt, SamplingParams(max_tokens=out_tokens, temperature=0,
+                                                                         ignore_eos=True),
+                                        adapter=refs.get(path), cache_salt=(salts[i] if salts else "bench"))
+                start = time.perf_counter()
+                first = last = None
+                n = 0
+                async for d in engine.generate(req):
+                    now = time.perf_counter()
+                    if d.token_ids and first is None:
+                        first = now
+                    n += len(d.token_ids)
+                    last = now
+                ttft.append(first - start)
+                if n > 1:
+                    tpot.append((last - first) / (n - 1))
+                return n
+
+            start = time.perf_counter()
+            counts = await asyncio.gather(*(one(i, p, a) for i, (p, a) in enumerate(reqs)))
+            wall = time.perf_counter() - start
+            return {"tok_s": sum(counts) / wall, "wall": wall, "ttft": ttft, "tpot": tpot, "load_s": load_s,
+                    "preemptions": engine.scheduler.total_preemptions,
+                    "cold_loads": list(engine.adapters.load_seconds)}
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())
+
+
+def merged_folder(model_path: Path, adapter: Path) -> Path:
+    from peft import PeftModel
+
+    from tenfold.models.registry import load_causal_lm
+
+    out = WORK / "merged"
+    if not (out / "config.json").is_file():
+        merged = PeftModel.from_pretrained(load_causal_lm(model_path), str(adapter)).merge_and_unload()
+        merged.save_pretrained(str(out))
+        for f in model_path.iterdir():  # tokenizer, chat template, generation config
+            if f.is_file() and not (out / f.name).exists():
+                shutil.copy(f, out / f.name)
+    return out
+
+
+# ---- transformers + PEFT -------------------------------------------------------------------------
+class StepClock:
+    """A logits processor that records when each generation step finishes (TTFT and TPOT for generate)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, input_ids, scores):
+        self.times.append(time.perf_counter())
+        return scores
+
+
+def hf_generate(model, batch: list[list[int]], out_tokens: int, **kwargs) -> tuple[float, float, list[float]]:
+    from transformers import LogitsProcessorList
+
+    ids = torch.tensor(batch)
+    clock = StepClock()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=out_tokens, min_new_tokens=out_tokens, pad_token_id=0,
+                             logits_processor=LogitsProcessorList([clock]), **kwargs)
+    wall = time.perf_counter() - start
+    assert out.shape[1] - ids.shape[1] == out_tokens
+    steps = [b - a for a, b in zip(clock.times, clock.times[1:])]
+    return wall, clock.times[0] - start, steps
+
+
+def section_throughput(args, model_path: Path) -> None:
+    from peft import PeftModel
+
+    from tenfold.models.registry import load_causal_lm
+
+    n, p_len, o_len = args.requests, args.prompt, args.output
+    adapters = make_adapters(model_path, n)
+    ps = prompts(n, p_len)
+    rows = []
+    results = {}
+
+    a = run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads)
+    results["a"] = a["tok_s"]
+    rows.append(["(a) tenfold, %d adapters" % n, a["tok_s"], pct(a["ttft"], 50), pct(a["ttft"], 99),
+                 1000 * pct(a["tpot"], 50), 1000 * pct(a["tpot"], 99)])
+    b = run_engine(merged_folder(model_path, adapters[0]), [(p, None) for p in ps], o_len, args.threads)
+    results["b"] = b["tok_s"]
+    rows.append(["(b) tenfold, 1 adapter merged", b["tok_s"], pct(b["ttft"], 50), pct(b["ttft"], 99),
+                 1000 * pct(b["tpot"], 50), 1000 * pct(b["tpot"], 99)])
+
+    torch.set_num_threads(args.threads)
+    peft = PeftModel.from_pretrained(load_causal_lm(model_path), str(adapters[0]), adapter_name="a000").eval()
+    for path in adapters[1:]:
+        peft.load_adapter(str(path), adapter_name=path.name)
+    # (c) swapped per request, batch 1, on a subset
+    k = min(args.swap_requests, n)
+    ttft_c, tpot_c, total = [], [], 0.0
+    for i in range(k):
+        peft.set_adapter(adapters[i].name)
+        wall, ttft, steps = hf_generate(peft, [ps[i]], o_len)
+        total += wall
+        ttft_c.append(ttft)
+        tpot_c.extend(steps)
+    results["c"] = k * o_len / total
+    rows.append([f"(c) PEFT, swap per request (batch 1, {k} requests)", results["c"], pct(ttft_c, 50),
+                 pct(ttft_c, 99), 1000 * pct(tpot_c, 50), 1000 * pct(tpot_c, 99)])
+    # (d) mixed-adapter batch
+    wall, ttft, steps = hf_generate(peft, ps, o_len, adapter_names=[p.name for p in adapters])
+    results["d"] = n * o_len / wall
+    rows.append(["(d) PEFT mixed-adapter batch", results["d"], ttft, ttft, 1000 * pct(steps, 50),
+                 1000 * pct(steps, 99)])
+    del peft
+    # (e) one adapter, batched generate
+    one = PeftModel.from_pretrained(load_causal_lm(model_path), str(adapters[0])).eval()
+    wall, ttft, steps = hf_generate(one, ps, o_len)
+    results["e"] = n * o_len / wall
+    rows.append(["(e) PEFT one adapter, batched generate", results["e"], ttft, ttft, 1000 * pct(steps, 50),
+                 1000 * pct(steps, 99)])
+
+    peak = matmul_peak(args.threads)
+    ceiling = peak * 1e9 / (FLOP_PER_TOKEN * (p_len + o_len) / o_len)
+    print(f"\nthroughput: {n} requests x ({p_len} prompt + {o_len} output) tokens, {n} rank-16 all-linear adapters,"
+          f" float32, torch threads={args.threads}; matmul peak {peak:.0f} GFLOP/s -> ceiling {ceiling:.0f} out tok/s\n")
+    print(table(["arm", "out tok/s", "TTFT p50 s", "TTFT p99 s", "TPOT p50 ms", "TPOT p99 ms"], rows))
+    r = results
+    print("\n" + table(["ratio", "measured", "target"], [
+        ["(a)/(b) vs merged", r["a"] / r["b"], ">= 0.85"], ["(a)/(c) vs PEFT swap", r["a"] / r["c"], ">= 8"],
+        ["(a)/(d) vs PEFT mixed batch", r["a"] / r["d"], ">= 2"],
+        ["(a)/(e) vs PEFT one-adapter batch", r["a"] / r["e"], ">= 1.3"],
+        ["(a) / compute ceiling", r["a"] / ceiling, ">= 0.60"]]))
+    print(f"(a) preemptions: {a['preemptions']}")
+
+
+def section_prefix(args, model_path: Path) -> None:
+    rng = random.Random(1)
+    system = [rng.randrange(200, 49000) for _ in range(1024)]
+    suffixes = prompts(8, 32, seed=2)
+    # TTFT one request at a time: a miss (new organization, so nothing shared) then hits (same organization)
+    miss, hit = [], []
+    from tenfold.engine.async_engine import EngineOptions, LocalEngine
+    from tenfold.engine.types import GenerationRequest, SamplingParams
+
+    async def ttfts() -> None:
+        engine = LocalEngine(model_path, BASE_MODEL, EngineOptions(torch_threads=args.threads))
+        await engine.start()
+        try:
+            for i, s in enumerate(suffixes):
+                for salt, bucket in ((f"miss-{i}", miss), ("shared", hit)):
+                    req = GenerationRequest(f"{salt}-{i}", system + s, SamplingParams(max_tokens=1, temperature=0),
+                                            cache_salt=salt)
+                    start = time.perf_counter()
+                    deltas = [d async for d in engine.generate(req)]
+                    took = time.perf_counter() - start
+                    if salt == "shared" and i == 0:
+                        continue  # the first request of the shared organization fills the cache
+                    assert (deltas[-1].cached_tokens >= 1024) == (bucket is hit), deltas[-1].cached_tokens
+                    bucket.append(took)
+        finally:
+            await engine.stop()
+
+    asyncio.run(ttfts())
+    ps = prompts(args.requests, args.prompt, seed=3)
+    on = run_engine(model_path, [(p, None) for p in ps], args.output, args.threads)
+    off = run_engine(model_path, [(p, None) for p in ps], args.output, args.threads, enable_prefix_caching=False)
+    print(f"\nprefix caching: 1,024-token shared system prompt + 32-token suffixes, one request at a time; "
+          f"torch threads={args.threads}\n")
+    print(table(["measure", "value", "target"], [
+        ["TTFT miss p50 (s)", statistics.median(miss), ""], ["TTFT hit p50 (s)", statistics.median(hit), ""],
+        ["hit / miss", statistics.median(hit) / statistics.median(miss), "<= 0.15"],
+        [f"no shared prefixes, {args.requests}x{args.prompt}+{args.output}: caching on tok/s", on["tok_s"], ""],
+        ["caching off tok/s", off["tok_s"], ""], ["on / off", on["tok_s"] / off["tok_s"], ">= 0.97"]]))
+
+
+def section_adapters(args, model_path: Path) -> None:
+    distinct = make_adapters(model_path, args.distinct_weights)
+    root = WORK / "registered"
+    registered = []
+    for i in range(1000):  # 1,000 adapter folders; weights shared by symlink to keep the disk footprint small
+        d = root / f"reg{i:04d}"
+        if not d.is_dir():
+            d.mkdir(parents=True)
+            src = distinct[i % len(distinct)]
+            shutil.copy(src / "adapter_config.json", d / "adapter_config.json")
+            os.symlink(src / "adapter_model.safetensors", d / "adapter_model.safetensors")
+        registered.append(d)
+    rng = random.Random(4)
+    weights = [1 / (k + 1) ** 1.1 for k in range(1000)]
+    n = args.zipf_requests
+    picks = rng.choices(registered, weights=weights, k=n)
+    ps = prompts(n, args.prompt, seed=5)
+    reqs = list(zip(ps, picks))
+    used = sorted(set(picks))
+    # all resident: every adapter the traffic uses is loaded into host memory and has a slot
+    resident = run_engine(model_path, reqs, args.output, args.threads, adapter_slots=len(used) + 1,
+                          host_adapters=len(used) + 1, max_num_seqs=64)
+    cold = run_engine_no_preload(model_path, reqs, args.output, args.threads)
+    print(f"\nadapters: 1,000 registered, 64 slots, host LRU 256, Zipf(1.1) popularity, {n} requests "
+          f"({len(used)} distinct adapters), {args.prompt}+{args.output} tokens, 64 concurrent; threads={args.threads}\n")
+    loads = cold["cold_loads"]
+    print(table(["measure", "value", "target"], [
+        ["all resident tok/s", resident["tok_s"], ""], ["64 slots, loaded on demand tok/s", cold["tok_s"], ""],
+        ["on demand / resident", cold["tok_s"] / resident["tok_s"], ">= 0.8"],
+        ["cold adapter load p50 (ms, disk -> host)", 1000 * pct(loads, 50), ""],
+        ["cold adapter load p99 (ms)", 1000 * pct(loads, 99), ""]]))
+
+
+def run_engine_no_preload(model_path: Path, reqs, out_tokens: int, threads: int) -> dict:
+    from tenfold.engine.async_engine import EngineOptions, LocalEngine
+    from tenfold.engine.types import AdapterRef, GenerationRequest, SamplingParams
+
+    async def main() -> dict:
+        engine = LocalEngine(model_path, BASE_MODEL, EngineOptions(torch_threads=threads, adapter_slots=64,
+                                                                   host_adapters=256, max_num_seqs=64))
+        await engine.start()
+        sem = asyncio.Semaphore(64)
+
+        async def one(i, prompt, path) -> int:
+            async with sem:
+                req = GenerationRequest(f"z{i}", prompt, SamplingParams(max_tokens=out_tokens, temperature=0,
+                                                                         ignore_eos=True),
+                                        adapter=AdapterRef(digest_of(path), path), cache_salt="bench")
+                return sum([len(d.token_ids) async for d in engine.generate(req)])
+
+        try:
+            start = time.perf_counter()
+            counts = await asyncio.gather(*(one(i, p, a) for i, (p, a) in enumerate(reqs)))
+            wall = time.perf_counter() - start
+            return {"tok_s": sum(counts) / wall, "cold_loads": list(engine.adapters.load_seconds)}
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--section", choices=["throughput", "prefix", "adapters", "all"], default="throughput")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--output", type=int, default=64)
+    ap.add_argument("--swap-requests", type=int, default=4)
+    ap.add_argument("--zipf-requests", type=int, default=256)
+    ap.add_argument("--distinct-weights", type=int, default=64)
+    ap.add_argument("--models-dir", type=Path, default=default_models_dir())
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    WORK.mkdir(parents=True, exist_ok=True)
+    model_path = resolve_model(args.models_dir)
+    for name in (["throughput", "prefix", "adapters"] if args.section == "all" else [args.section]):
+        {"throughput": section_throughput, "prefix": section_prefix, "adapters": section_adapters}[name](args,
+                                                                                                          model_path)
+
+
+if __name__ == "__main__":
+    main()
