@@ -44,7 +44,13 @@ class _SamplingFields(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = Field(default=1, ge=1)
+    n: int = Field(default=1, ge=1, le=16)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    # Extensions (as in vLLM): top_k (0 or -1 = off), stop_token_ids, ignore_eos.
+    top_k: int = Field(default=0, ge=-1)
+    stop_token_ids: list[int] | None = None
+    ignore_eos: bool = False
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -70,9 +76,21 @@ class ChatCompletionRequest(_SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[Any] | None = None
     response_format: dict | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def logprobs_count(self) -> int | None:
+        """How many alternatives per token the engine reports: None when logprobs are off."""
+        if not self.logprobs:
+            return None
+        return self.top_logprobs or 0
 
 
 class CompletionRequest(_SamplingFields):
     prompt: str | list[str] | list[int]
     echo: bool = False
     suffix: str | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def logprobs_count(self) -> int | None:
+        return self.logprobs
