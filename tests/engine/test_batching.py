@@ -116,3 +116,21 @@ def test_metrics_report_load_cache_hits_and_tokens(tiny_path):
            'organization="org-m"} 6.0' in text
     for name in ("running_sequences", "waiting_sequences", "kv_blocks_used", "kv_blocks_total", "tokens_per_second"):
         assert f"tenfold_engine_{name}" in text
+
+
+def test_mixed_ranks_and_target_modules_in_one_batch(tiny_path, adapter_factory):
+    """Rank 4 all-linear, rank 8 attention-only, rank 16 q/v + down: padded into one stack, each row exact."""
+    adapters = [adapter_factory("mix-r4", seed=31, r=4),
+                adapter_factory("mix-r8", seed=32, r=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+                adapter_factory("mix-r16", seed=33, r=16, target_modules=["q_proj", "v_proj", "down_proj"]),
+                None]
+    specs = [(PROMPTS[i % 4], ad, dict(max_tokens=8, temperature=0)) for i, ad in enumerate(adapters * 2)]
+
+    async def body(engine):
+        alone = [ids_of(await collect(engine, p, ad, **kw)) for p, ad, kw in specs]
+        together = [ids_of(d) for d in await _together(engine, specs)]
+        return alone, together, engine.adapters.stacks.rank
+
+    alone, together, rank = run_with_engine(tiny_path, body)
+    assert together == alone and rank == 16
+    assert len({tuple(a) for a in alone[:4]}) == 4  # every adapter changes the output

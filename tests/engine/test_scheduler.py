@@ -203,11 +203,10 @@ def test_loading_adapter_does_not_block_others_and_broken_adapter_fails_its_requ
 
 # ---- adapter slots ------------------------------------------------------------------------------
 class FakeWeights:
-    def __init__(self, digest: str) -> None:
-        self.digest = digest
+    """An adapter with no modules: exercises slot bookkeeping without real weights."""
 
-    def to(self, device):
-        return self
+    def __init__(self, digest: str) -> None:
+        self.digest, self.max_rank, self.modules = digest, 0, []
 
 
 def slot_store(slots: int, host: int) -> AdapterStore:
@@ -228,6 +227,8 @@ def test_slots_pin_while_running_and_evict_idle_least_recently_used():
     store.release("a")
     assert store.acquire("c")  # a was idle: evicted from its slot, kept in host memory
     assert store.resident() == ["b", "c"] and "a" in store.in_host()
+    assert store.slot_of("c") == 0  # a's slot was reused
+    assert store.stacks.capacity == 2
     store.release("b")
     store.release("c")
     assert store.acquire("a") and store.resident() == ["c", "a"]

@@ -1,5 +1,5 @@
 """Building blocks of the Llama-family forward: RMSNorm, rotary embeddings (with the model's scaling),
-paged-KV attention for decode rows and prefill chunks, and the batched LoRA delta.
+and paged-KV attention for decode rows and prefill chunks (the batched LoRA delta is in ``lora_stacks``).
 
 Owns: the tensor math, stateless. Does not own: weights (``model``), which tokens run (``scheduler``),
 or building the index tensors (``runner``).
@@ -123,26 +123,3 @@ def paged_attention(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tenso
         o = F.scaled_dot_product_attention(qp, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
         out[start : start + rows] = o.squeeze(0).transpose(0, 1)
     return out
-
-
-@dataclass
-class LoraSegment:
-    """A run of rows ``[start, start+rows)`` served by one resident adapter (its per-layer weights)."""
-
-    start: int
-    rows: int
-    weights: object  # lora.AdapterWeights
-
-
-def add_lora(y: torch.Tensor, x: torch.Tensor, segments: list[LoraSegment], layer: int, group: str) -> None:
-    """``y[rows] += (x[rows] @ A^T) @ B^T`` per adapter segment; the base matmul is shared by all rows.
-
-    ``A``/``B`` are the adapter's fused matrices for ``group`` (e.g. q,k,v stacked), scale folded into B.
-    """
-    for seg in segments:
-        ab = seg.weights.layers[layer].get(group)
-        if ab is None:
-            continue
-        a, b = ab
-        xs = x[seg.start : seg.start + seg.rows]
-        y[seg.start : seg.start + seg.rows] += (xs @ a.T) @ b.T

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from tenfold.engine.lora_stacks import LoraStacks
 from tenfold.engine.model import LORA_GROUPS, ModelShape
 from tenfold.engine.types import AdapterError, AdapterRef
 from tenfold.models.registry import is_same_base
@@ -38,16 +39,13 @@ _ANY_LORA = re.compile(r"\.lora_[AB](?:\.[^.]+)?\.weight$")
 
 @dataclass
 class AdapterWeights:
+    """An adapter in host memory: per layer ``{module: (At [in, r], Bt [r, out])}``, scale folded into Bt."""
+
     digest: str
-    layers: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]  # group -> (A [r_sum, in], B [out, r_sum])
+    modules: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]
+    max_rank: int
     nbytes: int = 0
     ranks: dict[str, int] = field(default_factory=dict)
-
-    def to(self, device: torch.device) -> "AdapterWeights":
-        if all(a.device == device for layer in self.layers for a, _ in layer.values()):
-            return self
-        layers = [{g: (a.to(device), b.to(device)) for g, (a, b) in layer.items()} for layer in self.layers]
-        return AdapterWeights(self.digest, layers, self.nbytes, self.ranks)
 
 
 def _module_names(shape: ModelShape) -> dict[str, tuple[int, int]]:
@@ -151,8 +149,8 @@ def load_adapter_weights(ref: AdapterRef, *, shape: ModelShape, dtype: torch.dty
     layers: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
     nbytes = 0
     for i in range(shape.layers):
-        groups: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
-        for module, (group, index) in LORA_GROUPS.items():
+        mods: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for module in LORA_GROUPS:
             p = parts.get((i, module))
             if not p or "lora_A" not in p or "lora_B" not in p:
                 continue
@@ -160,29 +158,19 @@ def load_adapter_weights(ref: AdapterRef, *, shape: ModelShape, dtype: torch.dty
             r = a.shape[0]
             mod_alpha = float(next((v for k, v in alpha_pattern.items() if module in k), alpha))
             scale = mod_alpha / math.sqrt(r) if rslora else mod_alpha / r
-            ranks[module] = r
-            groups.setdefault(group, []).append((index, a, b * scale))
-        fused: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for group, items in groups.items():
-            outs = shape.group_out(group)
-            r_sum = sum(a.shape[0] for _, a, _ in items)
-            big_a = torch.cat([a for _, a, _ in items]).to(dtype).contiguous()
-            big_b = torch.zeros(sum(outs), r_sum, dtype=dtype)
-            col = 0
-            for index, a, b in items:
-                row = sum(outs[:index])
-                big_b[row : row + outs[index], col : col + a.shape[0]] = b.to(dtype)
-                col += a.shape[0]
-            fused[group] = (big_a, big_b)
-            nbytes += big_a.numel() * big_a.element_size() + big_b.numel() * big_b.element_size()
-        layers.append(fused)
+            ranks[module] = max(r, ranks.get(module, 0))
+            at = a.T.contiguous().to(dtype)
+            bt = (b * scale).T.contiguous().to(dtype)
+            mods[module] = (at, bt)
+            nbytes += (at.numel() + bt.numel()) * at.element_size()
+        layers.append(mods)
     if not ranks:
         raise AdapterError(f"adapter {ref.digest}: no LoRA weights for the modules the engine adapts")
-    return AdapterWeights(ref.digest, layers, nbytes, ranks)
+    return AdapterWeights(ref.digest, layers, max(ranks.values()), nbytes, ranks)
 
 
 class AdapterStore:
-    """The three tiers. ``acquire``/``release``/``slot_weights`` run on the engine thread; loads from disk run
+    """The three tiers. ``acquire``/``release``/``slot_of`` run on the engine thread; loads from disk run
     on a background thread and land in the host tier under a lock."""
 
     def __init__(self, *, shape: ModelShape, base_name: str, model_path: Path, num_slots: int,
@@ -195,7 +183,8 @@ class AdapterStore:
         self.metrics = metrics
         self._refs: dict[str, AdapterRef] = {}  # every adapter seen: digest -> folder
         self._host: OrderedDict[str, AdapterWeights] = OrderedDict()
-        self._slots: OrderedDict[str, tuple[AdapterWeights, int]] = OrderedDict()  # digest -> (weights, pins)
+        self._slots: OrderedDict[str, list[int]] = OrderedDict()  # digest -> [slot index, pins], LRU first
+        self.stacks = LoraStacks(shape, dtype=dtype, device=device)
         self._loading: set[str] = set()
         self._failed: dict[str, AdapterError] = {}
         self._lock = threading.Lock()
@@ -263,8 +252,7 @@ class AdapterStore:
     # ---- engine thread ----------------------------------------------------------------------
     def acquire(self, digest: str) -> bool:
         if digest in self._slots:
-            weights, pins = self._slots[digest]
-            self._slots[digest] = (weights, pins + 1)
+            self._slots[digest][1] += 1
             self._slots.move_to_end(digest)
             return True
         with self._lock:
@@ -279,24 +267,43 @@ class AdapterStore:
                     self._pool.submit(self._load, digest)
                 return False
             self._host.move_to_end(digest)
-        if len(self._slots) >= self.num_slots:
-            idle = next((d for d, (_, pins) in self._slots.items() if pins == 0), None)
-            if idle is None:
-                return False  # every slot is pinned by running sequences: wait for one to finish
-            del self._slots[idle]
-            if self.metrics:
-                self.metrics.evicted("slot")
-        self._slots[digest] = (host.to(self.device), 1)
+        slot = self._take_slot()
+        if slot is None:
+            return False  # every slot is pinned by running sequences: wait for one to finish
+        if host.max_rank > self.stacks.rank:
+            self._grow(rank=host.max_rank)
+        self.stacks.write(slot, host.modules)
+        self._slots[digest] = [slot, 1]
         with self._lock:
             self._evict_host(keep=digest)  # the evicted slot's host copy may now be over the host limit
         return True
 
+    def _take_slot(self) -> int | None:
+        used = len(self._slots)
+        if used < self.num_slots:
+            if used >= self.stacks.capacity:  # grow by doubling, so a laptop with one adapter holds one slot
+                self._grow(capacity=min(self.num_slots, max(1, 2 * self.stacks.capacity)))
+            return used
+        idle = next((d for d, (_, pins) in self._slots.items() if pins == 0), None)
+        if idle is None:
+            return None
+        slot, _ = self._slots.pop(idle)
+        if self.metrics:
+            self.metrics.evicted("slot")
+        return slot
+
+    def _grow(self, *, capacity: int = 0, rank: int = 0) -> None:
+        rank_grows = rank > self.stacks.rank
+        self.stacks.ensure(max(capacity, self.stacks.capacity, 1), max(rank, self.stacks.rank, 1))
+        if rank_grows:  # padding changed: rewrite every slotted adapter from its host copy
+            for digest, (slot, _) in self._slots.items():
+                self.stacks.write(slot, self._host[digest].modules)
+
     def release(self, digest: str) -> None:
         if digest in self._slots:
-            weights, pins = self._slots[digest]
-            self._slots[digest] = (weights, max(0, pins - 1))
+            self._slots[digest][1] = max(0, self._slots[digest][1] - 1)
 
-    def slot_weights(self, digest: str) -> AdapterWeights:
+    def slot_of(self, digest: str) -> int:
         return self._slots[digest][0]
 
     def resident(self) -> list[str]:

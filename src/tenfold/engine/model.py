@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from tenfold.engine.layers import AttentionMeta, LoraSegment, Rotary, add_lora, paged_attention, rms_norm, write_kv
+from tenfold.engine.layers import AttentionMeta, Rotary, paged_attention, rms_norm, write_kv
 from tenfold.engine.types import EngineError
+
+if TYPE_CHECKING:
+    from tenfold.engine.lora_stacks import LoraPlan
 
 SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"}
 # Adapter target module → (fused group, part index). Parts are concatenated in this order inside a group.
@@ -134,9 +138,11 @@ class LlamaModel:
                  torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in range(s.layers)]
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMeta,
-                kv: list[tuple[torch.Tensor, torch.Tensor]], lora: list[LoraSegment],
+                kv: list[tuple[torch.Tensor, torch.Tensor]], lora: "LoraPlan | None",
                 logit_rows: torch.Tensor) -> torch.Tensor:
         """Run the step's ``T`` tokens; return logits [len(logit_rows), vocab] (float32)."""
+        from tenfold.engine.lora_stacks import add_lora
+
         s = self.shape
         h = F.embedding(input_ids, self.embed)
         for i, w in enumerate(self.layers):

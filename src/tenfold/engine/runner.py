@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tenfold.engine.layers import AttentionMeta, LoraSegment
+from tenfold.engine.layers import AttentionMeta
+from tenfold.engine.lora_stacks import LoraPlan
 from tenfold.engine.lora import AdapterStore
 from tenfold.engine.model import LlamaModel
 from tenfold.engine.sampler import RowSampling, sample_rows
@@ -47,7 +48,8 @@ class ModelRunner:
         prefills: list[tuple[int, int, list[int], int]] = []
         logit_rows: list[int] = []
         sampled_items: list[ScheduledSeq] = []
-        segments: list[tuple[str, int, int]] = []
+        lora_decode: list[tuple[int, int]] = []  # (row, slot)
+        lora_segments: list[tuple[int, int, int]] = []  # (start row, rows, slot)
         row = 0
         for it in items:
             seq, n = it.seq, it.num_tokens
@@ -67,16 +69,15 @@ class ModelRunner:
             if it.samples:
                 logit_rows.append(row + n - 1)
                 sampled_items.append(it)
-            digest = seq.adapter_digest
-            if digest is not None:
-                if segments and segments[-1][0] == digest:
-                    d, s0, cnt = segments[-1]
-                    segments[-1] = (d, s0, cnt + n)
+            if seq.adapter_digest is not None:
+                slot = self.adapters.slot_of(seq.adapter_digest)
+                if n == 1:
+                    lora_decode.append((row, slot))
                 else:
-                    segments.append((digest, row, n))
+                    lora_segments.append((row, n, slot))
             row += n
         meta = self._attention_meta(slots, decode_rows, decode_tables, decode_lens, prefills)
-        lora = [LoraSegment(s0, cnt, self.adapters.slot_weights(d)) for d, s0, cnt in segments] if segments else []
+        lora = self._lora_plan(lora_decode, lora_segments) if (lora_decode or lora_segments) else None
         dev = self.device
         logits = self.model.forward(torch.tensor(ids, dtype=torch.long, device=dev),
                                     torch.tensor(positions, dtype=torch.long, device=dev), meta, self.kv, lora,
@@ -86,6 +87,28 @@ class ModelRunner:
         rows = [RowSampling(it.seq.sampling, it.seq.state.generator, it.seq.output_token_ids) for it in sampled_items]
         picks = sample_rows(logits.cpu(), rows)
         return [Sampled(it, tok, lp) for it, (tok, lp) in zip(sampled_items, picks)]
+
+    def _lora_plan(self, decode: list[tuple[int, int]], segments: list[tuple[int, int, int]]) -> LoraPlan:
+        stacks = self.adapters.stacks
+        plan = LoraPlan(stacks=stacks, segments=tuple(segments))
+        if decode:
+            dev = self.device
+            used = sorted({slot for _, slot in decode})
+            # Many slots in use: multiply against the whole stack (no copy); few: gather just those slots.
+            full = 2 * len(used) >= stacks.capacity
+            pos_of = {slot: (slot if full else i) for i, slot in enumerate(used)}
+            seen: dict[int, int] = {}
+            pos, within = [], []
+            for _, slot in decode:
+                pos.append(pos_of[slot])
+                within.append(seen.get(slot, 0))
+                seen[slot] = within[-1] + 1
+            plan.decode_rows = torch.tensor([r for r, _ in decode], dtype=torch.long, device=dev)
+            plan.decode_pos = torch.tensor(pos, dtype=torch.long, device=dev)
+            plan.decode_within = torch.tensor(within, dtype=torch.long, device=dev)
+            plan.decode_slots = None if full else torch.tensor(used, dtype=torch.long, device=dev)
+            plan.decode_width = max(seen.values())
+        return plan
 
     def _attention_meta(self, slots, decode_rows, decode_tables, decode_lens, prefills) -> AttentionMeta:
         dev, bs = self.device, self.block_size

@@ -1,0 +1,123 @@
+"""Adapter slots as stacked tensors, and the batched LoRA delta computed from them.
+
+Owns: per layer, one stacked shrink matrix per fused group (``A[g]``: [capacity, in, modules*R], q/k/v
+and gate/up shrink together) and one stacked expand matrix per module (``B[m]``: [capacity, R, out]), in
+the ``x @ W`` orientation that batched matmul runs fastest on; growing capacity and rank (lower ranks are
+zero-padded); and ``add_lora``, which adds each row's own adapter delta to a base matmul's output:
+decode rows (one token of one sequence each) in one batched matmul over the slots they use, multi-token
+segments (prefill chunks) as plain matmuls on their slot's views. The base matmul is shared by all rows.
+Does not own: which adapter has which slot (``lora.AdapterStore``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tenfold.engine.model import LORA_GROUPS, ModelShape
+
+GROUP_MODULES: dict[str, list[str]] = {}
+for _module, (_group, _index) in sorted(LORA_GROUPS.items(), key=lambda kv: kv[1]):
+    GROUP_MODULES.setdefault(_group, []).append(_module)
+
+
+class LoraStacks:
+    def __init__(self, shape: ModelShape, *, dtype: torch.dtype, device: torch.device) -> None:
+        self.shape, self.dtype, self.device = shape, dtype, device
+        self.capacity = 0
+        self.rank = 0
+        self.A: list[dict[str, torch.Tensor]] = []
+        self.B: list[dict[str, torch.Tensor]] = []
+        self.offsets = {g: _offsets(shape.group_out(g)) for g in GROUP_MODULES}
+
+    def ensure(self, capacity: int, rank: int) -> None:
+        """Grow to at least ``capacity`` slots of rank ``rank`` (existing slots are kept)."""
+        if capacity <= self.capacity and rank <= self.rank:
+            return
+        capacity, rank = max(capacity, self.capacity), max(rank, self.rank)
+        s = self.shape
+        new_a, new_b = [], []
+        for layer in range(s.layers):
+            a_layer, b_layer = {}, {}
+            for g, mods in GROUP_MODULES.items():
+                a = torch.zeros(capacity, s.group_in(g), len(mods) * rank, dtype=self.dtype, device=self.device)
+                if self.capacity:
+                    old = self.A[layer][g]
+                    for i in range(len(mods)):
+                        a[: self.capacity, :, i * rank : i * rank + self.rank] = old[:, :, i * self.rank : (i + 1) * self.rank]
+                a_layer[g] = a
+                for i, m in enumerate(mods):
+                    b = torch.zeros(capacity, rank, s.group_out(g)[i], dtype=self.dtype, device=self.device)
+                    if self.capacity:
+                        b[: self.capacity, : self.rank] = self.B[layer][m]
+                    b_layer[m] = b
+            new_a.append(a_layer)
+            new_b.append(b_layer)
+        self.A, self.B, self.capacity, self.rank = new_a, new_b, capacity, rank
+
+    def write(self, slot: int, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]) -> None:
+        """Copy one adapter's per-layer ``{module: (At [in, r], Bt [r, out])}`` into ``slot`` (zeros elsewhere)."""
+        R = self.rank
+        for layer, mods in enumerate(modules):
+            for g, names in GROUP_MODULES.items():
+                a = self.A[layer][g][slot]
+                a.zero_()
+                for i, m in enumerate(names):
+                    b = self.B[layer][m][slot]
+                    b.zero_()
+                    if m in mods:
+                        at, bt = mods[m]
+                        r = at.shape[1]
+                        a[:, i * R : i * R + r].copy_(at)
+                        b[:r].copy_(bt)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for layer in self.A + self.B for t in layer.values())
+
+
+def _offsets(outs: list[int]) -> list[int]:
+    acc, offs = 0, []
+    for o in outs:
+        offs.append(acc)
+        acc += o
+    return offs
+
+
+@dataclass
+class LoraPlan:
+    """Which rows use which slot in one step (built by the runner)."""
+
+    stacks: LoraStacks
+    decode_rows: torch.Tensor | None = None  # [Dn] rows that are single tokens with an adapter
+    decode_pos: torch.Tensor | None = None  # [Dn] index into the slots used (or the slot itself when full)
+    decode_within: torch.Tensor | None = None  # [Dn] position among rows sharing that slot
+    decode_slots: torch.Tensor | None = None  # slots used, gathered; None: use the whole stack
+    decode_width: int = 1  # most rows sharing one slot
+    segments: tuple[tuple[int, int, int], ...] = ()  # (start row, rows, slot) of multi-token chunks
+
+
+def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group: str) -> None:
+    """``y[row] += x[row] @ A[slot] @ B[slot]`` for every adapter row, in place."""
+    st = plan.stacks
+    a_all = st.A[layer][group]
+    mods = GROUP_MODULES[group]
+    offs = st.offsets[group]
+    R = st.rank
+    if plan.decode_rows is not None:
+        a = a_all if plan.decode_slots is None else a_all.index_select(0, plan.decode_slots)
+        xp = x.new_zeros(a.shape[0], plan.decode_width, x.shape[1])
+        xp[plan.decode_pos, plan.decode_within] = x.index_select(0, plan.decode_rows)
+        h = torch.bmm(xp, a)  # [slots, width, modules*R]
+        for i, m in enumerate(mods):
+            b_all = st.B[layer][m]
+            b = b_all if plan.decode_slots is None else b_all.index_select(0, plan.decode_slots)
+            out = torch.bmm(h[:, :, i * R : (i + 1) * R], b)  # [slots, width, out_m]
+            cols = y[:, offs[i] : offs[i] + out.shape[2]]
+            cols.index_add_(0, plan.decode_rows, out[plan.decode_pos, plan.decode_within])
+    for start, rows, slot in plan.segments:
+        h = x[start : start + rows] @ a_all[slot]
+        for i, m in enumerate(mods):
+            out = h[:, i * R : (i + 1) * R] @ st.B[layer][m][slot]
+            y[start : start + rows, offs[i] : offs[i] + out.shape[1]] += out
