@@ -1,0 +1,212 @@
+"""The batch runner: an asyncio task in the server process (started by the app lifespan, like the training
+worker) that moves batches through ``validating → in_progress → finalizing → completed`` (or ``failed``,
+``expired``, ``cancelling → cancelled``) and feeds their lines to the engine at priority 1 (spare capacity
+only), through the same inference core as ``/v1/chat/completions``.
+
+Owns: per-line progress in the database (``batch_lines``): a line is finished exactly once, together with
+its output line and the batch's counts, so a server killed mid-batch resumes with the lines still pending
+and never repeats a finished one. Each line has a request id derived from (batch, line), so a line cut off
+by a restart and run again is never charged twice. Writing the output and error files (OpenAI line format,
+joined on ``custom_id``). Does not own: the API contract of create/cancel (``tenfold.batch.service``).
+Limitation: one runner per database (run batches in one api process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+
+from tenfold.api import inference_core as core
+from tenfold.api.deps import Principal, ServerContext
+from tenfold.api.errors import APIError
+from tenfold.batch.validate import BatchFileError, BatchLineSpec, parse_batch_file
+from tenfold.store import repo
+
+log = logging.getLogger("tenfold.batch")
+
+
+def line_request_id(batch_id: str, line_no: int) -> str:
+    return "batch_req_" + hashlib.sha256(f"{batch_id}/{line_no}".encode()).hexdigest()[:24]
+
+
+def _error_line(rid: str, custom_id: str, code: str, message: str) -> dict:
+    return {"id": rid, "custom_id": custom_id, "response": None, "error": {"code": code, "message": message}}
+
+
+class BatchRunner:
+    def __init__(self, c: ServerContext) -> None:
+        self.c = c
+        self.db = c.db
+        self.poll = c.settings.batch_poll_seconds
+        self.concurrency = max(1, c.settings.batch_concurrency)
+        self._specs: dict[str, list[BatchLineSpec]] = {}
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="tenfold-batch-runner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _db(self, fn, /, **kw):
+        def run():
+            with self.db.session() as s:
+                return fn(s, **kw)
+        return await asyncio.to_thread(run)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                ids = await self._db(repo.active_batch_ids)
+                for batch_id in ids:  # one step per batch per round: fair, and a cancel is seen promptly
+                    await self.step(batch_id)
+                if not ids:
+                    await asyncio.sleep(self.poll)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the runner must survive anything one batch does
+                log.exception("batch runner error")
+                await asyncio.sleep(1.0)
+
+    async def step(self, batch_id: str) -> None:
+        b = await self._db(repo.get_batch, batch_id=batch_id, organization_id=None)
+        if b is None:
+            return
+        if b.status == "validating":
+            await self._validate(b)
+        elif b.status == "in_progress":
+            if time.time() >= b.expires_at:
+                await self._expire(b)
+            else:
+                await self._run_some(b)
+        elif b.status == "finalizing":
+            await self._finalize(b, "finalizing", "completed")
+        elif b.status == "cancelling":
+            await self._finalize(b, "cancelling", "cancelled")
+
+    # ---- validating ----------------------------------------------------------------------------
+
+    def _read(self, b) -> list[BatchLineSpec]:
+        with self.db.session() as s:
+            f = repo.get_file(s, organization_id=b.organization_id, file_id=b.input_file_id)
+        if f is None:
+            raise BatchFileError(0, f"the input file {b.input_file_id} no longer exists")
+        lines = parse_batch_file(self.c.artifacts.read(f.storage_key))
+        for n, line in enumerate(lines, start=1):
+            if line.url != b.endpoint:
+                raise BatchFileError(n, f"url {line.url} does not match the batch's endpoint {b.endpoint}; every "
+                                        "line of a batch must use the batch's endpoint")
+        return lines
+
+    async def _specs_for(self, b) -> list[BatchLineSpec]:
+        if b.id not in self._specs:
+            self._specs[b.id] = await asyncio.to_thread(self._read, b)
+        return self._specs[b.id]
+
+    async def _validate(self, b) -> None:
+        try:
+            specs = await self._specs_for(b)
+        except BatchFileError as e:
+            err = {"object": "list", "data": [{"code": "invalid_input_file", "message": str(e),
+                                               "param": "input_file_id", "line": e.line or None}]}
+            await self._db(repo.move_batch, batch_id=b.id, from_status=("validating",), to_status="failed",
+                           failed_at=time.time(), errors=err)
+            return
+
+        def start(s) -> None:
+            if repo.move_batch(s, batch_id=b.id, from_status=("validating",), to_status="in_progress",
+                               in_progress_at=time.time(), total=len(specs)):
+                repo.add_batch_lines(s, batch_id=b.id, custom_ids=[x.custom_id for x in specs])
+        await asyncio.to_thread(self._in_session, start)
+
+    def _in_session(self, fn):
+        with self.db.session() as s:
+            return fn(s)
+
+    # ---- in progress ---------------------------------------------------------------------------
+
+    async def _run_some(self, b) -> None:
+        specs = await self._specs_for(b)
+        pending = await self._db(repo.pending_batch_lines, batch_id=b.id, limit=self.concurrency)
+        if not pending:
+            await self._db(repo.move_batch, batch_id=b.id, from_status=("in_progress",), to_status="finalizing",
+                           finalizing_at=time.time())
+            return
+        results = await asyncio.gather(*(self._run_line(b, n, cid, specs[n]) for n, cid in pending),
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                log.error("batch %s line failed unexpectedly: %r", b.id, r)
+        if any(r == "retry" for r in results):
+            await asyncio.sleep(self.poll)
+
+    async def _run_line(self, b, line_no: int, custom_id: str, spec: BatchLineSpec) -> str:
+        rid = line_request_id(b.id, line_no)
+        p = Principal(organization_id=b.organization_id, api_key_id=b.api_key_id, is_admin=False)
+        kind = core.ENDPOINTS[spec.url]
+        try:
+            body = core.parse_body(kind, spec.body)
+            call = await core.prepare(self.c, p, kind, body, request_id=rid, priority=1, batch_id=b.id)
+            response = await core.complete(self.c, p, call)
+            status, result = "completed", {"id": rid, "custom_id": custom_id, "error": None,
+                                           "response": {"status_code": 200, "request_id": rid, "body": response}}
+        except APIError as e:
+            if e.status == 429 and e.code != "spend_limit_exceeded":
+                return "retry"  # engine busy: the line stays pending and runs later
+            status, result = "failed", {"id": rid, "custom_id": custom_id, "error": None,
+                                        "response": {"status_code": e.status, "request_id": rid, "body": e.body()}}
+        except Exception as e:  # an internal failure fails this line, not the batch or the runner
+            log.exception("batch %s line %d failed", b.id, line_no)
+            status, result = "failed", _error_line(rid, custom_id, "server_error", f"Internal error ({type(e).__name__}).")
+        await self._db(repo.finish_batch_line, batch_id=b.id, line_no=line_no, status=status, result=result)
+        return status
+
+    async def _expire(self, b) -> None:
+        pending = await self._db(repo.pending_batch_lines, batch_id=b.id, limit=1_000_000)
+        for n, cid in pending:
+            await self._db(repo.finish_batch_line, batch_id=b.id, line_no=n, status="failed",
+                           result=_error_line(line_request_id(b.id, n), cid, "batch_expired",
+                                              "This request could not be executed before the completion window "
+                                              "expired."))
+        await self._finalize(b, "in_progress", "expired")
+
+    # ---- finalizing ----------------------------------------------------------------------------
+
+    def _write_files(self, b) -> tuple[str | None, str | None]:
+        with self.db.session() as s:
+            lines = repo.finished_batch_lines(s, batch_id=b.id)
+        out = [x.result for x in lines if x.status == "completed"]
+        err = [x.result for x in lines if x.status != "completed"]
+        ids = []
+        for suffix, rows in (("output", out), ("error", err)):
+            if not rows:
+                ids.append(None)
+                continue
+            file_id = "file-" + hashlib.sha256(f"{b.id}/{suffix}".encode()).hexdigest()[:24]
+            ids.append(file_id)
+            with self.db.session() as s:
+                if repo.get_file(s, organization_id=b.organization_id, file_id=file_id) is not None:
+                    continue  # written before a restart
+            data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
+            key = f"files/{file_id}.jsonl"
+            staged = self.c.artifacts.stage(data)
+            with self.db.session() as s:
+                repo.create_file(s, organization_id=b.organization_id, file_id=file_id,
+                                 filename=f"{b.id}_{suffix}.jsonl", purpose=f"batch_{suffix}", nbytes=len(data),
+                                 storage_key=key, n_examples=len(rows), data_format="batch")
+                self.c.artifacts.commit(staged, key)
+        return ids[0], ids[1]
+
+    async def _finalize(self, b, from_status: str, to_status: str) -> None:
+        output_id, error_id = await asyncio.to_thread(self._write_files, b)
+        await self._db(repo.move_batch, batch_id=b.id, from_status=(from_status,), to_status=to_status,
+                       output_file_id=output_id, error_file_id=error_id, **{f"{to_status}_at": time.time()})
+        self._specs.pop(b.id, None)
