@@ -148,3 +148,23 @@ def test_create_errors_and_isolation(server, oai):
         assert o.get(f"/batches/{b['id']}").status_code == 404
         assert o.post(f"/batches/{b['id']}/cancel").status_code == 404
         assert o.get("/batches").json()["data"] == []
+
+
+def test_expired_batch_keeps_results_and_reports_the_rest(server, oai):
+    import sqlite3
+
+    rows = [line(f"e-{i}", f"Expire story {i}.", max_tokens=40) for i in range(40)]
+    f = oai.files.create(file=("in.jsonl", io.BytesIO(jsonl(rows))), purpose="batch")
+    b = oai.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    deadline = time.time() + 60
+    while oai.batches.retrieve(b.id).request_counts.completed < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    with sqlite3.connect(server.home / "tenfold.db") as db:  # the 24h window passes (in the database)
+        db.execute("UPDATE batches SET expires_at = 0 WHERE id = ?", (b.id,))
+    done = _wait(oai, b.id)
+    assert done.status == "expired" and done.expired_at is not None and done.completed_at is None
+    out = [json.loads(x) for x in oai.files.content(done.output_file_id).text.splitlines()]
+    err = [json.loads(x) for x in oai.files.content(done.error_file_id).text.splitlines()]
+    assert sorted(x["custom_id"] for x in out + err) == sorted(r["custom_id"] for r in rows)
+    assert err and all(e["error"]["code"] == "batch_expired" and e["response"] is None for e in err)
+    assert done.request_counts.completed == len(out) and done.request_counts.failed == len(err)
