@@ -57,7 +57,8 @@ def test_batch_lifecycle_output_and_error_files(oai, server):
         i = int(o["custom_id"].split("-")[1])
         assert body["usage"]["completion_tokens"] == 3 + i % 3
     assert [e["custom_id"] for e in err] == ["bad-model"]
-    assert err[0]["response"]["status_code"] == 404 and "no-such-model" in err[0]["response"]["body"]["error"]["message"]
+    assert err[0]["response"]["status_code"] == 404
+    assert "no-such-model" in err[0]["response"]["body"]["error"]["message"]
     assert oai.files.retrieve(done.output_file_id).purpose == "batch_output"
 
     # batch usage: one row per line that ran, billed at the batch discount

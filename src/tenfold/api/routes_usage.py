@@ -98,7 +98,8 @@ def _limit_obj(s, organization_id: str) -> dict:
     spent = repo.spend_since(s, organization_id=organization_id, since=start)
     limit = org.monthly_spend_limit_micro_usd
     return {"object": "organization.spend_limit", "organization_id": organization_id,
-            "monthly_spend_limit_micro_usd": limit, "monthly_spend_limit_usd": usd(limit) if limit is not None else None,
+            "monthly_spend_limit_micro_usd": limit,
+            "monthly_spend_limit_usd": usd(limit) if limit is not None else None,
             "spent_this_month_micro_usd": spent, "spent_this_month_usd": usd(spent)}
 
 
@@ -112,7 +113,8 @@ def get_spend_limit(request: Request, organization_id: str, p: Principal = Depen
 
 
 @router.put("/organizations/{organization_id}/spend_limit")
-def set_spend_limit(request: Request, organization_id: str, body: SpendLimit, p: Principal = Depends(principal)) -> dict:
+def set_spend_limit(request: Request, organization_id: str, body: SpendLimit,
+                    p: Principal = Depends(principal)) -> dict:
     if not p.is_admin:
         raise APIError(403, "Setting a spend limit needs an admin API key.", code="admin_required")
     limit = None

@@ -165,7 +165,8 @@ class BatchRunner:
                                         "response": {"status_code": e.status, "request_id": rid, "body": e.body()}}
         except Exception as e:  # an internal failure fails this line, not the batch or the runner
             log.exception("batch %s line %d failed", b.id, line_no)
-            status, result = "failed", _error_line(rid, custom_id, "server_error", f"Internal error ({type(e).__name__}).")
+            status, result = "failed", _error_line(rid, custom_id, "server_error",
+                                                   f"Internal error ({type(e).__name__}).")
         await self._db(repo.finish_batch_line, batch_id=b.id, line_no=line_no, status=status, result=result)
         return status
 

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tenfold.billing.pricing import inference_cost
 from tenfold.config import Settings
@@ -57,8 +57,20 @@ class Meter:
         return inference_cost(price, prompt_tokens=e.prompt_tokens, cached_tokens=e.cached_tokens,
                               completion_tokens=e.completion_tokens, discount_bps=discount), discount
 
-    def record(self, e: UsageEntry) -> bool:
-        """Write the row; False if this request was already recorded (nothing charged twice)."""
+    def record(self, e: UsageEntry, *, attempts: int = 5) -> bool:
+        """Write the row; False if this request was already recorded (nothing charged twice). A write that
+        fails for a transient database reason is retried: the unique request id makes retries safe."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._write(e)
+            except OperationalError:
+                if attempt == attempts:
+                    raise
+                log.warning("usage write for %s failed (attempt %d); retrying", e.request_id, attempt)
+                time.sleep(0.05 * 2 ** attempt)
+        return False
+
+    def _write(self, e: UsageEntry) -> bool:
         cost, discount = self.cost(e)
         try:
             with self.db.session() as s:

@@ -18,7 +18,8 @@ app = typer.Typer(help="Token usage and cost: recent requests (no subcommand), s
 
 @app.command("export")
 def export(
-    start_time: str = typer.Option(..., "--start-time", help="Start (inclusive): YYYY-MM-DD, ISO time or Unix seconds, UTC."),
+    start_time: str = typer.Option(..., "--start-time",
+                                   help="Start (inclusive): YYYY-MM-DD, ISO time or Unix seconds, UTC."),
     end_time: str = typer.Option(..., "--end-time", help="End (exclusive); at most 31 days after the start."),
     filename: Path = typer.Option(Path("usage.csv"), "--filename", help="Where to write the CSV."),
 ) -> None:
