@@ -169,3 +169,28 @@ def test_expired_batch_keeps_results_and_reports_the_rest(server, oai):
     assert sorted(x["custom_id"] for x in out + err) == sorted(r["custom_id"] for r in rows)
     assert err and all(e["error"]["code"] == "batch_expired" and e["response"] is None for e in err)
     assert done.request_counts.completed == len(out) and done.request_counts.failed == len(err)
+
+
+def test_cli_batches_create_wait_and_results(server, tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "req.jsonl"
+    src.write_bytes(jsonl([line("cli-1"), line("cli-2", url="/v1/chat/completions", max_tokens=2)]))
+    env = {"TENFOLD_API_KEY": server.api_key, "TENFOLD_BASE_URL": server.url, "TENFOLD_CONFIG_DIR": str(tmp_path),
+           "PATH": "/usr/bin:/bin"}
+
+    def tenfold(*args):
+        return subprocess.run([sys.executable, "-m", "tenfold.cli.main", *args], env=env, capture_output=True,
+                              text=True)
+
+    p = tenfold("batches", "create", str(src), "--wait", "--json")
+    assert p.returncode == 0, p.stderr + p.stdout
+    b = json.loads(p.stdout)
+    assert b["status"] == "completed" and b["request_counts"]["completed"] == 2
+    out = tmp_path / "res.jsonl"
+    p = tenfold("batches", "results", b["id"], "--output", str(out))
+    assert p.returncode == 0 and sorted(json.loads(x)["custom_id"] for x in out.read_text().splitlines()) == \
+        ["cli-1", "cli-2"]
+    p = tenfold("batches", "list")
+    assert p.returncode == 0 and b["id"] in p.stdout

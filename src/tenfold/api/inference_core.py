@@ -15,7 +15,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
@@ -113,6 +113,40 @@ async def prepare(c: ServerContext, p: Principal, kind: str, body, *, expected_c
     return Call(kind, rid, body.model, body.stream, include_usage, gen, route, batch_id=batch_id)
 
 
+class Traffic:
+    """Interactive (priority 0) requests in flight on one server; the batch runner starts no new line while
+    there are any, so batch work uses spare capacity even on an engine that ignores ``priority``."""
+
+    def __init__(self) -> None:
+        self.interactive = 0
+
+
+_TRAFFIC: dict[int, Traffic] = {}
+
+
+def traffic(c: ServerContext) -> Traffic:
+    return _TRAFFIC.setdefault(id(c), Traffic())
+
+
+def _enter(c: ServerContext, call: Call) -> None:
+    if call.gen.priority == 0:
+        traffic(c).interactive += 1
+
+
+def _leave(c: ServerContext, call: Call) -> None:
+    if call.gen.priority == 0:
+        traffic(c).interactive -= 1
+
+
+@dataclass
+class OpenStream:
+    """SSE ``events`` plus ``finish``, the idempotent clean-up (close the engine stream, meter once) that
+    also runs as the response's background task, so a stream the server never iterated is still billed."""
+
+    events: AsyncIterator[str]
+    finish: Callable[[], Awaitable[None]]
+
+
 def usage_body(prompt: int, cached: int, completion: int) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached}, "completion_tokens_details": None}
@@ -181,7 +215,12 @@ async def complete(c: ServerContext, p: Principal, call: Call) -> dict:
     """Run a request to the end and return the OpenAI response body; metered exactly once."""
     created = int(time.time())
     tally = Tally()
-    stream = _start(c, call)
+    _enter(c, call)
+    try:
+        stream = _start(c, call)
+    except BaseException:
+        _leave(c, call)
+        raise
     parts: list[str] = []
     try:
         async for d in stream:
@@ -190,6 +229,7 @@ async def complete(c: ServerContext, p: Principal, call: Call) -> dict:
     except EngineError as e:
         raise engine_error(e) from None
     finally:
+        _leave(c, call)
         await _close(stream)
         await meter(c, p, call, tally)
     return {"id": call.request_id, "object": "chat.completion" if call.kind == "chat" else "text_completion",
@@ -198,19 +238,39 @@ async def complete(c: ServerContext, p: Principal, call: Call) -> dict:
             "usage": usage_body(tally.prompt, tally.cached, tally.completion), "system_fingerprint": None}
 
 
-async def open_stream(c: ServerContext, p: Principal, call: Call) -> AsyncIterator[str]:
+async def open_stream(c: ServerContext, p: Principal, call: Call) -> OpenStream:
     """Start a streaming request and return its SSE events. The first delta is pulled before returning,
     so an engine error is still a proper HTTP error; metered exactly once when the events end or are closed."""
     created = int(time.time())
     chunk_obj = "chat.completion.chunk" if call.kind == "chat" else "text_completion"
     tally = Tally()
-    stream = _start(c, call)
+    _enter(c, call)
+    try:
+        stream = _start(c, call)
+    except BaseException:
+        _leave(c, call)
+        raise
+    finished = False
+
+    async def finish() -> None:
+        nonlocal finished
+        if finished:
+            return
+        finished = True
+        _leave(c, call)
+        try:
+            await _close(stream)
+        finally:
+            await meter(c, p, call, tally)
+
     try:
         first = await anext(stream, None)
     except EngineError as e:
-        await _close(stream)
-        await meter(c, p, call, tally)
+        await finish()
         raise engine_error(e) from None
+    except BaseException:
+        await finish()
+        raise
 
     def sse(payload: dict) -> str:
         return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
@@ -241,7 +301,6 @@ async def open_stream(c: ServerContext, p: Principal, call: Call) -> AsyncIterat
         except EngineError as e:
             yield sse({"error": {"message": str(e), "type": "invalid_request_error", "param": None, "code": None}})
         finally:
-            await _close(stream)
-            await meter(c, p, call, tally)
+            await finish()
 
-    return events()
+    return OpenStream(events(), finish)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from tenfold.api import inference_core as core
 from tenfold.api.deps import Principal, ctx, principal
@@ -25,8 +26,8 @@ async def _serve(request: Request, p: Principal, kind: str, body):
     call = await core.prepare(c, p, kind, body, expected_checkpoint=request.headers.get(EXPECTED_HEADER))
     if not call.stream:
         return JSONResponse(await core.complete(c, p, call), headers=core.headers(call))
-    events = await core.open_stream(c, p, call)
-    return StreamingResponse(events, media_type="text/event-stream",
+    opened = await core.open_stream(c, p, call)
+    return StreamingResponse(opened.events, media_type="text/event-stream", background=BackgroundTask(opened.finish),
                              headers={**core.headers(call), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

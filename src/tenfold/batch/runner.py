@@ -42,6 +42,8 @@ class BatchRunner:
         self.db = c.db
         self.poll = c.settings.batch_poll_seconds
         self.concurrency = max(1, c.settings.batch_concurrency)
+        self.slice_seconds = 2.0
+        self.max_yield_seconds = 30.0
         self._specs: dict[str, list[BatchLineSpec]] = {}
         self._task: asyncio.Task | None = None
 
@@ -133,19 +135,54 @@ class BatchRunner:
 
     # ---- in progress ---------------------------------------------------------------------------
 
+    async def _yield_to_interactive(self) -> None:
+        """Start no batch line while interactive requests are in flight (bounded, so a miscount cannot
+        stall a batch for ever)."""
+        t = core.traffic(self.c)
+        deadline = time.monotonic() + self.max_yield_seconds
+        while t.interactive > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
     async def _run_some(self, b) -> None:
+        """Run pending lines with at most ``concurrency`` in flight for about ``slice_seconds`` (then the
+        loop moves on to the next batch); stop launching as soon as the batch leaves ``in_progress``."""
         specs = await self._specs_for(b)
-        pending = await self._db(repo.pending_batch_lines, batch_id=b.id, limit=self.concurrency)
+        pending = await self._db(repo.pending_batch_lines, batch_id=b.id, limit=self.concurrency * 16)
         if not pending:
             await self._db(repo.move_batch, batch_id=b.id, from_status=("in_progress",), to_status="finalizing",
                            finalizing_at=time.time())
             return
-        results = await asyncio.gather(*(self._run_line(b, n, cid, specs[n]) for n, cid in pending),
-                                       return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
-                log.error("batch %s line failed unexpectedly: %r", b.id, r)
-        if any(r == "retry" for r in results):
+        running: set[asyncio.Task] = set()
+        outcomes: list[str] = []
+        deadline = time.monotonic() + self.slice_seconds
+
+        def collect(done: set[asyncio.Task]) -> None:
+            for t in done:
+                if t.exception() is not None:
+                    log.error("batch %s line failed unexpectedly: %r", b.id, t.exception())
+                else:
+                    outcomes.append(t.result())
+
+        try:
+            for n, cid in pending:
+                await self._yield_to_interactive()
+                while len(running) >= self.concurrency:
+                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    collect(done)
+                if "retry" in outcomes or time.monotonic() > deadline:
+                    break
+                current = await self._db(repo.get_batch, batch_id=b.id, organization_id=None)
+                if current is None or current.status != "in_progress" or time.time() >= current.expires_at:
+                    break
+                running.add(asyncio.create_task(self._run_line(b, n, cid, specs[n])))
+            if running:
+                done, running = await asyncio.wait(running)  # lines in flight finish and are kept
+                collect(done)
+        except asyncio.CancelledError:
+            for t in running:
+                t.cancel()  # server shutting down: these lines stay pending and run again after a restart
+            raise
+        if "retry" in outcomes:
             await asyncio.sleep(self.poll)
 
     async def _run_line(self, b, line_no: int, custom_id: str, spec: BatchLineSpec) -> str:
