@@ -2,8 +2,9 @@
 
 Owns: credential resolution (via ``tenfold.sdk.credentials``), the one ``httpx.Client``, sending a request
 and turning failures into ``TenfoldError``s, and the resource attributes (``files``, ``jobs``,
-``adapters``) plus the small top-level calls (``chat``, ``completions``, ``models``, ``usage``,
-``health``, ``me``). Does not own: the shape of each REST noun (one module per noun) or any server code.
+``adapters``, ``batches``) plus the small top-level calls (``chat``, ``completions``, ``models``, ``usage``,
+``usage_summary``, ``usage_export``, ``health``, ``me``). Does not own: the shape of each REST noun (one
+module per noun) or any server code.
 """
 
 from __future__ import annotations
