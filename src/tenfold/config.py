@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     batch_concurrency: int = 4  # Batch API lines in flight at once (at engine priority 1)
     batch_poll_seconds: float = 0.5
+    # The batch runner starts a line only after this long without interactive requests (spare capacity).
+    batch_idle_seconds: float = 0.5
 
     @property
     def db_url(self) -> str:

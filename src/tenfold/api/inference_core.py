@@ -119,6 +119,11 @@ class Traffic:
 
     def __init__(self) -> None:
         self.interactive = 0
+        self.last_interactive = 0.0  # monotonic time an interactive request last started or ended
+
+    def idle_for(self) -> float:
+        """Seconds since the last interactive request (0 while any is in flight)."""
+        return 0.0 if self.interactive > 0 else time.monotonic() - self.last_interactive
 
 
 _TRAFFIC: dict[int, Traffic] = {}
@@ -130,12 +135,16 @@ def traffic(c: ServerContext) -> Traffic:
 
 def _enter(c: ServerContext, call: Call) -> None:
     if call.gen.priority == 0:
-        traffic(c).interactive += 1
+        t = traffic(c)
+        t.interactive += 1
+        t.last_interactive = time.monotonic()
 
 
 def _leave(c: ServerContext, call: Call) -> None:
     if call.gen.priority == 0:
-        traffic(c).interactive -= 1
+        t = traffic(c)
+        t.interactive -= 1
+        t.last_interactive = time.monotonic()
 
 
 @dataclass

@@ -44,6 +44,7 @@ class BatchRunner:
         self.concurrency = max(1, c.settings.batch_concurrency)
         self.slice_seconds = 2.0
         self.max_yield_seconds = 30.0
+        self.idle_seconds = c.settings.batch_idle_seconds
         self._specs: dict[str, list[BatchLineSpec]] = {}
         self._task: asyncio.Task | None = None
 
@@ -69,7 +70,13 @@ class BatchRunner:
             try:
                 ids = await self._db(repo.active_batch_ids)
                 for batch_id in ids:  # one step per batch per round: fair, and a cancel is seen promptly
-                    await self.step(batch_id)
+                    try:
+                        await self.step(batch_id)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # one broken batch must not hold up the others
+                        log.exception("batch %s: step failed; retrying later", batch_id)
+                        await asyncio.sleep(0.5)
                 if not ids:
                     await asyncio.sleep(self.poll)
             except asyncio.CancelledError:
@@ -116,11 +123,11 @@ class BatchRunner:
     async def _validate(self, b) -> None:
         try:
             specs = await self._specs_for(b)
+        except OSError as e:
+            await self._fail(b, BatchFileError(0, f"the input file {b.input_file_id} cannot be read ({e})"))
+            return
         except BatchFileError as e:
-            err = {"object": "list", "data": [{"code": "invalid_input_file", "message": str(e),
-                                               "param": "input_file_id", "line": e.line or None}]}
-            await self._db(repo.move_batch, batch_id=b.id, from_status=("validating",), to_status="failed",
-                           failed_at=time.time(), errors=err)
+            await self._fail(b, e)
             return
 
         def start(s) -> None:
@@ -129,6 +136,12 @@ class BatchRunner:
                 repo.add_batch_lines(s, batch_id=b.id, custom_ids=[x.custom_id for x in specs])
         await asyncio.to_thread(self._in_session, start)
 
+    async def _fail(self, b, e: BatchFileError) -> None:
+        err = {"object": "list", "data": [{"code": "invalid_input_file", "message": str(e),
+                                           "param": "input_file_id", "line": e.line or None}]}
+        await self._db(repo.move_batch, batch_id=b.id, from_status=("validating",), to_status="failed",
+                       failed_at=time.time(), errors=err)
+
     def _in_session(self, fn):
         with self.db.session() as s:
             return fn(s)
@@ -136,17 +149,24 @@ class BatchRunner:
     # ---- in progress ---------------------------------------------------------------------------
 
     async def _yield_to_interactive(self) -> None:
-        """Start no batch line while interactive requests are in flight (bounded, so a miscount cannot
-        stall a batch for ever)."""
+        """Start no batch line while interactive requests are in flight or ran within the last
+        ``batch_idle_seconds`` (bounded by ``max_yield_seconds``, so steady interactive traffic slows a batch
+        down but cannot stall it for ever)."""
         t = core.traffic(self.c)
         deadline = time.monotonic() + self.max_yield_seconds
-        while t.interactive > 0 and time.monotonic() < deadline:
+        while t.idle_for() < self.idle_seconds and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
     async def _run_some(self, b) -> None:
         """Run pending lines with at most ``concurrency`` in flight for about ``slice_seconds`` (then the
         loop moves on to the next batch); stop launching as soon as the batch leaves ``in_progress``."""
-        specs = await self._specs_for(b)
+        try:
+            specs = await self._specs_for(b)
+        except (OSError, BatchFileError) as e:  # the input file was deleted or damaged mid-batch
+            await self._fail_pending(b, "input_file_unavailable", f"The batch's input file can no longer be read: {e}")
+            await self._db(repo.move_batch, batch_id=b.id, from_status=("in_progress",), to_status="finalizing",
+                           finalizing_at=time.time())
+            return
         pending = await self._db(repo.pending_batch_lines, batch_id=b.id, limit=self.concurrency * 16)
         if not pending:
             await self._db(repo.move_batch, batch_id=b.id, from_status=("in_progress",), to_status="finalizing",
@@ -207,13 +227,18 @@ class BatchRunner:
         await self._db(repo.finish_batch_line, batch_id=b.id, line_no=line_no, status=status, result=result)
         return status
 
-    async def _expire(self, b) -> None:
+    async def _fail_pending(self, b, code: str, message: str) -> None:
         pending = await self._db(repo.pending_batch_lines, batch_id=b.id, limit=1_000_000)
-        for n, cid in pending:
-            await self._db(repo.finish_batch_line, batch_id=b.id, line_no=n, status="failed",
-                           result=_error_line(line_request_id(b.id, n), cid, "batch_expired",
-                                              "This request could not be executed before the completion window "
-                                              "expired."))
+
+        def write(s) -> None:
+            for n, cid in pending:
+                repo.finish_batch_line(s, batch_id=b.id, line_no=n, status="failed",
+                                       result=_error_line(line_request_id(b.id, n), cid, code, message))
+        await asyncio.to_thread(self._in_session, write)
+
+    async def _expire(self, b) -> None:
+        await self._fail_pending(b, "batch_expired", "This request could not be executed before the completion "
+                                                     "window expired.")
         await self._finalize(b, "in_progress", "expired")
 
     # ---- finalizing ----------------------------------------------------------------------------
