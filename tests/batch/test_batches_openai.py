@@ -67,6 +67,9 @@ def test_batch_lifecycle_output_and_error_files(oai, server):
     assert sorted(u["request_id"] for u in ledger) == sorted(o["id"] for o in out)
     for u in ledger:
         assert u["usage_type"] == "BATCH_INFERENCE_USAGE" and u["discount_bps"] == 5000
+    assert done.usage.output_tokens == sum(u["completion_tokens"] for u in ledger) == sum(3 + i % 3 for i in range(6))
+    assert done.usage.input_tokens == sum(u["prompt_tokens"] for u in ledger)
+    assert done.usage.total_tokens == done.usage.input_tokens + done.usage.output_tokens
 
 
 def test_list_is_paginated_newest_first(oai):

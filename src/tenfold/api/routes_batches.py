@@ -11,6 +11,7 @@ from tenfold.api.deps import PageParams, Principal, ctx, list_body, page_params,
 from tenfold.api.serialize import batch_obj
 from tenfold.batch import service
 from tenfold.store import repo
+from tenfold.store.tables import Batch
 
 router = APIRouter(prefix="/v1/batches")
 
@@ -23,26 +24,32 @@ class BatchCreate(BaseModel):
     metadata: Any = None
 
 
+def _objs(request: Request, rows: list[Batch]) -> list[dict]:
+    with ctx(request).db.session() as s:
+        usage = repo.batch_usage(s, batch_ids=[r.id for r in rows])
+    return [batch_obj(r, usage.get(r.id)) for r in rows]
+
+
 @router.post("")
 def create(request: Request, body: BatchCreate, p: Principal = Depends(principal)) -> dict:
     row = service.create(ctx(request).db, organization_id=p.organization_id, api_key_id=p.api_key_id,
                          input_file_id=body.input_file_id, endpoint=body.endpoint,
                          completion_window=body.completion_window, metadata=body.metadata)
-    return batch_obj(row)
+    return _objs(request, [row])[0]
 
 
 @router.get("")
 def list_batches(request: Request, page: PageParams = Depends(page_params), p: Principal = Depends(principal)) -> dict:
     with ctx(request).db.session() as s:
         rows, more = repo.list_batches(s, organization_id=p.organization_id, limit=page.limit, after=page.after)
-        return list_body([batch_obj(r) for r in rows], more)
+    return list_body(_objs(request, rows), more)
 
 
 @router.get("/{batch_id}")
 def retrieve(request: Request, batch_id: str, p: Principal = Depends(principal)) -> dict:
-    return batch_obj(service.get(ctx(request).db, organization_id=p.organization_id, batch_id=batch_id))
+    return _objs(request, [service.get(ctx(request).db, organization_id=p.organization_id, batch_id=batch_id)])[0]
 
 
 @router.post("/{batch_id}/cancel")
 def cancel(request: Request, batch_id: str, p: Principal = Depends(principal)) -> dict:
-    return batch_obj(service.cancel(ctx(request).db, organization_id=p.organization_id, batch_id=batch_id))
+    return _objs(request, [service.cancel(ctx(request).db, organization_id=p.organization_id, batch_id=batch_id)])[0]

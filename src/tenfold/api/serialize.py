@@ -72,9 +72,14 @@ def usage_obj(r: UsageRecord) -> dict:
             "batch_id": r.batch_id, "discount_bps": r.discount_bps}
 
 
-def batch_obj(r) -> dict:
-    """An OpenAI ``batch`` object from a ``tenfold.store.tables.Batch`` row."""
-    return {"id": r.id, "object": "batch", "endpoint": r.endpoint, "errors": r.errors,
+def batch_obj(r, usage: tuple[int, int, int] | None = None) -> dict:
+    """An OpenAI ``batch`` object from a ``tenfold.store.tables.Batch`` row and its billed (prompt, cached,
+    completion) tokens."""
+    prompt, cached, completion = usage or (0, 0, 0)
+    return {"usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
+                      "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": prompt + completion},
+            "model": None,"id": r.id, "object": "batch", "endpoint": r.endpoint, "errors": r.errors,
             "input_file_id": r.input_file_id, "completion_window": r.completion_window, "status": r.status,
             "output_file_id": r.output_file_id, "error_file_id": r.error_file_id, "created_at": _t(r.created_at),
             "in_progress_at": _t(r.in_progress_at), "expires_at": _t(r.expires_at),

@@ -367,3 +367,13 @@ def finish_batch_line(s: Session, *, batch_id: str, line_no: int, status: str, r
 def finished_batch_lines(s: Session, *, batch_id: str) -> list[BatchLine]:
     return list(s.scalars(select(BatchLine).where(BatchLine.batch_id == batch_id, BatchLine.status != "pending")
                           .order_by(BatchLine.line_no)))
+
+
+def batch_usage(s: Session, *, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+    """batch id → (prompt, cached, completion) tokens billed so far for its lines."""
+    if not batch_ids:
+        return {}
+    rows = s.execute(select(UsageRecord.batch_id, func.sum(UsageRecord.prompt_tokens),
+                            func.sum(UsageRecord.cached_tokens), func.sum(UsageRecord.completion_tokens))
+                     .where(UsageRecord.batch_id.in_(batch_ids)).group_by(UsageRecord.batch_id))
+    return {r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows}
