@@ -183,6 +183,13 @@ def test_export_range_rules_and_cli(billed, tmp_path):
                         "--end-time", tomorrow, "--filename", str(out)], env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr + p.stdout
     assert out.read_text() == api_csv and len(api_csv.splitlines()) >= 2
+    p = subprocess.run([sys.executable, "-m", "tenfold.cli.main", "usage", "summary", "--start-time", day,
+                        "--end-time", tomorrow, "--group-by", "model", "--json"], env=env, capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["totals"]["num_model_requests"] == len(api_csv.splitlines()) - 1
+    assert Decimal(summary["totals"]["cost_usd"]) == sum(Decimal(x["cost_usd"]) for x in csv_rows(api_csv))
     p = subprocess.run([sys.executable, "-m", "tenfold.cli.main", "usage", "export", "--start-time", "2026-01-01",
                         "--end-time", "2026-03-01", "--filename", str(out)], env=env, capture_output=True, text=True)
     assert p.returncode == 1 and "31 days" in (p.stdout + p.stderr)

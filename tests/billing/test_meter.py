@@ -63,3 +63,17 @@ def test_day_buckets_and_group_sums():
     text = to_csv(rows, account="org-1")
     assert text.splitlines()[1] == ("org-1,1970-01-01 00:00:04 UTC,1970-01-01 00:00:05 UTC,"
                                     "TEXT_COMPLETION_INFERENCE_USAGE,,,b,m,,10,3,2,0.000001")
+
+
+def test_group_by_adapter_checkpoint_deployment_and_key():
+    rows = [_row(1, 1), _row(2, 2), _row(3, 4), _row(4, 8)]
+    rows[1].adapter_digest, rows[1].checkpoint = "d1", "ftjob-a/step-2"
+    rows[2].adapter_digest, rows[2].checkpoint, rows[2].deployment_id = "d1", None, "dep-1"
+    rows[3].api_key_id = "k2"
+    page = aggregate(rows, start=0, end=10, width=86_400,
+                     group_by=["adapter", "checkpoint", "deployment_id", "api_key_id"])
+    got = {(r["adapter"], r["checkpoint"], r["deployment_id"], r["api_key_id"]): r["cost_micro_usd"]
+           for r in page["data"][0]["results"]}
+    assert got == {(None, None, None, "k"): 1, ("d1", "ftjob-a/step-2", None, "k"): 2, ("d1", None, "dep-1", "k"): 4,
+                   (None, None, None, "k2"): 8}
+    assert page["data"][0]["end_time"] == 10  # the last bucket ends at end_time
