@@ -1,5 +1,4 @@
-"""``client.batches``: the OpenAI Batch API (create, get, list, cancel, wait) and ``client.usage_export``'s
-sibling helpers for batch results.
+"""``client.batches``: the OpenAI Batch API (create, get, list, cancel) plus ``wait`` and ``results``.
 
 Owns: the request shapes of ``/v1/batches``. Does not own: uploading the input file (``client.files.upload(...,
 purpose="batch")``) or reading result files (``client.files.content``).
@@ -46,7 +45,7 @@ class Batches:
             time.sleep(poll)
 
     def results(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """The output and error lines of a finished batch, in input order is not guaranteed: join on custom_id."""
+        """The output lines then the error lines of a finished batch (not in input order: join on custom_id)."""
         lines: list[dict[str, Any]] = []
         for key in ("output_file_id", "error_file_id"):
             if batch.get(key):
