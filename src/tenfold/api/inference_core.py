@@ -4,7 +4,8 @@
 Owns: validating a request body (``parse_body``), the spend-limit check, model routing and the context
 budget, building the ``GenerationRequest`` (``prepare``: the whole validated body goes through this one
 function, so new sampling fields are added in one place), the response and chunk shapes, and metering in
-a ``finally`` (a client that disconnects mid-stream is still billed for what was generated).
+a ``finally`` (a client that disconnects mid-stream is still billed for what was generated), and the
+count of interactive requests in flight (``traffic``) that the batch runner yields to.
 Does not own: HTTP plumbing (``routes_inference``), batch bookkeeping (``tenfold.batch``), generation.
 """
 
