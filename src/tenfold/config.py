@@ -24,6 +24,8 @@ class Price(BaseModel):
     cached_input_per_mtok: int = 0
     output_per_mtok: int = 0
     training_per_mtok: int = 0
+    batch_discount_bps: int = 5000  # Batch API discount in basis points of the token cost (5000 = 50%)
+    replica_per_second: int = 0  # dedicated deployments: micro-dollars per replica-second
 
 
 # Per base model. Unknown models bill at the default row.
@@ -63,6 +65,10 @@ class Settings(BaseSettings):
     engine_device: str = "auto"  # auto: cuda (bfloat16) when present, else cpu (float32)
     verify_max_tokens: int = 4
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    batch_concurrency: int = 4  # Batch API lines in flight at once (at engine priority 1)
+    batch_poll_seconds: float = 0.5
+    # The batch runner starts a line only after this long without interactive requests (spare capacity).
+    batch_idle_seconds: float = 0.5
 
     @property
     def db_url(self) -> str:
@@ -86,8 +92,10 @@ class Settings(BaseSettings):
     def url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 
-    def price_for(self, base_model: str) -> Price:
-        return self.prices.get(base_model) or self.prices["default"]
+    def price_for(self, base_model: str, model: str | None = None) -> Price:
+        """A row for the model called (an adapter's job id) if configured, else its base model, else default."""
+        return ((self.prices.get(model) if model else None) or self.prices.get(base_model)
+                or self.prices.get("default") or DEFAULT_PRICES["default"])
 
 
 @lru_cache(maxsize=1)

@@ -17,6 +17,7 @@ from tenfold.api.deps import ServerContext
 from tenfold.api import (
     routes_adapters,
     routes_admin,
+    routes_batches,
     routes_files,
     routes_fine_tuning,
     routes_health,
@@ -39,6 +40,12 @@ def create_app(context: ServerContext, *, run_engine: bool = True, run_worker: b
 
             worker = Worker(context.settings, context.db, context.artifacts)
             worker.start()
+        batch_runner = None
+        if run_engine and context.engine is not None:
+            from tenfold.batch.runner import BatchRunner
+
+            batch_runner = BatchRunner(context)
+            batch_runner.start()
         app.state.ready = True
         on_ready = getattr(app.state, "on_ready", None)
         if on_ready:
@@ -47,6 +54,8 @@ def create_app(context: ServerContext, *, run_engine: bool = True, run_worker: b
             yield
         finally:
             app.state.ready = False
+            if batch_runner is not None:
+                await batch_runner.stop()
             if worker is not None:
                 worker.stop()
             if run_engine and context.engine is not None:
@@ -58,6 +67,6 @@ def create_app(context: ServerContext, *, run_engine: bool = True, run_worker: b
     app.state.ready = False
     errors.install(app)
     for module in (routes_health, routes_admin, routes_files, routes_fine_tuning, routes_adapters, routes_inference,
-                   routes_models, routes_usage):
+                   routes_models, routes_usage, routes_batches):
         app.include_router(module.router)
     return app

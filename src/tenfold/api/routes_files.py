@@ -8,11 +8,12 @@ from fastapi.responses import Response
 from tenfold.api.deps import PageParams, Principal, ctx, list_body, page_params, principal
 from tenfold.api.errors import APIError, bad_request, not_found
 from tenfold.api.serialize import file_obj
+from tenfold.batch.validate import BatchFileError, validate_batch_file
 from tenfold.store import repo
 from tenfold.training.data import DatasetError, validate_jsonl
 
 router = APIRouter(prefix="/v1/files")
-PURPOSES = ("fine-tune",)
+PURPOSES = ("fine-tune", "batch")
 
 
 @router.post("")
@@ -26,11 +27,19 @@ async def upload(request: Request, file: UploadFile = File(...), purpose: str = 
     if len(data) > limit:
         raise APIError(413, f"File is larger than the {limit} byte limit (TENFOLD_MAX_UPLOAD_BYTES).", param="file")
     filename = file.filename or "upload.jsonl"
-    try:
-        summary = validate_jsonl(data, purpose=purpose)
-    except DatasetError as e:
-        raise bad_request(f"Invalid training file '{filename}': {e}. Nothing was stored; fix the file and upload "
-                          "it again.", param="file", code="invalid_file") from None
+    if purpose == "batch":
+        try:
+            n_examples, data_format = validate_batch_file(data).n_requests, "batch"
+        except BatchFileError as e:
+            raise bad_request(f"Invalid batch file '{filename}': {e}. Nothing was stored; fix the file and upload "
+                              "it again.", param="file", code="invalid_file") from None
+    else:
+        try:
+            summary = validate_jsonl(data, purpose=purpose)
+        except DatasetError as e:
+            raise bad_request(f"Invalid training file '{filename}': {e}. Nothing was stored; fix the file and "
+                              "upload it again.", param="file", code="invalid_file") from None
+        n_examples, data_format = summary.n_examples, summary.format
     file_id = repo.new_id("file-", 12)
     staged = c.artifacts.stage(data)
     key = f"files/{file_id}.jsonl"
@@ -38,7 +47,7 @@ async def upload(request: Request, file: UploadFile = File(...), purpose: str = 
         with c.db.session() as s:
             row = repo.create_file(s, organization_id=p.organization_id, file_id=file_id, filename=filename,
                                    purpose=purpose, nbytes=len(data), storage_key=key,
-                                   n_examples=summary.n_examples, data_format=summary.format)
+                                   n_examples=n_examples, data_format=data_format)
             c.artifacts.commit(staged, key)
     except BaseException:
         c.artifacts.discard(staged)

@@ -68,4 +68,22 @@ def usage_obj(r: UsageRecord) -> dict:
             "endpoint": r.endpoint, "model": r.model, "base_model": r.base_model, "adapter": r.adapter_digest,
             "checkpoint": r.checkpoint, "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
             "completion_tokens": r.completion_tokens, "cost_micro_usd": r.cost_micro_usd,
-            "finish_reason": r.finish_reason}
+            "finish_reason": r.finish_reason, "usage_type": r.usage_type, "deployment_id": r.deployment_id,
+            "batch_id": r.batch_id, "discount_bps": r.discount_bps}
+
+
+def batch_obj(r, usage: tuple[int, int, int] | None = None) -> dict:
+    """An OpenAI ``batch`` object from a ``tenfold.store.tables.Batch`` row and its billed (prompt, cached,
+    completion) tokens."""
+    prompt, cached, completion = usage or (0, 0, 0)
+    return {"usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
+                      "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": prompt + completion},
+            "model": None,"id": r.id, "object": "batch", "endpoint": r.endpoint, "errors": r.errors,
+            "input_file_id": r.input_file_id, "completion_window": r.completion_window, "status": r.status,
+            "output_file_id": r.output_file_id, "error_file_id": r.error_file_id, "created_at": _t(r.created_at),
+            "in_progress_at": _t(r.in_progress_at), "expires_at": _t(r.expires_at),
+            "finalizing_at": _t(r.finalizing_at), "completed_at": _t(r.completed_at), "failed_at": _t(r.failed_at),
+            "expired_at": _t(r.expired_at), "cancelling_at": _t(r.cancelling_at), "cancelled_at": _t(r.cancelled_at),
+            "request_counts": {"total": r.total, "completed": r.completed, "failed": r.failed},
+            "metadata": r.metadata_}

@@ -1,15 +1,19 @@
-"""The usage ledger: exactly one row per inference request, streaming or not, finished or cut off.
+"""The usage ledger: exactly one row per inference request, streaming or not, finished or cut off,
+interactive or batch.
 
 Owns: ``Meter.record``, keyed by the request id (a unique column), so a second call for the same
-request is a no-op rather than a double charge.
+request is a no-op rather than a double charge; choosing the price row (the model called if configured,
+else its base model) and the batch discount. Does not own: counting tokens (the inference core) or
+reading the ledger (``tenfold.billing.export`` and ``tenfold.api.routes_usage``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tenfold.billing.pricing import inference_cost
 from tenfold.config import Settings
@@ -17,6 +21,9 @@ from tenfold.store import repo
 from tenfold.store.db import Database
 
 log = logging.getLogger("tenfold.billing")
+
+INTERACTIVE = "TEXT_COMPLETION_INFERENCE_USAGE"
+BATCH = "BATCH_INFERENCE_USAGE"
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,9 @@ class UsageEntry:
     cached_tokens: int
     completion_tokens: int
     finish_reason: str | None
+    deployment_id: str | None = None
+    batch_id: str | None = None  # set for Batch API lines: billed with the batch discount
+    started_at: float | None = None
 
 
 class Meter:
@@ -40,16 +50,42 @@ class Meter:
         self.settings = settings
         self.db = db
 
-    def record(self, e: UsageEntry) -> None:
-        cost = inference_cost(self.settings.price_for(e.base_model), prompt_tokens=e.prompt_tokens,
-                              cached_tokens=e.cached_tokens, completion_tokens=e.completion_tokens)
+    def cost(self, e: UsageEntry) -> tuple[int, int]:
+        """(cost in micro-dollars, discount in basis points) for an entry."""
+        price = self.settings.price_for(e.base_model, e.model)
+        discount = price.batch_discount_bps if e.batch_id else 0
+        return inference_cost(price, prompt_tokens=e.prompt_tokens, cached_tokens=e.cached_tokens,
+                              completion_tokens=e.completion_tokens, discount_bps=discount), discount
+
+    def record(self, e: UsageEntry, *, attempts: int = 5) -> bool:
+        """Write the row; False if this request was already recorded (nothing charged twice). A write that
+        fails for a transient database reason is retried: the unique request id makes retries safe."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._write(e)
+            except OperationalError:
+                if attempt == attempts:
+                    raise
+                log.warning("usage write for %s failed (attempt %d); retrying", e.request_id, attempt)
+                time.sleep(0.05 * 2 ** attempt)
+        return False
+
+    def _write(self, e: UsageEntry) -> bool:
+        cost, discount = self.cost(e)
         try:
             with self.db.session() as s:
+                if repo.usage_exists(s, request_id=e.request_id):
+                    log.warning("usage for request %s already recorded; not charging twice", e.request_id)
+                    return False
                 repo.add_usage(s, request_id=e.request_id, organization_id=e.organization_id,
                                api_key_id=e.api_key_id, endpoint=e.endpoint, model=e.model, base_model=e.base_model,
                                adapter_digest=e.adapter_digest, checkpoint=e.checkpoint,
                                prompt_tokens=e.prompt_tokens, cached_tokens=e.cached_tokens,
                                completion_tokens=e.completion_tokens, cost_micro_usd=cost,
-                               finish_reason=e.finish_reason)
+                               finish_reason=e.finish_reason, usage_type=BATCH if e.batch_id else INTERACTIVE,
+                               deployment_id=e.deployment_id, batch_id=e.batch_id, discount_bps=discount,
+                               started_at=e.started_at if e.started_at is not None else time.time())
         except IntegrityError:
             log.warning("usage for request %s already recorded; not charging twice", e.request_id)
+            return False
+        return True

@@ -13,10 +13,12 @@ import typer
 from typer.core import TyperGroup
 
 from tenfold.cli import admin as admin_cmd
+from tenfold.cli import batches as batches_cmd
 from tenfold.cli import demo as demo_cmd
 from tenfold.cli import files as files_cmd
 from tenfold.cli import jobs as jobs_cmd
 from tenfold.cli import serving
+from tenfold.cli import usage as usage_cmd
 from tenfold.cli.output import (
     CliError, client, dim, fmt_time, fmt_usd, print_error, print_json, print_table, say,
 )
@@ -113,6 +115,18 @@ def usage(
             f"{fmt_usd(total[3])}")
 
 
+@usage_cmd.app.callback(invoke_without_command=True)
+def _usage_group(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit", help="Most recent N requests (max 100)."),
+    model: str | None = typer.Option(None, "--model", help="Only this model."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show recent per-request token usage and cost (subcommands: summary, export, limit)."""
+    if ctx.invoked_subcommand is None:
+        usage(limit=limit, model=model, as_json=as_json)
+
+
 # Registration order is the order `tenfold --help` lists them: the workflow, top to bottom.
 app.command("serve")(serve)
 app.command("login")(login)
@@ -125,7 +139,8 @@ app.command("adapters")(serving.adapters)
 app.command("undeploy")(serving.undeploy)
 app.command("chat")(serving.chat)
 app.command("models")(models)
-app.command("usage")(usage)
+app.add_typer(usage_cmd.app, name="usage")
+app.add_typer(batches_cmd.app, name="batches")
 app.add_typer(admin_cmd.orgs_app, name="orgs")
 app.add_typer(admin_cmd.keys_app, name="keys")
 app.command("demo")(demo_cmd.demo)

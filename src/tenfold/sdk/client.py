@@ -2,8 +2,9 @@
 
 Owns: credential resolution (via ``tenfold.sdk.credentials``), the one ``httpx.Client``, sending a request
 and turning failures into ``TenfoldError``s, and the resource attributes (``files``, ``jobs``,
-``adapters``) plus the small top-level calls (``chat``, ``completions``, ``models``, ``usage``,
-``health``, ``me``). Does not own: the shape of each REST noun (one module per noun) or any server code.
+``adapters``, ``batches``) plus the small top-level calls (``chat``, ``completions``, ``models``, ``usage``,
+``usage_summary``, ``usage_export``, ``health``, ``me``). Does not own: the shape of each REST noun (one
+module per noun) or any server code.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import httpx
 
 from tenfold.sdk.adapters import Adapters
 from tenfold.sdk.admin import ApiKeys, Organizations
+from tenfold.sdk.batches import Batches
 from tenfold.sdk.credentials import resolve
 from tenfold.sdk.errors import AuthenticationError, connection_error, error_from_response
 from tenfold.sdk.files import Files
@@ -50,6 +52,7 @@ class Tenfold:
         self.adapters = Adapters(self)
         self.organizations = Organizations(self)
         self.api_keys = ApiKeys(self)
+        self.batches = Batches(self)
 
     # -- plumbing -------------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -137,6 +140,27 @@ class Tenfold:
     def usage(self, limit: int = 20, after: str | None = None, model: str | None = None) -> dict[str, Any]:
         """``GET /v1/usage``: the list envelope of usage records, newest first."""
         return self.request("GET", "/usage", params={"limit": limit, "after": after, "model": model})
+
+    def usage_summary(self, start_time: str | int, end_time: str | int | None = None, *, bucket_width: str = "1d",
+                      group_by: list[str] | None = None, **filters: list[str]) -> dict[str, Any]:
+        """``GET /v1/usage?start_time=…``: buckets of aggregated usage plus exact ``totals``."""
+        params: dict[str, Any] = {"start_time": start_time, "end_time": end_time, "bucket_width": bucket_width}
+        if group_by:
+            params["group_by"] = ",".join(group_by)
+        params.update({k: ",".join(v) for k, v in filters.items() if v})
+        return self.request("GET", "/usage", params=params)
+
+    def usage_export(self, start_time: str | int, end_time: str | int) -> str:
+        """``GET /v1/usage/export``: the billing CSV for ``[start_time, end_time)`` (at most 31 days)."""
+        return self.send("GET", "/usage/export", params={"start_time": start_time, "end_time": end_time}).text
+
+    def spend_limit(self, organization_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/organizations/{organization_id}/spend_limit")
+
+    def set_spend_limit(self, organization_id: str, usd: str | None) -> dict[str, Any]:
+        """Admin: set the monthly spend limit in dollars (a decimal string, e.g. ``"100.00"``) or None."""
+        return self.request("PUT", f"/organizations/{organization_id}/spend_limit",
+                            json={"monthly_spend_limit_usd": usd})
 
     def chat(
         self,

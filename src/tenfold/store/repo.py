@@ -12,12 +12,14 @@ import secrets
 import time
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tenfold.store.tables import (
     AdapterDeployment,
     ApiKey,
+    Batch,
+    BatchLine,
     Checkpoint,
     File,
     FineTuningJob,
@@ -265,3 +267,113 @@ def list_usage(s: Session, *, organization_id: str, limit: int, after: str | Non
     if model:
         stmt = stmt.where(UsageRecord.model == model)
     return _page(s, stmt, UsageRecord, limit=limit, after=after)
+
+
+def usage_exists(s: Session, *, request_id: str) -> bool:
+    return s.scalar(select(UsageRecord.seq).where(UsageRecord.request_id == request_id)) is not None
+
+
+USAGE_COLUMNS = ("id", "request_id", "api_key_id", "endpoint", "model", "base_model", "adapter_digest", "checkpoint",
+                 "deployment_id", "batch_id", "usage_type", "prompt_tokens", "cached_tokens", "completion_tokens",
+                 "cost_micro_usd", "discount_bps", "started_at", "created_at")
+
+
+def usage_in_range(s: Session, *, organization_id: str, start: float, end: float, **filters: Any) -> list[Any]:
+    """Ledger rows with ``start <= created_at < end`` (half-open, so adjacent ranges never overlap), oldest
+    first, as light named tuples of ``USAGE_COLUMNS``. ``filters``: column → list of accepted values."""
+    stmt = select(*(getattr(UsageRecord, c) for c in USAGE_COLUMNS)).where(
+        UsageRecord.organization_id == organization_id, UsageRecord.created_at >= start, UsageRecord.created_at < end)
+    for column, values in filters.items():
+        if values:
+            stmt = stmt.where(getattr(UsageRecord, column).in_(list(values)))
+    return list(s.execute(stmt.order_by(UsageRecord.created_at, UsageRecord.seq)))
+
+
+def spend_since(s: Session, *, organization_id: str, since: float) -> int:
+    total = s.scalar(select(func.coalesce(func.sum(UsageRecord.cost_micro_usd), 0)).where(
+        UsageRecord.organization_id == organization_id, UsageRecord.created_at >= since))
+    return int(total or 0)
+
+
+def set_spend_limit(s: Session, *, organization_id: str, limit_micro_usd: int | None) -> Organization | None:
+    org = get_organization(s, organization_id=organization_id)
+    if org is not None:
+        org.monthly_spend_limit_micro_usd = limit_micro_usd
+        s.flush()
+    return org
+
+
+# ---- batches -------------------------------------------------------------------------------------
+
+BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+
+
+def create_batch(s: Session, *, organization_id: str, api_key_id: str, endpoint: str, input_file_id: str,
+                 completion_window: str, metadata: dict | None, expires_at: float) -> Batch:
+    row = Batch(id=new_id("batch_", 12), organization_id=organization_id, api_key_id=api_key_id, endpoint=endpoint,
+                input_file_id=input_file_id, completion_window=completion_window, status="validating",
+                metadata_=metadata, total=0, completed=0, failed=0, created_at=time.time(), expires_at=expires_at)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def get_batch(s: Session, *, batch_id: str, organization_id: str | None) -> Batch | None:
+    """``organization_id=None`` is for the batch runner only."""
+    stmt = select(Batch).where(Batch.id == batch_id)
+    if organization_id is not None:
+        stmt = stmt.where(Batch.organization_id == organization_id)
+    return s.scalar(stmt)
+
+
+def list_batches(s: Session, *, organization_id: str, limit: int, after: str | None) -> tuple[list[Batch], bool]:
+    return _page(s, select(Batch).where(Batch.organization_id == organization_id), Batch, limit=limit, after=after)
+
+
+def active_batch_ids(s: Session) -> list[str]:
+    return list(s.scalars(select(Batch.id).where(Batch.status.in_(BATCH_ACTIVE)).order_by(Batch.seq)))
+
+
+def move_batch(s: Session, *, batch_id: str, from_status: tuple[str, ...], to_status: str, **values: Any) -> bool:
+    """Compare-and-set a batch's status (and its ``<status>_at`` timestamp); False if it was not in ``from_status``."""
+    res = s.execute(update(Batch).where(Batch.id == batch_id, Batch.status.in_(from_status))
+                    .values(status=to_status, **values))
+    return res.rowcount == 1
+
+
+def add_batch_lines(s: Session, *, batch_id: str, custom_ids: list[str]) -> None:
+    s.add_all([BatchLine(batch_id=batch_id, line_no=i, custom_id=c, status="pending")
+               for i, c in enumerate(custom_ids)])
+    s.flush()
+
+
+def pending_batch_lines(s: Session, *, batch_id: str, limit: int) -> list[tuple[int, str]]:
+    return list(s.execute(select(BatchLine.line_no, BatchLine.custom_id).where(
+        BatchLine.batch_id == batch_id, BatchLine.status == "pending").order_by(BatchLine.line_no).limit(limit)))
+
+
+def finish_batch_line(s: Session, *, batch_id: str, line_no: int, status: str, result: dict) -> bool:
+    """``pending → completed|failed`` once, with its output line, and the batch's counts in the same
+    transaction; False (and nothing written) if the line was already finished."""
+    res = s.execute(update(BatchLine).where(BatchLine.batch_id == batch_id, BatchLine.line_no == line_no,
+                                            BatchLine.status == "pending").values(status=status, result=result))
+    if res.rowcount != 1:
+        return False
+    column = Batch.completed if status == "completed" else Batch.failed
+    s.execute(update(Batch).where(Batch.id == batch_id).values({column: column + 1}))
+    return True
+
+
+def finished_batch_lines(s: Session, *, batch_id: str) -> list[BatchLine]:
+    return list(s.scalars(select(BatchLine).where(BatchLine.batch_id == batch_id, BatchLine.status != "pending")
+                          .order_by(BatchLine.line_no)))
+
+
+def batch_usage(s: Session, *, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+    """batch id → (prompt, cached, completion) tokens billed so far for its lines."""
+    if not batch_ids:
+        return {}
+    rows = s.execute(select(UsageRecord.batch_id, func.sum(UsageRecord.prompt_tokens),
+                            func.sum(UsageRecord.cached_tokens), func.sum(UsageRecord.completion_tokens))
+                     .where(UsageRecord.batch_id.in_(batch_ids)).group_by(UsageRecord.batch_id))
+    return {r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows}

@@ -8,7 +8,7 @@ Times are Unix seconds as floats; money is integer micro-dollars.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -22,6 +22,8 @@ class Organization(Base):
     id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[float] = mapped_column(Float)
+    # Admin-set monthly spend limit (UTC calendar month), integer micro-dollars; None = no limit.
+    monthly_spend_limit_micro_usd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ApiKey(Base):
@@ -125,7 +127,8 @@ class AdapterDeployment(Base):
 
 class UsageRecord(Base):
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_org_seq", "organization_id", "seq"),)
+    __table_args__ = (Index("ix_usage_org_seq", "organization_id", "seq"),
+                      Index("ix_usage_org_created", "organization_id", "created_at"))
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     organization_id: Mapped[str] = mapped_column(String(64))
@@ -142,3 +145,54 @@ class UsageRecord(Base):
     cost_micro_usd: Mapped[int] = mapped_column(Integer)
     finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+    # Added by migration 0003 (billing and batch).
+    usage_type: Mapped[str] = mapped_column(String(64), default="TEXT_COMPLETION_INFERENCE_USAGE",
+                                            server_default="TEXT_COMPLETION_INFERENCE_USAGE")
+    deployment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    batch_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    discount_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # batch discount applied
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Batch(Base):
+    """An OpenAI Batch: the input file's lines run at batch priority; results go to output/error files."""
+
+    __tablename__ = "batches"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    api_key_id: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    input_file_id: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    output_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    errors: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    metadata_: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    in_progress_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finalizing_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    failed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cancelling_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cancelled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class BatchLine(Base):
+    """One input line of a batch and, once run, its output line: the per-line progress that survives restarts."""
+
+    __tablename__ = "batch_lines"
+    __table_args__ = (UniqueConstraint("batch_id", "line_no", name="uq_batch_lines_batch_line"),
+                      Index("ix_batch_lines_batch_status", "batch_id", "status"))
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    custom_id: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))  # pending | completed | failed
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the output/error file line

@@ -1,0 +1,55 @@
+"""``/v1/batches``: create, retrieve, list (newest first, ``after``/``limit``) and cancel (OpenAI Batch API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from tenfold.api.deps import PageParams, Principal, ctx, list_body, page_params, principal
+from tenfold.api.serialize import batch_obj
+from tenfold.batch import service
+from tenfold.store import repo
+from tenfold.store.tables import Batch
+
+router = APIRouter(prefix="/v1/batches")
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    input_file_id: str
+    endpoint: str
+    completion_window: str
+    metadata: Any = None
+
+
+def _objs(request: Request, rows: list[Batch]) -> list[dict]:
+    with ctx(request).db.session() as s:
+        usage = repo.batch_usage(s, batch_ids=[r.id for r in rows])
+    return [batch_obj(r, usage.get(r.id)) for r in rows]
+
+
+@router.post("")
+def create(request: Request, body: BatchCreate, p: Principal = Depends(principal)) -> dict:
+    row = service.create(ctx(request).db, organization_id=p.organization_id, api_key_id=p.api_key_id,
+                         input_file_id=body.input_file_id, endpoint=body.endpoint,
+                         completion_window=body.completion_window, metadata=body.metadata)
+    return _objs(request, [row])[0]
+
+
+@router.get("")
+def list_batches(request: Request, page: PageParams = Depends(page_params), p: Principal = Depends(principal)) -> dict:
+    with ctx(request).db.session() as s:
+        rows, more = repo.list_batches(s, organization_id=p.organization_id, limit=page.limit, after=page.after)
+    return list_body(_objs(request, rows), more)
+
+
+@router.get("/{batch_id}")
+def retrieve(request: Request, batch_id: str, p: Principal = Depends(principal)) -> dict:
+    return _objs(request, [service.get(ctx(request).db, organization_id=p.organization_id, batch_id=batch_id)])[0]
+
+
+@router.post("/{batch_id}/cancel")
+def cancel(request: Request, batch_id: str, p: Principal = Depends(principal)) -> dict:
+    return _objs(request, [service.cancel(ctx(request).db, organization_id=p.organization_id, batch_id=batch_id)])[0]
