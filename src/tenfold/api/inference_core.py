@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from tenfold.api.deps import Principal, ServerContext
 from tenfold.api.errors import APIError, bad_request
+from tenfold.api.inference_logprobs import chat_logprobs, completion_logprobs
 from tenfold.billing import limits
 from tenfold.billing.meter import UsageEntry
 from tenfold.deployments import router as model_router
@@ -42,10 +43,16 @@ class Call:
     model: str
     stream: bool
     include_usage: bool
-    gen: GenerationRequest
+    gen: GenerationRequest  # the first choice; ``gens`` holds all n (n > 1 samples several choices)
     route: model_router.Route
     batch_id: str | None = None
     started_at: float = field(default_factory=time.time)
+    gens: list[GenerationRequest] = field(default_factory=list)
+    logprobs: int | None = None  # top alternatives per token when logprobs were asked for
+
+    def __post_init__(self) -> None:
+        if not self.gens:
+            self.gens = [self.gen]
 
 
 def parse_body(kind: str, raw: object) -> ChatCompletionRequest | CompletionRequest:
@@ -86,8 +93,6 @@ def _prompt_fn(kind: str, body):
 async def prepare(c: ServerContext, p: Principal, kind: str, body, *, expected_checkpoint: str | None = None,
                   request_id: str | None = None, priority: int = 0, batch_id: str | None = None) -> Call:
     prompt_ids_fn = _prompt_fn(kind, body)
-    if body.n != 1:
-        raise bad_request("Only n=1 is supported; send several requests instead.", param="n")
     await asyncio.to_thread(limits.check_spend_limit, c.db, p.organization_id)  # database: off the event loop
     route = await asyncio.to_thread(model_router.resolve, c, p, body.model)
     model_router.check_expected_checkpoint(route, expected_checkpoint)
@@ -106,12 +111,21 @@ async def prepare(c: ServerContext, p: Principal, kind: str, body, *, expected_c
                           code="context_length_exceeded")
     prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
     rid = request_id or prefix + uuid.uuid4().hex[:24]
-    sampling = SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                              seed=body.seed, stop=body.stop_list())
-    gen = GenerationRequest(request_id=rid, prompt_token_ids=prompt_ids, sampling=sampling, adapter=route.adapter,
-                            cache_salt=p.organization_id, priority=priority)
+    logprobs = body.logprobs_count()
+    gens = []
+    for i in range(body.n):  # choice i samples with seed + i, so a seeded request with n > 1 is reproducible
+        sampling = SamplingParams(
+            max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
+            seed=None if body.seed is None else body.seed + i, stop=body.stop_list(), top_k=body.top_k,
+            stop_token_ids=tuple(body.stop_token_ids or ()), logprobs=logprobs,
+            presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+            ignore_eos=body.ignore_eos)
+        gens.append(GenerationRequest(request_id=rid if i == 0 else f"{rid}-{i}", prompt_token_ids=prompt_ids,
+                                      sampling=sampling, adapter=route.adapter, cache_salt=p.organization_id,
+                                      priority=priority))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return Call(kind, rid, body.model, body.stream, include_usage, gen, route, batch_id=batch_id)
+    return Call(kind, rid, body.model, body.stream, include_usage, gens[0], route, batch_id=batch_id, gens=gens,
+                logprobs=logprobs)
 
 
 class Traffic:
@@ -167,16 +181,27 @@ def headers(call: Call) -> dict[str, str]:
 
 
 class Tally:
-    def __init__(self) -> None:
-        self.prompt = self.cached = self.completion = 0
-        self.finish: str | None = None
+    """Token counts of one request over its n choices: the prompt once, completion tokens summed."""
 
-    def add(self, d) -> None:
-        if d.prompt_tokens:
+    def __init__(self, n: int = 1) -> None:
+        self.prompt = self.cached = 0
+        self.completions = [0] * n
+        self.finishes: list[str | None] = [None] * n
+
+    def add(self, d, index: int = 0) -> None:
+        if d.prompt_tokens and (index == 0 or not self.prompt):
             self.prompt, self.cached = d.prompt_tokens, d.cached_tokens
-        self.completion = max(self.completion + len(d.token_ids), d.completion_tokens)
+        self.completions[index] = max(self.completions[index] + len(d.token_ids), d.completion_tokens)
         if d.finish_reason:
-            self.finish = d.finish_reason
+            self.finishes[index] = d.finish_reason
+
+    @property
+    def completion(self) -> int:
+        return sum(self.completions)
+
+    @property
+    def finish(self) -> str | None:
+        return self.finishes[0]
 
 
 async def meter(c: ServerContext, p: Principal, call: Call, t: Tally) -> None:
@@ -191,14 +216,31 @@ async def meter(c: ServerContext, p: Principal, call: Call, t: Tally) -> None:
         started_at=call.started_at)))
 
 
-def _choice(call: Call, text: str, finish: str | None, *, delta: bool, first: bool = False) -> dict:
+def _choice(call: Call, text: str, finish: str | None, *, delta: bool, first: bool = False, index: int = 0,
+            logprobs: dict | None = None) -> dict:
     if call.kind == "chat":
         if delta:
             d = {"role": "assistant", "content": text} if first else ({"content": text} if text else {})
-            return {"index": 0, "delta": d, "finish_reason": finish, "logprobs": None}
-        return {"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": finish, "logprobs": None}
-    return {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+            return {"index": index, "delta": d, "finish_reason": finish, "logprobs": logprobs}
+        return {"index": index, "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": finish, "logprobs": logprobs}
+    return {"index": index, "text": text, "finish_reason": finish, "logprobs": logprobs}
+
+
+class _Logprobs:
+    """Shapes the engine's per-token logprobs for one choice (chat or legacy completions)."""
+
+    def __init__(self, c: ServerContext, call: Call) -> None:
+        self.kind, self.decode, self.offset = call.kind, c.engine.decode_token, 0
+
+    def shape(self, entries) -> dict | None:
+        if entries is None:
+            return None
+        if self.kind == "chat":
+            return chat_logprobs(entries, self.decode)
+        out = completion_logprobs(entries, self.decode, offset=self.offset)
+        self.offset += sum(len(t) for t in out["tokens"])
+        return out
 
 
 async def _close(stream) -> None:
@@ -214,37 +256,89 @@ def engine_error(e: EngineError) -> APIError:
     return bad_request(str(e))
 
 
-def _start(c: ServerContext, call: Call):
+def _start(c: ServerContext, call: Call) -> list:
+    streams = []
     try:
-        return c.engine.generate(call.gen)  # validates eagerly: bad requests raise here
+        for gen in call.gens:
+            streams.append(c.engine.generate(gen))  # validates eagerly: bad requests raise here
     except EngineError as e:
+        for s in streams:
+            _close_soon(s)
         raise engine_error(e) from None
+    return streams
+
+
+def _close_soon(stream) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        asyncio.ensure_future(aclose())
+
+
+async def _merged(streams: list) -> AsyncIterator[tuple[int, object]]:
+    """``(choice index, delta)`` from every choice's stream, in arrival order."""
+    if len(streams) == 1:
+        async for d in streams[0]:
+            yield 0, d
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, stream) -> None:
+        try:
+            async for d in stream:
+                queue.put_nowait((i, d))
+            queue.put_nowait((i, None))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            queue.put_nowait((i, e))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        done = 0
+        while done < len(streams):
+            i, item = await queue.get()
+            if item is None:
+                done += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 async def complete(c: ServerContext, p: Principal, call: Call) -> dict:
     """Run a request to the end and return the OpenAI response body; metered exactly once."""
     created = int(time.time())
-    tally = Tally()
+    n = len(call.gens)
+    tally = Tally(n)
     _enter(c, call)
     try:
-        stream = _start(c, call)
+        streams = _start(c, call)
     except BaseException:
         _leave(c, call)
         raise
-    parts: list[str] = []
+    parts: list[list[str]] = [[] for _ in range(n)]
+    entries: list[list] = [[] for _ in range(n)]
     try:
-        async for d in stream:
-            tally.add(d)
-            parts.append(d.text)
+        async for i, d in _merged(streams):
+            tally.add(d, i)
+            parts[i].append(d.text)
+            entries[i].extend(d.logprobs or ())
     except EngineError as e:
         raise engine_error(e) from None
     finally:
         _leave(c, call)
-        await _close(stream)
+        for s in streams:
+            await _close(s)
         await meter(c, p, call, tally)
+    choices = []
+    for i in range(n):
+        lp = _Logprobs(c, call).shape(entries[i]) if call.logprobs is not None else None
+        choices.append(_choice(call, "".join(parts[i]), tally.finishes[i], delta=False, index=i, logprobs=lp))
     return {"id": call.request_id, "object": "chat.completion" if call.kind == "chat" else "text_completion",
-            "created": created, "model": call.model,
-            "choices": [_choice(call, "".join(parts), tally.finish, delta=False)],
+            "created": created, "model": call.model, "choices": choices,
             "usage": usage_body(tally.prompt, tally.cached, tally.completion), "system_fingerprint": None}
 
 
@@ -253,13 +347,16 @@ async def open_stream(c: ServerContext, p: Principal, call: Call) -> OpenStream:
     so an engine error is still a proper HTTP error; metered exactly once when the events end or are closed."""
     created = int(time.time())
     chunk_obj = "chat.completion.chunk" if call.kind == "chat" else "text_completion"
-    tally = Tally()
+    n = len(call.gens)
+    tally = Tally(n)
+    shapers = [_Logprobs(c, call) for _ in range(n)]
     _enter(c, call)
     try:
-        stream = _start(c, call)
+        streams = _start(c, call)
     except BaseException:
         _leave(c, call)
         raise
+    merged = _merged(streams)
     finished = False
 
     async def finish() -> None:
@@ -269,12 +366,14 @@ async def open_stream(c: ServerContext, p: Principal, call: Call) -> OpenStream:
         finished = True
         _leave(c, call)
         try:
-            await _close(stream)
+            await merged.aclose()
+            for s in streams:
+                await _close(s)
         finally:
             await meter(c, p, call, tally)
 
     try:
-        first = await anext(stream, None)
+        first = await anext(merged, None)
     except EngineError as e:
         await finish()
         raise engine_error(e) from None
@@ -285,9 +384,10 @@ async def open_stream(c: ServerContext, p: Principal, call: Call) -> OpenStream:
     def sse(payload: dict) -> str:
         return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
-    def chunk(text: str, finish: str | None, *, is_first: bool = False) -> str:
+    def chunk(text: str, finish: str | None, *, index: int = 0, is_first: bool = False, logprobs=None) -> str:
         out = {"id": call.request_id, "object": chunk_obj, "created": created, "model": call.model,
-               "choices": [_choice(call, text, finish, delta=True, first=is_first)], "system_fingerprint": None}
+               "choices": [_choice(call, text, finish, delta=True, first=is_first, index=index, logprobs=logprobs)],
+               "system_fingerprint": None}
         if call.include_usage:
             out["usage"] = None
         return sse(out)
@@ -295,15 +395,18 @@ async def open_stream(c: ServerContext, p: Principal, call: Call) -> OpenStream:
     async def events() -> AsyncIterator[str]:
         try:
             if call.kind == "chat":
-                yield chunk("", None, is_first=True)
+                for i in range(n):
+                    yield chunk("", None, index=i, is_first=True)
             pending = [first] if first is not None else []
             while True:
-                d = pending.pop() if pending else await anext(stream, None)
-                if d is None:
+                item = pending.pop() if pending else await anext(merged, None)
+                if item is None:
                     break
-                tally.add(d)
-                if d.text or d.finish_reason:
-                    yield chunk(d.text, d.finish_reason)
+                i, d = item
+                tally.add(d, i)
+                if d.text or d.finish_reason or d.logprobs:
+                    lp = shapers[i].shape(d.logprobs) if call.logprobs is not None else None
+                    yield chunk(d.text, d.finish_reason, index=i, logprobs=lp)
             if call.include_usage:
                 yield sse({"id": call.request_id, "object": chunk_obj, "created": created, "model": call.model,
                            "choices": [], "usage": usage_body(tally.prompt, tally.cached, tally.completion)})
