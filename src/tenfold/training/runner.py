@@ -101,7 +101,11 @@ def load_adapter_weights(model: Any, folder: Path, *, what: str) -> None:
     if not path.is_file():
         raise TrainingUserError(f"cannot {what} {folder}: it has no adapter_model.safetensors")
     weights = load_file(str(path))
-    result = set_peft_model_state_dict(model, weights)
+    try:
+        result = set_peft_model_state_dict(model, weights)
+    except RuntimeError as exc:  # shape mismatch: another lora_r
+        raise TrainingUserError(f"cannot {what} {folder}: the adapter does not match this LoRA config "
+                                f"(lora_r, target_modules): {str(exc).splitlines()[1].strip()}") from None
     expected = {k for k in model.state_dict() if "lora_" in k}
     if getattr(result, "unexpected_keys", None) or len(weights) != len(expected):
         raise TrainingUserError(f"cannot {what} {folder}: the adapter does not match this LoRA config "
