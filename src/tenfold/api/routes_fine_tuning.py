@@ -1,4 +1,5 @@
-"""``/v1/fine_tuning/jobs``: create, list, get, cancel, events, checkpoints (OpenAI job shape)."""
+"""``/v1/fine_tuning/jobs``: create (or ``dry_run`` estimate), list, get, cancel, resume, events, metrics,
+checkpoints (OpenAI job shape)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def _steps(s, job_id: str) -> list[int]:
 
 @router.post("")
 def create(request: Request, body: JobCreate, p: Principal = Depends(principal)) -> dict:
-    return job_obj(submit.create_job(ctx(request), p, body))
+    out = submit.create_job(ctx(request), p, body)
+    return out if isinstance(out, dict) else job_obj(out)
 
 
 @router.get("")
@@ -53,6 +55,33 @@ def cancel(request: Request, job_id: str, p: Principal = Depends(principal)) -> 
             repo.add_event(s, job_id=job_id, message="Job cancelled by request. Saved checkpoints stay deployable.")
         s.expire_all()
         return job_obj(_job(s, job_id, p), _steps(s, job_id))
+
+
+@router.post("/{job_id}/resume")
+def resume(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
+    c = ctx(request)
+    row = submit.resume_job(c, p, job_id)
+    with c.db.session() as s:
+        return job_obj(row, _steps(s, job_id))
+
+
+METRIC_KEYS = ("step", "total_steps", "epoch", "train_loss", "valid_loss", "learning_rate", "tokens",
+               "tokens_per_second", "elapsed_seconds", "token_accuracy", "reward_margin", "reward_accuracy",
+               "valid_mean_token_accuracy", "valid_reward_margin", "valid_reward_accuracy")
+
+
+@router.get("/{job_id}/metrics")
+def metrics(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
+    """The per-step series, oldest first; a resumed run's repeated steps keep their latest values."""
+    with ctx(request).db.session() as s:
+        _job(s, job_id, p)
+        by_step: dict[int, dict] = {}
+        for event in repo.list_metric_events(s, job_id=job_id):
+            data = event.data or {}
+            if "step" in data:
+                by_step[int(data["step"])] = {k: data[k] for k in METRIC_KEYS if data.get(k) is not None}
+        data = [by_step[k] for k in sorted(by_step)]
+        return {"object": "list", "job_id": job_id, "data": data, "has_more": False}
 
 
 @router.get("/{job_id}/events")
