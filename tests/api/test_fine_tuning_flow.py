@@ -69,7 +69,7 @@ def test_bad_requests_leave_nothing_behind(server):
             ({"training_file": sft_file, "method": {"type": "dpo"}}, "training_file", "preference pairs"),
             ({"training_file": pref_file}, "training_file", "method 'dpo'"),
             ({"training_file": sft_file, "hyperparameters": {"checkpoint_every": 2, "n_checkpoints": 2}},
-             "hyperparameters.n_checkpoints", "not both"),
+             "hyperparameters.checkpoint_every", "not both"),
             ({"training_file": sft_file, "hyperparameters": {"lr_scheduler": "step"}},
              "hyperparameters.lr_scheduler", "lr_scheduler"),
             ({"training_file": sft_file, "hyperparameters": {"batch_size": 0}}, "hyperparameters.batch_size",
