@@ -67,6 +67,14 @@ class JobCreate(BaseModel):
     dry_run: bool = False
 
 
+class EvaluationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[str] = Field(min_length=1, max_length=8, description="base model, <job id> or <job id>/step-<N>")
+    examples: list = Field(min_length=1, description="JSONL rows: messages, prompt/completion, or prompt + expected")
+    max_examples: int = Field(default=100, ge=1, le=1000)
+    max_new_tokens: int = Field(default=32, ge=1, le=512)
+
+
 class AdapterDeploy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, description="<job id> or <job id>/step-<N>")
