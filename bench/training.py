@@ -1,12 +1,19 @@
-"""Lean SFT loop (``tenfold.training.sft.run_sft``) vs TRL's ``SFTTrainer``, same LoRA job, side by side.
+"""Our SFT recipe (``tenfold.training.sft.run_sft``) vs TRL's ``SFTTrainer``, same LoRA job, side by side.
+(Supersedes ``bench/sft_lean_vs_trl.py``.)
 
 Workload: SmolLM2-135M-Instruct float32 on CPU, the bundled demo set (106 single-turn chats), LoRA r=16
-alpha=32 all-linear dropout 0, batch 8, lr 2e-3 linear decay, no warmup, weight decay 0, grad clip 1.0,
-no gradient checkpointing, no packing, loss on the assistant reply only. TRL gets the same chats in its
-conversational prompt/completion form (prompt = the user turn, completion = the assistant turn), which
-turns on ``completion_only_loss``: SmolLM2's template has no ``{% generation %}`` markers, so
-``assistant_only_loss=True`` is not available for it. TRL keeps its own defaults otherwise (fused AdamW,
-its chunked LM head, entropy/accuracy metrics every step).
+alpha=32 all-linear dropout 0, batch 8 (no accumulation, so the effective batch is 8 in every arm), lr 2e-3
+linear decay, no warmup, weight decay 0, grad clip 1.0, loss on the assistant reply only.
+Arms:
+- ``lean``: our recipe with its defaults (padded batches, no gradient checkpointing).
+- ``lean-packed``: the same with ``packing=True`` (the step's examples packed into rows of max_seq_length,
+  positions restarting per example, so no attention crosses examples and no padding is computed).
+- ``trl``: ``SFTTrainer`` with TRL's defaults for this data except the shared job settings above: that
+  means gradient checkpointing ON (TRL's default), no packing, fused AdamW, logging every 10 steps.
+- ``trl-nogc``: the same with ``gradient_checkpointing=False`` and logging every step (the fairest TRL).
+TRL gets the same chats in its conversational prompt/completion form (prompt = the user turn, completion =
+the assistant turn), which turns on ``completion_only_loss``: SmolLM2's template has no
+``{% generation %}`` markers, so ``assistant_only_loss=True`` is not available for it.
 
 Each arm runs in its own subprocess (separate peak RSS, no shared warm state); arms alternate order
 across repeats. Train time = first optimizer step start to last step end (model loading, tokenization and
@@ -14,7 +21,8 @@ the final adapter save are reported apart; "startup" = imports + setup, and sinc
 transformers/peft lazily inside ``run_sft``, only the startup total compares across arms). Tokens = non-pad tokens in the batches processed, counted by
 each arm on its own batches.
 
-    .venv/bin/python bench/sft_lean_vs_trl.py [--steps 14] [--repeats 2] [--threads 2] [--models-dir DIR]
+    .venv/bin/python bench/training.py [--steps 14] [--repeats 2] [--threads 2] [--arms lean,lean-packed,trl,trl-nogc]
+        [--models-dir DIR]
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ def _rss_mb() -> float:
 
 
 # ---- arms (child processes) --------------------------------------------------------------------------
-def arm_lean(model_path: str, steps: int, threads: int) -> dict:
+def arm_lean(model_path: str, steps: int, threads: int, packing: bool = False) -> dict:
     import torch
 
     from tenfold.training.demo_task import demo_train_path
@@ -74,7 +82,7 @@ def arm_lean(model_path: str, steps: int, threads: int) -> dict:
             base_model=BASE_MODEL, base_model_path=model_path, training_file=str(demo_train_path()),
             output_dir=out, n_epochs=math.ceil(steps / per_epoch), batch_size=BATCH, learning_rate=LR,
             lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0, target_modules="all-linear",
-            seed=SEED, logging_steps=1, torch_threads=threads)
+            seed=SEED, logging_steps=1, torch_threads=threads, packing=packing)
         try:
             run_sft(spec, emit, should_stop)
         except TrainingCancelled:
@@ -84,13 +92,13 @@ def arm_lean(model_path: str, steps: int, threads: int) -> dict:
     metrics = [(t, e) for t, e in events if e["type"] == "metrics"][:steps]
     t_last, last = metrics[-1]
     losses = [e["loss"] for _, e in metrics]
-    return {"arm": "lean (tenfold)", "import_s": t_import - T0, "setup_s": started - t_import,
+    return {"arm": "tenfold packed" if packing else "tenfold", "import_s": t_import - T0, "setup_s": started - t_import,
             "train_s": t_last - started, "after_s": t_end - t_last, "steps": len(metrics),
             "tokens": last["tokens"], "final_loss": losses[-1], "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
             "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads(), "total_s": time.perf_counter() - T0}
 
 
-def arm_trl(model_path: str, steps: int, threads: int) -> dict:
+def arm_trl(model_path: str, steps: int, threads: int, gradient_checkpointing: bool = True) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -117,12 +125,12 @@ def arm_trl(model_path: str, steps: int, threads: int) -> dict:
         torch.manual_seed(SEED)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        tuned = {} if gradient_checkpointing else {"gradient_checkpointing": False, "logging_steps": 1}
         config = SFTConfig(
             output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
             learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-            bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False, packing=False, padding_free=False,
-            completion_only_loss=True, max_length=1024, logging_steps=1, save_strategy="no", eval_strategy="no",
-            report_to="none", seed=SEED, dataloader_num_workers=0, disable_tqdm=True)
+            bf16=False, fp16=False, use_cpu=True, save_strategy="no", eval_strategy="no",
+            report_to="none", seed=SEED, dataloader_num_workers=0, disable_tqdm=True, **tuned)
         peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0,
                                  target_modules="all-linear", task_type="CAUSAL_LM", bias="none")
         trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
@@ -130,7 +138,7 @@ def arm_trl(model_path: str, steps: int, threads: int) -> dict:
         trainer.train()
         t_end = time.perf_counter()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"arm": "TRL SFTTrainer", "import_s": t_import - T0, "setup_s": times["begin"][0] - t_import,
+    return {"arm": "TRL SFTTrainer" + ("" if gradient_checkpointing else " (no grad ckpt)"), "import_s": t_import - T0, "setup_s": times["begin"][0] - t_import,
             "train_s": times["step_end"][-1] - times["begin"][0], "after_s": t_end - times["step_end"][-1],
             "steps": len(times["step_end"]), "tokens": int(trainer._total_train_tokens),
             "final_loss": losses[-1], "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
@@ -141,6 +149,10 @@ def _mean(values: list[float]) -> float:
     return sum(values) / max(len(values), 1)
 
 
+ARMS = {"lean": (arm_lean, {}), "lean-packed": (arm_lean, {"packing": True}),
+        "trl": (arm_trl, {}), "trl-nogc": (arm_trl, {"gradient_checkpointing": False})}
+
+
 # ---- driver --------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,24 +160,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per arm, order alternating")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each arm")
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
-    parser.add_argument("--arm", choices=["lean", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--arms", default="lean,lean-packed,trl,trl-nogc", help="comma-separated arms to run")
+    parser.add_argument("--arm", choices=list(ARMS), help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.arm:  # child
-        fn = arm_lean if args.arm == "lean" else arm_trl
-        Path(args.json_out).write_text(json.dumps(fn(args.model_path, args.steps, args.threads)))
+        fn, kw = ARMS[args.arm]
+        Path(args.json_out).write_text(json.dumps(fn(args.model_path, args.steps, args.threads, **kw)))
         return
 
     t = time.perf_counter()
     model_path = str(resolve_model(args.models_dir))
     print(f"base model {BASE_MODEL} at {model_path} (resolve {time.perf_counter() - t:.1f} s)")
     print(f"workload: demo set (106 chats), LoRA r16/a32 all-linear, batch {BATCH}, lr {LR}, {args.steps} steps, "
-          f"fp32 CPU, {args.threads} torch threads, no grad checkpointing, no packing, assistant-only loss")
-    results: dict[str, list[dict]] = {"lean": [], "trl": []}
+          f"fp32 CPU, {args.threads} torch threads, assistant-only loss")
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
     for rep in range(args.repeats):
-        for arm in (["lean", "trl"] if rep % 2 == 0 else ["trl", "lean"]):
+        for arm in (arms if rep % 2 == 0 else arms[::-1]):
             with tempfile.NamedTemporaryFile(suffix=".json") as f:
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
                 proc = subprocess.run([sys.executable, __file__, "--arm", arm, "--model-path", model_path,
@@ -185,18 +199,19 @@ def main() -> None:
     headers = ["arm", "train s (best)", "train s (all)", "s/step", "tokens", "tok/s", "final loss",
                "mean loss last epoch", "startup s", "import s", "setup s", "peak RSS MB", "threads"]
     rows = []
-    for arm in ("lean", "trl"):
+    for arm in arms:
         b = best[arm]
         rows.append([b["arm"], b["train_s"], " / ".join(f"{r['train_s']:.1f}" for r in results[arm]),
                      b["train_s"] / b["steps"], b["tokens"], b["tokens"] / b["train_s"], b["final_loss"],
                      b["mean_loss_last_epoch"], b["import_s"] + b["setup_s"], b["import_s"], b["setup_s"], b["peak_rss_mb"], b["threads"]])
     print()
     print(table(headers, rows))
-    lean, trl = best["lean"], best["trl"]
-    print(f"\nratio lean/TRL: train time {lean['train_s'] / trl['train_s']:.2f}, "
-          f"tok/s {(lean['tokens'] / lean['train_s']) / (trl['tokens'] / trl['train_s']):.2f}, "
-          f"startup (import+setup) {(lean['import_s'] + lean['setup_s']) / (trl['import_s'] + trl['setup_s']):.2f}, "
-          f"peak RSS {lean['peak_rss_mb'] / trl['peak_rss_mb']:.2f}")
+    print()
+    for ours in (a for a in arms if a.startswith("lean")):
+        for theirs in (a for a in arms if a.startswith("trl")):
+            lean, trl = best[ours], best[theirs]
+            print(f"ratio {ours}/{theirs}: tok/s {(lean['tokens'] / lean['train_s']) / (trl['tokens'] / trl['train_s']):.2f}, "
+                  f"train time {lean['train_s'] / trl['train_s']:.2f}, peak RSS {lean['peak_rss_mb'] / trl['peak_rss_mb']:.2f}")
 
 
 if __name__ == "__main__":
