@@ -138,6 +138,8 @@ def _spec_error(e: ValidationError) -> APIError:
         named = re.search(r"\b(checkpoint_every|n_checkpoints|eval_every|packing|batch_size|max_seq_length)\b", msg)
         field = named.group(1) if named else ""
         return bad_request(f"Invalid hyperparameters: {msg}.", param=f"hyperparameters.{field}" if field else None)
+    if field in ("seed", "suffix"):
+        return bad_request(f"Invalid {field}: {msg}.", param=field)
     return bad_request(f"Invalid hyperparameter {field}: {msg}.", param=f"hyperparameters.{field}")
 
 

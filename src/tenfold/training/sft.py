@@ -18,7 +18,7 @@ linear warmup/decay, gradient clipping, padded batches) is the same as TRL's. Me
 this 2-core CPU (SmolLM2-135M fp32, the 106-example demo set, 1 epoch = 14 steps of 8, r=16 all-linear,
 2 threads, TRL 1.16 with gradient checkpointing off, no packing, completion-only loss): TRL 35.1 s of
 training (41.4 s wall incl. imports and setup), this loop 23.6 s (29.0 s wall), so TRL was not faster;
-``bench/sft_lean_vs_trl.py`` repeats the comparison (bench/RESULTS.md: 1.5x TRL's tokens/s).
+``bench/training.py`` repeats the comparison (bench/RESULTS.md).
 """
 
 from __future__ import annotations
