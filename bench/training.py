@@ -149,7 +149,114 @@ def _mean(values: list[float]) -> float:
     return sum(values) / max(len(values), 1)
 
 
-ARMS = {"lean": (arm_lean, {}), "lean-packed": (arm_lean, {"packing": True}),
+def _pref_rows() -> list[dict]:
+    """Preference pairs from the demo set: chosen = the JSON answer, rejected = the same answer as prose."""
+    out = []
+    for r in _rows():
+        answer = json.loads(r["messages"][-1]["content"])["answer"]
+        out.append({"prompt": r["messages"][:-1], "chosen": r["messages"][-1:],
+                    "rejected": [{"role": "assistant", "content": f"The answer is {answer}."}]})
+    return out
+
+
+def arm_dpo(model_path: str, steps: int, threads: int) -> dict:
+    import torch
+
+    from tenfold.training.dpo import run_dpo
+    from tenfold.training.errors import TrainingCancelled
+    from tenfold.training.spec import TrainingSpec
+
+    torch.set_num_threads(threads)
+    t_import = time.perf_counter()
+    rows = _pref_rows()
+    per_epoch = math.ceil(len(rows) / BATCH)
+    events: list[tuple[float, dict]] = []
+
+    def emit(event: dict) -> None:
+        events.append((time.perf_counter(), event))
+
+    def should_stop() -> bool:
+        return sum(1 for _, e in events if e["type"] == "metrics") >= steps
+
+    with tempfile.TemporaryDirectory() as out:
+        data = Path(out) / "prefs.jsonl"
+        data.write_text("".join(json.dumps({"prompt": r["prompt"], "chosen": r["chosen"][0]["content"],
+                                            "rejected": r["rejected"][0]["content"]}) + "\n" for r in rows))
+        spec = TrainingSpec(
+            method="dpo", base_model=BASE_MODEL, base_model_path=model_path, training_file=str(data),
+            output_dir=out + "/o", n_epochs=math.ceil(steps / per_epoch), batch_size=BATCH, learning_rate=LR,
+            lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0, target_modules="all-linear",
+            seed=SEED, logging_steps=1, torch_threads=threads, dpo_beta=0.1)
+        try:
+            run_dpo(spec, emit, should_stop)
+        except TrainingCancelled:
+            pass
+        t_end = time.perf_counter()
+    started = next(t for t, e in events if e["type"] == "started")
+    metrics = [(t, e) for t, e in events if e["type"] == "metrics"][:steps]
+    t_last, last = metrics[-1]
+    losses = [e["loss"] for _, e in metrics]
+    # "setup" includes the one reference pass over the data (log-probs precomputed before step 1)
+    return {"arm": "tenfold DPO", "import_s": t_import - T0, "setup_s": started - t_import,
+            "train_s": t_last - started, "after_s": t_end - t_last, "steps": len(metrics),
+            "tokens": last["tokens"], "final_loss": losses[-1], "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
+            "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads(), "total_s": time.perf_counter() - T0}
+
+
+def arm_trl_dpo(model_path: str, steps: int, threads: int) -> dict:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    torch.set_num_threads(threads)
+    t_import = time.perf_counter()
+    rows = _pref_rows()
+    per_epoch = math.ceil(len(rows) / BATCH)
+    times: dict[str, list[float]] = {"begin": [], "step_end": []}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            times["begin"].append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kw):
+            times["step_end"].append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        torch.manual_seed(SEED)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        config = DPOConfig(
+            output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
+            learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+            bf16=False, fp16=False, use_cpu=True, save_strategy="no", eval_strategy="no", beta=0.1,
+            report_to="none", seed=SEED, dataloader_num_workers=0, disable_tqdm=True)
+        peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0,
+                                 target_modules="all-linear", task_type="CAUSAL_LM", bias="none")
+        trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=[Clock()])
+        # tokens: prompt+chosen and prompt+rejected of the pairs the steps consumed (about steps*BATCH pairs)
+        lengths = [len(x["prompt_input_ids"]) * 2 + len(x["chosen_input_ids"]) + len(x["rejected_input_ids"])
+                   for x in trainer.train_dataset] if "prompt_input_ids" in trainer.train_dataset.column_names \
+            else None
+        trainer.train()
+        t_end = time.perf_counter()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    tokens = int(sum(lengths) * steps * BATCH / len(lengths)) if lengths else 0
+    return {"arm": "TRL DPOTrainer", "import_s": t_import - T0, "setup_s": times["begin"][0] - t_import,
+            "train_s": times["step_end"][-1] - times["begin"][0], "after_s": t_end - times["step_end"][-1],
+            "steps": len(times["step_end"]), "tokens": tokens,
+            "final_loss": losses[-1] if losses else float("nan"),
+            "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
+            "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads(), "total_s": time.perf_counter() - T0}
+
+
+ARMS = {"dpo": (arm_dpo, {}), "trl-dpo": (arm_trl_dpo, {}),
+"lean": (arm_lean, {}), "lean-packed": (arm_lean, {"packing": True}),
         "trl": (arm_trl, {}), "trl-nogc": (arm_trl, {"gradient_checkpointing": False})}
 
 
@@ -207,8 +314,10 @@ def main() -> None:
     print()
     print(table(headers, rows))
     print()
-    for ours in (a for a in arms if a.startswith("lean")):
-        for theirs in (a for a in arms if a.startswith("trl")):
+    pairs = [(o, t) for o in arms if o.startswith("lean") for t in arms if t.startswith("trl") and "dpo" not in t]
+    pairs += [(o, t) for o in arms if o == "dpo" for t in arms if t == "trl-dpo"]
+    for ours, theirs in pairs:
+        if True:
             lean, trl = best[ours], best[theirs]
             print(f"ratio {ours}/{theirs}: tok/s {(lean['tokens'] / lean['train_s']) / (trl['tokens'] / trl['train_s']):.2f}, "
                   f"train time {lean['train_s'] / trl['train_s']:.2f}, peak RSS {lean['peak_rss_mb'] / trl['peak_rss_mb']:.2f}")

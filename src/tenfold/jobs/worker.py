@@ -111,7 +111,7 @@ class Worker:
         except Exception as e:
             self._fail(job_id, f"Could not start training: {e}", user_error=isinstance(e, FileNotFoundError))
             return
-        self._event(job_id, "Training started.")
+        self._event(job_id, "Training started.", data={"status": "running"})
         log_path = spec_path.parent / "train.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         with open(log_path, "ab") as log_file:
