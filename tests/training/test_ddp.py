@@ -42,3 +42,9 @@ def test_two_cpu_processes_agree_and_write_one_checkpoint(make_spec, tmp_path: P
     assert not [p for p in Path(spec.output_dir).iterdir() if p.name.startswith(".")]
     metrics = [e for e in events if e["type"] == "metrics"]
     assert metrics[-1]["loss"] < metrics[0]["loss"]
+    single = []  # the token counter (what is billed) covers both ranks' shares: same as one process
+    from tenfold.training.sft import run_sft
+
+    run_sft(spec.model_copy(update={"output_dir": str(tmp_path / "single")}), single.append)
+    done = next(e for e in events if e["type"] == "done")
+    assert done["trained_tokens"] == single[-1]["trained_tokens"]

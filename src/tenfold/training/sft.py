@@ -108,7 +108,8 @@ def run_sft(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
         mine = indices[rank::world] or indices[:1]
         batch = _collate(spec, [train[i] for i in mine], pad_id, device)
         stats = batching.compute_loss(model, batch)
-        return StepResult(stats.loss, batch.n_tokens, stats.n_trained, stats.n_correct)
+        n_tokens = batch.n_tokens if world == 1 else sum(len(train[i].input_ids) for i in indices)
+        return StepResult(stats.loss, n_tokens, stats.n_trained, stats.n_correct)  # tokens: the whole step
 
     evaluate = (lambda: _evaluate(model, spec, valid, batch_size, pad_id, device)) if valid else None
     recipe = Recipe("sft", len(train), step, evaluate, "train_mean_token_accuracy")
