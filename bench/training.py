@@ -240,9 +240,8 @@ def arm_trl_dpo(model_path: str, steps: int, threads: int) -> dict:
         trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=peft_config, callbacks=[Clock()])
         # tokens: prompt+chosen and prompt+rejected of the pairs the steps consumed (about steps*BATCH pairs)
-        lengths = [len(x["prompt_input_ids"]) * 2 + len(x["chosen_input_ids"]) + len(x["rejected_input_ids"])
-                   for x in trainer.train_dataset] if "prompt_input_ids" in trainer.train_dataset.column_names \
-            else None
+        lengths = [len(x["prompt_ids"]) * 2 + len(x["chosen_ids"]) + len(x["rejected_ids"])
+                   for x in trainer.train_dataset] if "prompt_ids" in trainer.train_dataset.column_names else None
         trainer.train()
         t_end = time.perf_counter()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
