@@ -20,7 +20,9 @@ def test_walking_skeleton_on_postgres(pg_server):
         r = c.post("/chat/completions", json={"model": job["id"], "max_tokens": 3,
                                               "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200 and r.headers["x-tenfold-checkpoint"] == f"{job['id']}/step-3"
-        usage = c.get("/usage").json()["data"]
+        everything = c.get("/usage").json()["data"]
+        assert [u["request_id"] for u in everything if u["endpoint"] == "fine_tuning.jobs"] == [job["id"]]
+        usage = [u for u in everything if u["endpoint"] != "fine_tuning.jobs"]
         assert len(usage) == 1 and usage[0]["checkpoint"] == f"{job['id']}/step-3"
         # the deploy smoke generation is not a billed request
         assert usage[0]["completion_tokens"] == 3

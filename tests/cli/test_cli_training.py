@@ -79,7 +79,7 @@ def test_no_follow_then_events_follow(cli, as_admin, train_file, base_model):
                   "--no-follow", **as_admin)
     assert started.exit_code == 0, started.output
     job_id = re.search(r"created job (ftjob-\S+)", started.output).group(1)
-    assert f"tenfold jobs events {job_id} --follow" in started.output
+    assert f"tenfold jobs follow {job_id}" in started.output
     followed = cli("jobs", "events", job_id, "--follow", **as_admin)
     assert followed.exit_code == 0, followed.output
     assert f"job {job_id} succeeded" in followed.output

@@ -71,7 +71,7 @@ def test_truncation_and_dropping_warn(tokenizer) -> None:
             {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "no", "weight": 0}]}]
     examples = parse_jsonl("".join(json.dumps(r) + "\n" for r in rows).encode())
     warnings: list[str] = []
-    out = tokenize_dataset(tokenizer, examples, max_length=40, warn=warnings.append)
+    out = tokenize_dataset(tokenizer, examples, max_length=40, warn=lambda m, **counts: warnings.append(m))
     assert [t.line for t in out] == [2]
     assert all(len(t.input_ids) <= 40 for t in out)
     assert any("truncated" in w and "lines 1, 2" in w for w in warnings)

@@ -30,7 +30,7 @@ def job_obj(r: FineTuningJob, checkpoints: list[int] | None = None) -> dict:
         "fine_tuned_model": r.id if r.status == "succeeded" else None,
         "organization_id": r.organization_id, "status": r.status, "error": r.error,
         "hyperparameters": hp,
-        "method": {"type": "supervised", "supervised": {"hyperparameters": hp}},
+        "method": _method(r, hp),
         "training_file": r.training_file, "validation_file": r.validation_file, "result_files": [],
         "trained_tokens": r.trained_tokens, "seed": r.seed, "suffix": r.suffix, "user_provided_suffix": r.suffix,
         "estimated_finish": _t(r.heartbeat_at + r.eta_seconds) if r.eta_seconds and r.heartbeat_at else None,
@@ -38,7 +38,13 @@ def job_obj(r: FineTuningJob, checkpoints: list[int] | None = None) -> dict:
         "progress": {"step": r.step, "total_steps": r.total_steps, "loss": r.last_loss, "eta_seconds": r.eta_seconds},
         "checkpoints": [checkpoint_name(r.id, s) for s in (checkpoints or [])],
         "has_final_adapter": r.final_adapter_path is not None,
+        "from_checkpoint": (r.spec or {}).get("from_checkpoint"),
     }
+
+
+def _method(r: FineTuningJob, hp: dict) -> dict:
+    kind = "dpo" if (r.spec or {}).get("method") == "dpo" else "supervised"
+    return {"type": kind, kind: {"hyperparameters": hp}}
 
 
 def event_obj(r: JobEvent) -> dict:

@@ -1,4 +1,5 @@
-"""``tenfold train``, ``tenfold jobs list|get|events|cancel`` and ``tenfold checkpoints``.
+"""``tenfold train``, ``tenfold jobs list|get|events|follow|metrics|cancel|resume``, ``tenfold checkpoints``
+and ``tenfold eval``.
 
 Owns: turning flags into a job request (hyperparameters by their API names), the jobs and checkpoints
 views. Does not own: the progress bar (``tenfold.cli.follow``) or training itself (the server's workers).
@@ -13,8 +14,9 @@ import typer
 
 from tenfold.cli.follow import event_line, follow_job
 from tenfold.cli.output import (
-    CliError, client, console, dim, fmt_float, fmt_time, print_json, print_table, say,
+    CliError, client, console, dim, fmt_float, fmt_time, fmt_usd, print_json, print_table, say,
 )
+from tenfold.training.spec import HYPERPARAMETER_HELP
 
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
@@ -22,42 +24,110 @@ JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
 app = typer.Typer(help="List, inspect, follow and cancel fine-tuning jobs.", no_args_is_help=True)
 
 
+def _hp(name: str) -> str:
+    default, text = HYPERPARAMETER_HELP[name]
+    return f"{name}: {text}. Default: {default}."
+
+
 def train(
-    path: Path = typer.Argument(..., help="Training data: a JSONL file."),
+    path: Path = typer.Argument(..., help="Training data: a JSONL file (messages, prompt/completion, or "
+                                          "prompt/chosen/rejected for --method dpo)."),
     model: str = typer.Option(DEFAULT_BASE_MODEL, "--model", help="Base model to fine-tune."),
-    epochs: int | None = typer.Option(None, "--epochs", help="n_epochs"),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="batch_size"),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", help="learning_rate (absolute)"),
-    lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank"),
-    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help="LoRA alpha"),
-    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="save every N steps (0 = final only)"),
-    seed: int | None = typer.Option(None, "--seed"),
-    suffix: str | None = typer.Option(None, "--suffix"),
+    method: str = typer.Option("sft", "--method", help=_hp("method")),
+    epochs: int | None = typer.Option(None, "--epochs", help=_hp("n_epochs")),
+    batch_size: str | None = typer.Option(None, "--batch-size", help=_hp("batch_size")),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help=_hp("learning_rate")),
+    lr_scheduler: str | None = typer.Option(None, "--lr-scheduler", help=_hp("lr_scheduler")),
+    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help=_hp("warmup_ratio")),
+    lora_r: int | None = typer.Option(None, "--lora-r", help=_hp("lora_r")),
+    lora_alpha: int | None = typer.Option(None, "--lora-alpha", help=_hp("lora_alpha")),
+    lora_dropout: float | None = typer.Option(None, "--lora-dropout", help=_hp("lora_dropout")),
+    target_modules: str | None = typer.Option(None, "--target-modules",
+                                              help=_hp("target_modules") + " Comma-separated names."),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help=_hp("max_seq_length")),
+    train_on_inputs: str | None = typer.Option(None, "--train-on-inputs", help=_hp("train_on_inputs")),
+    packing: bool | None = typer.Option(None, "--packing/--no-packing", help=_hp("packing")),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help=_hp("checkpoint_every")),
+    n_checkpoints: int | None = typer.Option(None, "--n-checkpoints", help=_hp("n_checkpoints")),
+    dpo_beta: float | None = typer.Option(None, "--dpo-beta", help=_hp("dpo_beta")),
+    eval_every: int | None = typer.Option(None, "--eval-every", help=_hp("eval_every")),
+    validation_file: Path | None = typer.Option(None, "--validation-file", help="Held-out JSONL for valid_loss."),
+    from_checkpoint: str | None = typer.Option(None, "--from-checkpoint",
+                                               help="Continue from <job id> or <job id>/step-N (same base model)."),
+    seed: int | None = typer.Option(None, "--seed", help=_hp("seed")),
+    suffix: str | None = typer.Option(None, "--suffix", help="A label for the job (letters, digits, - _ .)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and estimate tokens and cost; train nothing."),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="Follow progress until the job ends."),
 ) -> None:
-    """Upload PATH, start a LoRA fine-tune, and follow it with a progress bar."""
+    """Upload PATH, start a LoRA fine-tune (SFT or DPO), and follow it with a progress bar.
+
+    Hyperparameters left out take the defaults shown. The server checks them all, and the data, before
+    anything runs; a rejected value is named. --dry-run prints the token and cost estimate only.
+    """
     if not path.is_file():
         raise CliError(f"no such file: {path}")
+    if validation_file is not None and not validation_file.is_file():
+        raise CliError(f"no such file: {validation_file}")
+    size: int | str | None = batch_size
+    if batch_size is not None and batch_size != "max":
+        if not batch_size.isdigit():
+            raise CliError(f"--batch-size must be a number or 'max', got {batch_size!r}")
+        size = int(batch_size)
+    inputs: bool | str | None = train_on_inputs
+    if train_on_inputs is not None:
+        choices = {"auto": "auto", "true": True, "false": False}
+        if train_on_inputs.lower() not in choices:
+            raise CliError("--train-on-inputs must be auto, true or false")
+        inputs = choices[train_on_inputs.lower()]
+    modules = [m.strip() for m in target_modules.split(",") if m.strip()] if target_modules else None
+    if target_modules == "all-linear":
+        modules = None
     hyper: dict[str, Any] = {
         key: value
         for key, value in (
-            ("n_epochs", epochs), ("batch_size", batch_size), ("learning_rate", learning_rate),
-            ("lora_r", lora_r), ("lora_alpha", lora_alpha), ("checkpoint_every", checkpoint_every),
+            ("n_epochs", epochs), ("batch_size", size), ("learning_rate", learning_rate),
+            ("lr_scheduler", lr_scheduler), ("warmup_ratio", warmup_ratio), ("lora_r", lora_r),
+            ("lora_alpha", lora_alpha), ("lora_dropout", lora_dropout), ("target_modules", modules),
+            ("max_seq_length", max_seq_length), ("train_on_inputs", inputs), ("packing", packing),
+            ("checkpoint_every", checkpoint_every), ("n_checkpoints", n_checkpoints), ("dpo_beta", dpo_beta),
+            ("eval_every", eval_every),
         )
         if value is not None
     }
     api = client()
     uploaded = api.files.upload(path)
-    say(f"uploaded {path.name} as {uploaded['id']}")
-    job = api.jobs.create(model, uploaded["id"], hyperparameters=hyper or None, seed=seed, suffix=suffix)
+    say(f"uploaded {path.name} as {uploaded['id']} ({uploaded.get('n_examples')} examples)")
+    valid_id = None
+    if validation_file is not None:
+        valid_id = api.files.upload(validation_file)["id"]
+        say(f"uploaded {validation_file.name} as {valid_id}")
+    job = api.jobs.create(model, uploaded["id"], hyperparameters=hyper or None, seed=seed, suffix=suffix,
+                          validation_file=valid_id, method=method, from_checkpoint=from_checkpoint,
+                          dry_run=dry_run)
+    if dry_run:
+        print_estimate(job)
+        return
     say(f"created job {job['id']} on {job.get('model', model)} ({job.get('status')})", "bold")
     if not follow:
-        dim(f"follow it: tenfold jobs events {job['id']} --follow    then: tenfold deploy {job['id']}")
+        dim(f"follow it: tenfold jobs follow {job['id']}    then: tenfold deploy {job['id']}")
         return
     dim("Ctrl-C stops following, not the job.")
     final = follow_job(api, job["id"])
     if final.get("status") != "succeeded":
         raise typer.Exit(1)
+
+
+def print_estimate(est: dict[str, Any]) -> None:
+    say(f"dry run: nothing was created. {est['method']} on {est['model']}", "bold")
+    for label, value in (
+        ("examples", est.get("n_examples")), ("tokens per epoch", est.get("tokens_per_epoch")),
+        ("epochs", est.get("n_epochs")), ("steps", est.get("total_steps")),
+        ("training tokens", est.get("estimated_trained_tokens")),
+        ("price", f"{fmt_usd(est.get('training_price_per_mtok_micro_usd'))} per 1M tokens"),
+        ("estimated cost", fmt_usd(est.get("estimated_cost_micro_usd"))),
+        ("truncated", est.get("truncated_examples")), ("skipped", est.get("skipped_examples")),
+    ):
+        say(f"{label:>16}: {value}")
 
 
 @app.command("list")
@@ -124,6 +194,41 @@ def events(
         console.print(event_line(event), soft_wrap=True)
 
 
+@app.command("follow")
+def follow(job_id: str) -> None:
+    """Follow a job live: a progress bar with step, loss, tokens/s and ETA; events printed above it."""
+    dim("Ctrl-C stops following, not the job.")
+    final = follow_job(client(), job_id)
+    if final.get("status") != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command("metrics")
+def metrics(job_id: str, as_json: bool = JSON_OPT) -> None:
+    """Print a job's per-step metrics: train loss, validation loss, learning rate, tokens/s."""
+    page = client().jobs.metrics(job_id)
+    if as_json:
+        print_json(page)
+        return
+    rows = [(m.get("step"), fmt_float(m.get("train_loss")), fmt_float(m.get("valid_loss")),
+             f"{m['learning_rate']:.2e}" if m.get("learning_rate") is not None else "-",
+             fmt_float(m.get("tokens_per_second")), fmt_float(m.get("elapsed_seconds")))
+            for m in page.get("data", [])]
+    print_table(None, ["step", "train loss", "valid loss", "lr", "tok/s", "elapsed s"], rows, "no metrics yet")
+
+
+@app.command("resume")
+def resume(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Follow it afterwards.")) -> None:
+    """Restart a failed or cancelled job from its last checkpoint (optimizer and data order included)."""
+    api = client()
+    job = api.jobs.resume(job_id)
+    say(f"resumed {job_id}: status {job.get('status')}")
+    if follow:
+        final = follow_job(api, job_id)
+        if final.get("status") != "succeeded":
+            raise typer.Exit(1)
+
+
 @app.command("cancel")
 def cancel(job_id: str) -> None:
     """Cancel a queued or running job (saved checkpoints stay deployable)."""
@@ -145,3 +250,46 @@ def checkpoints(job_id: str = typer.Argument(..., help="A job id (ftjob-…)."),
     print_table(None, ["checkpoint", "step", "train loss", "created"], rows, f"no checkpoints saved yet for {job_id}")
     if rows:
         dim(f"deploy one: tenfold deploy {rows[0][0]}")
+
+
+def evaluate(
+    models: list[str] = typer.Argument(..., help="Adapters to score: <job id> or <job id>/step-N (several)."),
+    file: Path = typer.Option(..., "--file", help="JSONL: messages / prompt+completion (loss and exact match) "
+                                                   "or prompt + expected (exact match)."),
+    base: bool = typer.Option(True, "--base/--no-base", help="Also score the base model, first column."),
+    max_examples: int = typer.Option(100, "--max-examples"),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Greedy tokens generated per example."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Loss and exact-match accuracy of the base model and adapters/checkpoints, side by side."""
+    import json
+
+    if not file.is_file():
+        raise CliError(f"no such file: {file}")
+    rows = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise CliError(f"{file} line {number}: invalid JSON ({exc})") from None
+    api = client()
+    names = list(models)
+    if base:
+        base_name = _base_model(api)
+        names = [base_name] + [m for m in names if m != base_name]
+    result = api.jobs.evaluate(names, rows, max_examples=max_examples, max_new_tokens=max_new_tokens)
+    if as_json:
+        print_json(result)
+        return
+    table = [(r["model"], fmt_float(r.get("loss")),
+              f"{r['exact_match']:.1%} ({r['n_exact']}/{r['n_with_expected']})" if r.get("exact_match") is not None
+              else "-", r.get("n_examples")) for r in result.get("data", [])]
+    print_table(None, ["model", "loss", "exact match", "examples"], table, "nothing scored")
+
+
+def _base_model(api: Any) -> str:
+    for m in api.models().get("data", []):
+        if not m.get("parent"):
+            return str(m["id"])
+    raise CliError("the server lists no base model")

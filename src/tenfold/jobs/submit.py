@@ -1,13 +1,21 @@
-"""Turning a job-create request into a queued job: resolve hyperparameters ("auto" → defaults), check the
-files and base model, build the ``TrainingSpec`` and insert the row.
+"""Turning a job-create request into a queued job (or, with ``dry_run``, into an estimate): resolve
+hyperparameters ("auto" → defaults), check the files, the base model and ``from_checkpoint``, build the
+``TrainingSpec``, validate the data against it (format for the method, tokens, truncation) and insert the row.
 
-Owns: hyperparameter defaults as users see them and the mapping of OpenAI names onto ours. Does not own:
-the spec's bounds (``TrainingSpec``) or running it (``tenfold.jobs.worker``).
+Owns: hyperparameter defaults as users see them, the mapping of OpenAI names onto ours, the status flow at
+creation (``validating_files`` → ``queued``, one event per transition, all in one transaction so a bad
+request leaves nothing behind), the token and price estimate, resume of a failed or cancelled job, and the
+training cost formula. Does not own: the spec's bounds (``TrainingSpec``) or running it (``tenfold.jobs.worker``).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -15,21 +23,49 @@ from tenfold.api.deps import Principal, ServerContext
 from tenfold.api.errors import APIError, bad_request
 from tenfold.store import repo
 from tenfold.store.tables import FineTuningJob
+from tenfold.training.errors import TrainingUserError
 from tenfold.training.spec import TrainingSpec
 from tenfold.types.fine_tuning import JobCreate
 
 BASE_LEARNING_RATE = 1e-3  # learning_rate_multiplier scales this
-DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate": BASE_LEARNING_RATE, "lora_r": 16, "lora_alpha": 32,
-            "lora_dropout": 0.0, "checkpoint_every": 0, "warmup_ratio": 0.0, "max_length": 1024,
-            "train_on_inputs": "auto"}
+DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate": BASE_LEARNING_RATE, "lr_scheduler": "linear",
+            "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
+            "checkpoint_every": 0, "n_checkpoints": 0, "warmup_ratio": 0.0, "max_seq_length": 1024,
+            "train_on_inputs": "auto", "packing": False, "eval_every": 0}
+DPO_DEFAULTS = {"dpo_beta": 0.1}
+_CHECKPOINT_RE = re.compile(r"^(ftjob-[A-Za-z0-9]+)(?:/step-(\d+))?$")
+
+
+def training_cost_micro_usd(tokens: int, per_mtok_micro_usd: int) -> int:
+    """Integer micro-dollars for ``tokens`` trained at a price per million tokens (half up)."""
+    return (int(tokens) * int(per_mtok_micro_usd) + 500_000) // 1_000_000
+
+
+def method_of(body: JobCreate) -> str:
+    return "dpo" if body.method is not None and body.method.type == "dpo" else "sft"
 
 
 def resolve_hyperparameters(body: JobCreate) -> dict:
+    method = method_of(body)
     given: dict = {}
-    for hp in (body.hyperparameters, body.method.supervised.hyperparameters
-               if body.method and body.method.supervised else None):
+    nested = None
+    if body.method is not None:
+        nested = body.method.dpo if method == "dpo" else body.method.supervised
+        other = body.method.supervised if method == "dpo" else body.method.dpo
+        if other is not None:
+            raise bad_request(f"method.type is '{body.method.type}' but the request also has "
+                              f"method.{'supervised' if method == 'dpo' else 'dpo'}; give one.", param="method")
+    for hp in (body.hyperparameters, nested.hyperparameters if nested else None):
         if hp is not None:
             given.update({k: v for k, v in hp.model_dump(exclude_none=True).items() if v != "auto"})
+    for old, new in (("max_length", "max_seq_length"), ("beta", "dpo_beta")):
+        if old in given:
+            if new in given:
+                raise bad_request(f"Give {new} only ({old} is another name for it).", param=f"hyperparameters.{old}")
+            given[new] = given.pop(old)
+    if "dpo_beta" in given and method != "dpo":
+        raise bad_request("dpo_beta applies to method 'dpo' only; set method: {\"type\": \"dpo\"}.",
+                          param="hyperparameters.dpo_beta")
     mult = given.pop("learning_rate_multiplier", None)
     if mult is not None:
         if "learning_rate" in given:
@@ -38,14 +74,123 @@ def resolve_hyperparameters(body: JobCreate) -> dict:
         if mult <= 0:
             raise bad_request("learning_rate_multiplier must be > 0.", param="hyperparameters")
         given["learning_rate"] = BASE_LEARNING_RATE * mult
-    return {**DEFAULTS, **given}
+    if "n_checkpoints" in given and "checkpoint_every" not in given:
+        given["checkpoint_every"] = 0
+    return {**DEFAULTS, **(DPO_DEFAULTS if method == "dpo" else {}), **given}
 
 
 def served_base_models(c: ServerContext) -> list[str]:
     return [c.settings.base_model]
 
 
-def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob:
+@lru_cache(maxsize=4)
+def _tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _resolve_checkpoint(s, c: ServerContext, p: Principal, body: JobCreate, given: dict) -> tuple[str, dict]:
+    """(adapter folder, LoRA fields it fixes) for ``from_checkpoint``."""
+    name = (body.from_checkpoint or "").strip()
+    match = _CHECKPOINT_RE.match(name)
+    if match is None:
+        raise bad_request(f"from_checkpoint '{name}' is not '<job id>' or '<job id>/step-<N>'.",
+                          param="from_checkpoint")
+    source = repo.get_job(s, job_id=match.group(1), organization_id=p.organization_id)
+    if source is None:
+        raise APIError(404, f"No fine-tuning job '{match.group(1)}' was found; from_checkpoint names one of your "
+                            "jobs (GET /v1/fine_tuning/jobs).", param="from_checkpoint", code="not_found")
+    if source.model != body.model:
+        raise bad_request(f"{name} was trained on '{source.model}', not '{body.model}'; continue it on the "
+                          "same base model.", param="from_checkpoint")
+    if match.group(2) is not None:
+        ckpt = repo.get_checkpoint(s, job_id=source.id, step=int(match.group(2)))
+        if ckpt is None:
+            steps = sorted(ck.step for ck in repo.list_checkpoints(s, job_id=source.id))
+            raise APIError(404, f"Job {source.id} has no checkpoint at step {match.group(2)}; saved steps: "
+                                f"{', '.join(map(str, steps)) or 'none'}.", param="from_checkpoint",
+                           code="not_found")
+        folder = ckpt.path
+    elif source.final_adapter_path:
+        folder = source.final_adapter_path
+    else:
+        steps = sorted(ck.step for ck in repo.list_checkpoints(s, job_id=source.id))
+        hint = f" Use one of its checkpoints, e.g. {source.id}/step-{steps[-1]}." if steps else ""
+        raise bad_request(f"Job {source.id} has no final adapter (status {source.status}).{hint}",
+                          param="from_checkpoint")
+    config = json.loads((Path(folder) / "adapter_config.json").read_text())
+    fixed = {"lora_r": int(config["r"]), "lora_alpha": int(config["lora_alpha"]),
+             "target_modules": sorted(config["target_modules"]) if isinstance(config["target_modules"], list)
+             else config["target_modules"]}
+    for key in ("lora_r", "lora_alpha"):
+        if key in given and given[key] != fixed[key]:
+            raise bad_request(f"{name} has {key}={fixed[key]}; a continued job keeps the adapter's shape, so "
+                              f"leave {key} out or set it to {fixed[key]}.", param=f"hyperparameters.{key}")
+    return folder, fixed
+
+
+def _spec_error(e: ValidationError) -> APIError:
+    err = e.errors()[0]
+    field = ".".join(str(x) for x in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if not field:  # a cross-field rule: its message names the fields
+        named = re.search(r"\b(checkpoint_every|n_checkpoints|eval_every|packing|batch_size|max_seq_length)\b", msg)
+        field = named.group(1) if named else ""
+        return bad_request(f"Invalid hyperparameters: {msg}.", param=f"hyperparameters.{field}" if field else None)
+    if field in ("seed", "suffix"):
+        return bad_request(f"Invalid {field}: {msg}.", param=field)
+    return bad_request(f"Invalid hyperparameter {field}: {msg}.", param=f"hyperparameters.{field}")
+
+
+def _validate_data(c: ServerContext, spec: TrainingSpec) -> tuple[dict, list[dict]]:
+    """Tokenize the files as the recipe will; returns (stats, warning events). Raises a 400 on bad data."""
+    from tenfold.models.registry import resolve_base_model
+    from tenfold.training.data import parse_jsonl
+    from tenfold.training.tokenize import DatasetStats, tokenize_dataset, tokenize_preferences
+
+    tokenizer = _tokenizer(str(resolve_base_model(spec.base_model, models_dir=c.settings.models_dir)))
+    out: dict[str, Any] = {}
+    warnings: list[dict] = []
+    for param, path in (("training_file", spec.training_file), ("validation_file", spec.validation_file)):
+        if path is None:
+            continue
+        stats = DatasetStats()
+
+        def warn(message: str, _param: str = param, **counts: int) -> None:
+            warnings.append({"message": f"{_param}: {message}", **counts})
+
+        try:
+            examples = parse_jsonl(Path(path).read_bytes())
+            if spec.method == "dpo":
+                tokenize_preferences(tokenizer, examples, max_length=spec.max_seq_length, warn=warn, stats=stats)
+            else:
+                tokenize_dataset(tokenizer, examples, max_length=spec.max_seq_length,
+                                 train_on_inputs=spec.train_on_inputs, warn=warn, stats=stats)
+        except TrainingUserError as exc:
+            raise bad_request(f"The {param.replace('_', ' ')} cannot be used for method '{spec.method}': {exc}. "
+                              "Nothing was created.", param=param, code="invalid_training_file") from None
+        out[param] = stats
+    return out, warnings
+
+
+def _estimate(c: ServerContext, body: JobCreate, spec: TrainingSpec, stats: dict, hp: dict) -> dict:
+    train = stats["training_file"]
+    batch_size = spec.resolved_batch_size(train.n_examples)
+    steps = -(-train.n_examples // batch_size) * spec.n_epochs
+    tokens = train.n_tokens * spec.n_epochs
+    price = c.settings.price_for(body.model).training_per_mtok
+    return {"object": "fine_tuning.job.estimate", "model": body.model, "method": spec.method,
+            "n_examples": train.n_examples, "tokens_per_epoch": train.n_tokens, "n_epochs": spec.n_epochs,
+            "total_steps": steps, "estimated_trained_tokens": tokens,
+            "truncated_examples": len(train.truncated_lines), "skipped_examples": len(train.dropped_lines),
+            "training_price_per_mtok_micro_usd": price,
+            "estimated_cost_micro_usd": training_cost_micro_usd(tokens, price),
+            "hyperparameters": hp, "from_checkpoint": body.from_checkpoint}
+
+
+def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob | dict:
+    """The new job row, or the estimate dict when ``body.dry_run``."""
     bases = served_base_models(c)
     if body.model not in bases:
         raise bad_request(f"Unknown base model '{body.model}'. This server fine-tunes: {', '.join(bases)}.",
@@ -66,21 +211,79 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
                 raise bad_request(f"File '{file_id}' has purpose '{f.purpose}'; fine-tuning needs purpose "
                                   "'fine-tune'.", param=param)
             paths[param] = str(c.artifacts.path(f.storage_key))
+        init_adapter = None
+        if body.from_checkpoint is not None:
+            init_adapter, fixed = _resolve_checkpoint(s, c, p, body, hp_given(body))
+            hp.update(fixed)
         try:
             spec = TrainingSpec(
-                base_model=body.model, training_file=paths["training_file"],
+                method=method_of(body), base_model=body.model, training_file=paths["training_file"],
                 validation_file=paths.get("validation_file"), output_dir=str(c.artifacts.path(f"jobs/{job_id}")),
-                seed=seed, **{k: v for k, v in hp.items()},
+                seed=seed, suffix=body.suffix, init_adapter=init_adapter, from_checkpoint=body.from_checkpoint,
+                **{k: v for k, v in hp.items()},
             )
         except ValidationError as e:
-            err = e.errors()[0]
-            field = ".".join(str(x) for x in err["loc"])
-            raise bad_request(f"Invalid hyperparameter {field}: {err['msg']}.",
-                              param=f"hyperparameters.{field}") from None
+            raise _spec_error(e) from None
+        stats, warnings = _validate_data(c, spec)
+        estimate = _estimate(c, body, spec, stats, hp)
+        if body.dry_run:
+            return estimate
         row = repo.create_job(s, job_id=job_id, organization_id=p.organization_id, api_key_id=p.api_key_id,
                               model=body.model, training_file=body.training_file,
                               validation_file=body.validation_file, suffix=body.suffix, seed=seed,
                               spec=spec.model_dump(mode="json"), hyperparameters=hp)
-        repo.add_event(s, job_id=job_id, message=f"Created fine-tuning job {job_id} on {body.model}; queued.")
+        repo.update_job(s, job_id=job_id, status="validating_files")
+        start = f" from {body.from_checkpoint}" if body.from_checkpoint else ""
+        repo.add_event(s, job_id=job_id, message=f"Created {spec.method} fine-tuning job {job_id} on "
+                                                 f"{body.model}{start}; validating files.",
+                       data={"status": "validating_files"})
+        for w in warnings:
+            repo.add_event(s, job_id=job_id, level="warn", message=w["message"], data=w)
+        repo.add_event(s, job_id=job_id, message=(
+            f"Files validated: {estimate['n_examples']} examples, {estimate['tokens_per_epoch']} tokens per epoch; "
+            f"about {estimate['estimated_trained_tokens']} training tokens over {spec.n_epochs} epochs "
+            f"(estimated cost ${estimate['estimated_cost_micro_usd'] / 1e6:.6f})."), data=estimate)
+        repo.update_job(s, job_id=job_id, status="queued")
+        repo.add_event(s, job_id=job_id, message="Job queued.", data={"status": "queued"})
+        s.flush()
+        s.refresh(row)
     return row
 
+
+def hp_given(body: JobCreate) -> dict:
+    """The hyperparameters the request set explicitly (not "auto"), by our names."""
+    given: dict = {}
+    hps = [body.hyperparameters]
+    if body.method is not None:
+        hps += [body.method.supervised.hyperparameters if body.method.supervised else None,
+                body.method.dpo.hyperparameters if body.method.dpo else None]
+    for hp in hps:
+        if hp is not None:
+            given.update({k: v for k, v in hp.model_dump(exclude_none=True).items() if v != "auto"})
+    return given
+
+
+def resume_job(c: ServerContext, p: Principal, job_id: str) -> FineTuningJob:
+    """Queue a failed or cancelled job again; the worker resumes it from its last checkpoint (optimizer,
+    schedule, data position and RNG included) or, without one, from the start."""
+    from tenfold.api.errors import not_found
+
+    with c.db.session() as s:
+        job = repo.get_job(s, job_id=job_id, organization_id=p.organization_id)
+        if job is None:
+            raise not_found("fine-tuning job", job_id, hint="List your jobs with GET /v1/fine_tuning/jobs.")
+        if job.status not in ("failed", "cancelled"):
+            raise APIError(409, f"Job {job_id} is {job.status}; only failed or cancelled jobs can be resumed.",
+                           code="invalid_state")
+        if not Path(job.spec["training_file"]).exists():
+            raise APIError(409, f"The training file of {job_id} ({job.training_file}) was deleted; create a new "
+                                "job instead.", code="invalid_state")
+        steps = sorted(ck.step for ck in repo.list_checkpoints(s, job_id=job_id))
+        if not repo.requeue_job(s, job_id=job_id, from_statuses=("failed", "cancelled")):
+            raise APIError(409, f"Job {job_id} changed state meanwhile; try again.", code="invalid_state")
+        where = f"its last checkpoint (step {steps[-1]})" if steps else "the start (it has no checkpoint)"
+        repo.add_event(s, job_id=job_id, message=f"Resume requested: the job is queued again and continues from "
+                                                 f"{where}.", data={"status": "queued"})
+        s.flush()
+        s.refresh(job)
+        return job

@@ -27,6 +27,8 @@ from tenfold.store import repo
 from tenfold.store.db import Database
 
 log = logging.getLogger("tenfold.worker")
+_EXTRA_METRICS = ("valid_loss", "valid_mean_token_accuracy", "token_accuracy", "reward_margin", "reward_accuracy",
+                  "valid_reward_margin", "valid_reward_accuracy")
 
 
 def _die_with_parent() -> None:
@@ -109,7 +111,7 @@ class Worker:
         except Exception as e:
             self._fail(job_id, f"Could not start training: {e}", user_error=isinstance(e, FileNotFoundError))
             return
-        self._event(job_id, "Training started.")
+        self._event(job_id, "Training started.", data={"status": "running"})
         log_path = spec_path.parent / "train.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         with open(log_path, "ab") as log_file:
@@ -182,8 +184,11 @@ class Worker:
                         "epoch": ev.get("epoch"), "tokens": ev.get("tokens"),
                         "tokens_per_second": ev.get("tokens_per_second"), "eta_seconds": ev.get("eta_s"),
                         "elapsed_seconds": ev.get("elapsed_s")}
+                data.update({k: ev[k] for k in _EXTRA_METRICS if ev.get(k) is not None})
+                valid = f", validation loss={ev['valid_loss']:.4f}" if ev.get("valid_loss") is not None else ""
                 repo.add_event(s, job_id=job_id, type="metrics", data=data,
-                               message=f"Step {ev['step']}/{ev.get('total_steps')}: training loss={ev.get('loss'):.4f}")
+                               message=f"Step {ev['step']}/{ev.get('total_steps')}: training loss="
+                                       f"{ev.get('loss'):.4f}{valid}")
             elif kind == "checkpoint":
                 from tenfold.training.checkpoints import adapter_digest
 
@@ -197,7 +202,8 @@ class Worker:
                 repo.add_event(s, job_id=job_id, message=f"Training stopped at step {ev.get('step')}.")
                 return "cancelled"
             elif kind == "warning":
-                repo.add_event(s, job_id=job_id, level="warn", message=str(ev.get("message")))
+                repo.add_event(s, job_id=job_id, level="warn", message=str(ev.get("message")),
+                               data={k: v for k, v in ev.items() if k != "type"})
             elif kind == "done":
                 from tenfold.training.checkpoints import adapter_digest
 
@@ -209,6 +215,7 @@ class Worker:
                     repo.add_event(s, job_id=job_id, message=(
                         f"Job succeeded: {ev.get('steps')} steps, {ev.get('trained_tokens')} tokens trained. "
                         f"Deploy it with `tenfold deploy {job_id}`."), data=ev)
+                    self._bill(s, job_id, int(ev.get("trained_tokens") or 0), adapter_digest(Path(path)))
                 return "done"
             elif kind == "error":
                 code = "invalid_training_file" if ev.get("user_error") else "training_error"
@@ -217,6 +224,19 @@ class Worker:
                     repo.add_event(s, job_id=job_id, level="error", message=f"Job failed: {ev.get('message')}")
                 return "error"
         return None
+
+    def _bill(self, s, job_id: str, trained_tokens: int, digest: str) -> None:
+        """One usage row for the trained tokens, written with the transition to ``succeeded`` (which
+        happens once), keyed by the job id."""
+        from tenfold.jobs.submit import training_cost_micro_usd
+
+        job = repo.get_job(s, job_id=job_id, organization_id=None)
+        price = self.settings.price_for(job.model).training_per_mtok
+        repo.add_usage(s, organization_id=job.organization_id, api_key_id=job.api_key_id or "",
+                       request_id=job_id, endpoint="fine_tuning.jobs", model=job_id, base_model=job.model,
+                       adapter_digest=digest, checkpoint=None, prompt_tokens=trained_tokens, cached_tokens=0,
+                       completion_tokens=0, cost_micro_usd=training_cost_micro_usd(trained_tokens, price),
+                       finish_reason=None)
 
     def _fail(self, job_id: str, message: str, *, user_error: bool) -> None:
         code = "invalid_training_file" if user_error else "training_error"

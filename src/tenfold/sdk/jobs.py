@@ -1,6 +1,7 @@
 """``client.jobs``: fine-tuning jobs (``/v1/fine_tuning/jobs``), their events and checkpoints.
 
-Owns: create/list/get/cancel, reading events and checkpoints, and ``wait`` — polling a job until it ends
+Owns: create (or estimate with ``dry_run``)/list/get/cancel/resume, reading events, the metrics series and
+checkpoints, evaluation of models on a file, and ``wait`` — polling a job until it ends
 while handing each new event, oldest first, to a callback (what ``tenfold train`` follows).
 Does not own: running training (the server's workers) or drawing progress (``tenfold.cli.follow``).
 """
@@ -34,15 +35,41 @@ class Jobs:
         suffix: str | None = None,
         seed: int | None = None,
         validation_file: str | None = None,
+        method: str = "sft",
+        from_checkpoint: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Queue a supervised LoRA fine-tune of ``model`` on an uploaded file id; returns the job."""
+        """Queue a LoRA fine-tune (``method`` "sft" or "dpo") of ``model`` on an uploaded file id; returns the
+        job, or with ``dry_run`` the estimate (examples, tokens, steps, cost) and creates nothing.
+        ``from_checkpoint`` ("<job>" or "<job>/step-N") continues from that adapter."""
         body: dict[str, Any] = {"model": model, "training_file": training_file}
         if hyperparameters:
             body["hyperparameters"] = dict(hyperparameters)
-        for key, value in (("suffix", suffix), ("seed", seed), ("validation_file", validation_file)):
+        if method not in ("sft", "supervised"):
+            body["method"] = {"type": method}
+        for key, value in (("suffix", suffix), ("seed", seed), ("validation_file", validation_file),
+                           ("from_checkpoint", from_checkpoint)):
             if value is not None:
                 body[key] = value
+        if dry_run:
+            body["dry_run"] = True
         return self._client.request("POST", "/fine_tuning/jobs", json=body)
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        """Queue a failed or cancelled job again; it continues from its last checkpoint."""
+        return self._client.request("POST", self._path(job_id, "/resume"))
+
+    def metrics(self, job_id: str) -> dict[str, Any]:
+        """The per-step series (train_loss, valid_loss, learning_rate, tokens_per_second, …), oldest first."""
+        return self._client.request("GET", self._path(job_id, "/metrics"))
+
+    def evaluate(self, models: list[str], examples: list[dict[str, Any]], *, max_examples: int = 100,
+                 max_new_tokens: int = 32) -> dict[str, Any]:
+        """Loss and exact-match accuracy of each model (base, ``<job>`` or ``<job>/step-N``) on ``examples``
+        (decoded JSONL rows), side by side. Runs on the server; may take a while for big files."""
+        return self._client.request("POST", "/fine_tuning/evaluations", timeout=max(self._client.timeout, 600.0),
+                                    json={"models": list(models), "examples": list(examples),
+                                          "max_examples": max_examples, "max_new_tokens": max_new_tokens})
 
     def list(self, limit: int = 20, after: str | None = None) -> dict[str, Any]:
         """The list envelope of jobs, newest first."""

@@ -171,6 +171,17 @@ def finish_job(s: Session, *, job_id: str, status: str, error: dict | None = Non
     return res.rowcount == 1
 
 
+def requeue_job(s: Session, *, job_id: str, from_statuses: tuple[str, ...]) -> bool:
+    """Compare-and-set a terminal job back to ``queued`` (resume): clears the error, cancel flag and worker."""
+    res = s.execute(
+        update(FineTuningJob)
+        .where(FineTuningJob.id == job_id, FineTuningJob.status.in_(from_statuses))
+        .values(status="queued", error=None, finished_at=None, cancel_requested=False, worker_id=None,
+                eta_seconds=None)
+    )
+    return res.rowcount == 1
+
+
 def stale_running_jobs(s: Session, *, older_than: float) -> list[FineTuningJob]:
     return list(s.scalars(select(FineTuningJob).where(
         FineTuningJob.status == "running", FineTuningJob.heartbeat_at < older_than)))
@@ -198,6 +209,12 @@ def list_events(s: Session, *, job_id: str, limit: int, after: str | None, ascen
             stmt = stmt.where(JobEvent.seq > pivot)
     rows = list(s.scalars(stmt.order_by(JobEvent.seq).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
+
+
+def list_metric_events(s: Session, *, job_id: str, limit: int = 100_000) -> list[JobEvent]:
+    """A job's ``metrics`` events, oldest first (the series behind ``GET …/metrics``)."""
+    return list(s.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
+                          .order_by(JobEvent.seq).limit(limit)))
 
 
 def add_checkpoint(s: Session, *, job_id: str, step: int, path: str, digest: str, metrics: dict | None) -> Checkpoint:

@@ -26,6 +26,46 @@ class Batch:
     attention_mask: torch.Tensor  # [B, T]
     target_weights: torch.Tensor  # [B, T]: weight of predicting input_ids[:, t] from position t-1
     n_tokens: int  # non-pad tokens (what gets billed)
+    position_ids: torch.Tensor | None = None  # packed rows: positions restart at each example
+
+
+def collate_packed(examples: Sequence[TokenizedExample], pad_id: int, max_length: int,
+                   device: torch.device | str = "cpu") -> Batch:
+    """Pack the examples of one step into as few rows of at most ``max_length`` tokens as first-fit allows.
+
+    Positions restart at 0 for every example and no attention mask is passed, so transformers builds a
+    block-diagonal causal mask from the positions: no token attends across examples. The first token of
+    each example is not a prediction target, so the loss equals the unpacked loss.
+    """
+    rows: list[list[TokenizedExample]] = []
+    room: list[int] = []
+    for e in sorted(examples, key=lambda e: -len(e.input_ids)):
+        n = len(e.input_ids)
+        for i, free in enumerate(room):
+            if n <= free:
+                rows[i].append(e)
+                room[i] -= n
+                break
+        else:
+            rows.append([e])
+            room.append(max_length - n)
+    length = max(max_length - r for r in room)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), length), dtype=torch.long)
+    weights = torch.zeros((len(rows), length), dtype=torch.float32)
+    for r, members in enumerate(rows):
+        at = 0
+        for e in members:
+            n = len(e.input_ids)
+            ids[r, at:at + n] = torch.tensor(e.input_ids, dtype=torch.long)
+            pos[r, at:at + n] = torch.arange(n)
+            weights[r, at:at + n] = torch.tensor(e.weights, dtype=torch.float32)
+            weights[r, at] = 0.0  # an example's first token is not predicted from the previous example
+            at += n
+        pos[r, at:] = torch.arange(length - at)  # padding is its own block
+    n_tokens = sum(len(e.input_ids) for e in examples)
+    mask = torch.ones_like(ids)
+    return Batch(ids.to(device), mask.to(device), weights.to(device), n_tokens, pos.to(device))
 
 
 @dataclass
@@ -78,6 +118,29 @@ def decoder_and_head(model: Any) -> tuple[Any, Any] | None:
     return (decoder, head) if decoder is not None else None
 
 
+def _inputs(batch: Batch) -> dict[str, torch.Tensor]:
+    if batch.position_ids is not None:  # packed: no 2-D mask, so the mask comes from the positions
+        return {"input_ids": batch.input_ids, "position_ids": batch.position_ids}
+    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+
+
+def sequence_logps(model: Any, batch: Batch) -> torch.Tensor:
+    """Per-row sum of log-probabilities of the trained tokens (``target_weights > 0``), shape [B]."""
+    targets = batch.input_ids[:, 1:]
+    selected = batch.target_weights[:, 1:] > 0
+    split = decoder_and_head(model)
+    if split is not None:
+        decoder, head = split
+        hidden = decoder(**_inputs(batch)).last_hidden_state
+        logits = head(hidden[:, :-1][selected]).float()
+    else:
+        logits = model(**_inputs(batch)).logits[:, :-1][selected].float()
+    token_logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[selected].unsqueeze(-1)).squeeze(-1)
+    rows = torch.arange(batch.input_ids.shape[0], device=token_logps.device).unsqueeze(1).expand_as(selected)
+    out = torch.zeros(batch.input_ids.shape[0], dtype=token_logps.dtype, device=token_logps.device)
+    return out.index_add(0, rows[selected], token_logps)
+
+
 def compute_loss(model: Any, batch: Batch) -> StepStats:
     """Weighted next-token loss over trained positions (see module docstring)."""
     targets = batch.input_ids[:, 1:]
@@ -86,10 +149,10 @@ def compute_loss(model: Any, batch: Batch) -> StepStats:
     split = decoder_and_head(model)
     if split is not None:
         decoder, head = split
-        hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        hidden = decoder(**_inputs(batch)).last_hidden_state
         logits = head(hidden[:, :-1][selected]).float()
     else:
-        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        out = model(**_inputs(batch))
         logits = out.logits[:, :-1][selected].float()
     labels = targets[selected]
     token_loss = F.cross_entropy(logits, labels, reduction="none")

@@ -1,7 +1,9 @@
 """Validation and parsing of fine-tuning JSONL files (``purpose="fine-tune"``).
 
-Owns: the accepted dataset formats (conversational ``messages`` and ``prompt``/``completion``), per-example
-and per-message ``weight``, and error messages that name the 1-based line and say what to fix. The api calls
+Owns: the accepted dataset formats (conversational ``messages``, ``prompt``/``completion`` and preference
+pairs ``prompt``/``chosen``/``rejected`` or OpenAI's ``input``/``preferred_output``/``non_preferred_output``),
+per-example and per-message ``weight`` (0 excludes), and error messages that name the 1-based line and say
+what to fix: every bad line is reported (the first ``MAX_REPORTED_PROBLEMS`` listed, all counted). The api calls
 ``validate_jsonl`` on upload; the recipes call ``parse_jsonl`` to get normalized ``Example`` objects.
 Does not own: tokenization and loss masks (``tenfold.training.tokenize``). No torch here.
 """
@@ -17,7 +19,8 @@ from tenfold.training.errors import DatasetError
 
 __all__ = ["DatasetError", "DatasetSummary", "Example", "Message", "parse_jsonl", "validate_jsonl"]
 
-Format = Literal["messages", "prompt_completion"]
+Format = Literal["messages", "prompt_completion", "preference"]
+MAX_REPORTED_PROBLEMS = 20  # bad lines listed in one error; the count covers all of them
 ROLES = ("system", "user", "assistant")
 
 
@@ -38,10 +41,12 @@ class Message:
 @dataclass(frozen=True)
 class Example:
     line: int  # 1-based line in the file, for warnings
-    messages: tuple[Message, ...]
+    messages: tuple[Message, ...]  # for preference pairs: the prompt conversation (no final assistant turn)
     weight: float = 1.0  # scales this example's loss
     format: Format = "messages"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    chosen: str | None = None  # preference pairs only: the preferred assistant reply
+    rejected: str | None = None  # preference pairs only: the dispreferred assistant reply
 
 
 def validate_jsonl(data: bytes, *, purpose: str = "fine-tune") -> DatasetSummary:
@@ -67,19 +72,31 @@ def parse_jsonl(data: bytes, *, purpose: str = "fine-tune") -> list[Example]:
     if not lines:
         raise DatasetError(0, "the file is empty: add one JSON object per line")
     examples: list[Example] = []
+    problems: list[tuple[int, str]] = []
+    n_bad = 0
     for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            raise DatasetError(number, "blank line: every line must hold one JSON object (blank lines are "
-                                       "allowed only at the end of the file)")
         try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(number, f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-        example = _parse_object(number, obj)
-        if examples and example.format != examples[0].format:
-            raise DatasetError(number, f"this line uses the {example.format!r} format but line 1 uses "
-                                       f"{examples[0].format!r}; use one format for the whole file")
+            if not raw.strip():
+                raise DatasetError(number, "blank line: every line must hold one JSON object (blank lines are "
+                                           "allowed only at the end of the file)")
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(number, f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+            example = _parse_object(number, obj)
+            if examples and example.format != examples[0].format:
+                raise DatasetError(number, f"this line uses the {example.format!r} format but line "
+                                           f"{examples[0].line} uses {examples[0].format!r}; use one format "
+                                           "for the whole file")
+        except DatasetError as exc:
+            n_bad += 1
+            if len(problems) < MAX_REPORTED_PROBLEMS:
+                problems.append((exc.line, exc.message))
+            continue
         examples.append(example)
+    if problems:
+        first_line, first_message = problems[0]
+        raise DatasetError(first_line, first_message, problems=problems, n_bad=n_bad, n_lines=len(lines))
     return examples
 
 
@@ -87,6 +104,8 @@ def _parse_object(line: int, obj: Any) -> Example:
     if not isinstance(obj, dict):
         raise DatasetError(line, f"expected a JSON object, got {_kind(obj)}")
     weight = _example_weight(line, obj)
+    if "chosen" in obj or "rejected" in obj or "preferred_output" in obj or "non_preferred_output" in obj:
+        return _parse_preference(line, obj, weight)
     if "messages" in obj:
         if "prompt" in obj or "completion" in obj:
             raise DatasetError(line, "use either 'messages' or 'prompt'/'completion', not both")
@@ -102,11 +121,55 @@ def _parse_object(line: int, obj: Any) -> Example:
             raise DatasetError(line, "'completion' is empty: there is nothing to learn from")
         messages = (Message("user", obj["prompt"]), Message("assistant", obj["completion"]))
         return Example(line=line, messages=messages, weight=weight, format="prompt_completion")
-    raise DatasetError(line, "expected a 'messages' list (chat format) or 'prompt' and 'completion' strings; "
-                             f"found keys {sorted(obj)}")
+    raise DatasetError(line, "expected a 'messages' list (chat format), 'prompt' and 'completion' strings, or "
+                             f"'prompt', 'chosen' and 'rejected' (preference pairs); found keys {sorted(obj)}")
 
 
-def _parse_messages(line: int, raw: Any) -> tuple[Message, ...]:
+def _parse_preference(line: int, obj: dict[str, Any], weight: float) -> Example:
+    """``{"prompt", "chosen", "rejected"}`` (prompt: a string or a messages list ending in a user turn), or
+    OpenAI's ``{"input": {"messages"}, "preferred_output": [msg], "non_preferred_output": [msg]}``."""
+    if "preferred_output" in obj or "non_preferred_output" in obj:
+        for key in ("input", "preferred_output", "non_preferred_output"):
+            if key not in obj:
+                raise DatasetError(line, f"missing {key!r}: OpenAI-style preference examples need 'input', "
+                                         "'preferred_output' and 'non_preferred_output'")
+        if not isinstance(obj["input"], dict) or "messages" not in obj["input"]:
+            raise DatasetError(line, "'input' must be an object with a 'messages' list")
+        prompt: Any = obj["input"]["messages"]
+        replies = {}
+        for key, ours in (("preferred_output", "chosen"), ("non_preferred_output", "rejected")):
+            out = obj[key]
+            if (not isinstance(out, list) or len(out) != 1 or not isinstance(out[0], dict)
+                    or out[0].get("role") != "assistant"):
+                raise DatasetError(line, f"{key!r} must be a list with one assistant message")
+            replies[ours] = _content_text(line, f"{key}[0]", out[0].get("content"))
+        chosen, rejected = replies["chosen"], replies["rejected"]
+    else:
+        for key in ("prompt", "chosen", "rejected"):
+            if key not in obj:
+                raise DatasetError(line, f"missing {key!r}: preference examples need 'prompt', 'chosen' and "
+                                         "'rejected'")
+        for key in ("chosen", "rejected"):
+            if not isinstance(obj[key], str):
+                raise DatasetError(line, f"{key!r} must be a string, got {_kind(obj[key])}")
+        prompt, chosen, rejected = obj["prompt"], obj["chosen"], obj["rejected"]
+    if isinstance(prompt, str):
+        messages: tuple[Message, ...] = (Message("user", prompt),)
+    elif isinstance(prompt, list):
+        messages = _parse_messages(line, prompt, need_assistant=False)
+        if messages[-1].role != "user":
+            raise DatasetError(line, "the prompt conversation must end with a user message")
+    else:
+        raise DatasetError(line, f"'prompt' must be a string or a messages list, got {_kind(prompt)}")
+    if not chosen or not rejected:
+        raise DatasetError(line, "'chosen' and 'rejected' must both be non-empty")
+    if chosen == rejected:
+        raise DatasetError(line, "'chosen' and 'rejected' are identical: there is no preference to learn")
+    return Example(line=line, messages=messages, weight=weight, format="preference", chosen=chosen,
+                   rejected=rejected)
+
+
+def _parse_messages(line: int, raw: Any, *, need_assistant: bool = True) -> tuple[Message, ...]:
     if not isinstance(raw, list) or not raw:
         raise DatasetError(line, "'messages' must be a non-empty list")
     messages: list[Message] = []
@@ -138,7 +201,7 @@ def _parse_messages(line: int, raw: Any) -> tuple[Message, ...]:
     if first is not None and first.role == "assistant":
         raise DatasetError(line, "the conversation starts with an assistant message; put a user message "
                                  "before the first assistant reply")
-    if not any(m.role == "assistant" for m in messages):
+    if need_assistant and not any(m.role == "assistant" for m in messages):
         raise DatasetError(line, "no assistant message: each example needs at least one assistant "
                                  "message to learn from")
     return tuple(messages)

@@ -15,15 +15,25 @@ class TrainingUserError(Exception):
 class DatasetError(TrainingUserError):
     """A training file that is not valid. ``line`` is 1-based (0 when the problem is the whole file)."""
 
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, *, problems: list[tuple[int, str]] | None = None,
+                 n_bad: int = 1, n_lines: int = 0) -> None:
         super().__init__(line, message)
         self.line = line
         self.message = message
+        # Every bad line found (up to a limit): (1-based line, reason); the first one is (line, message).
+        self.problems = problems or [(line, message)]
+        self.n_bad = n_bad
+        self.n_lines = n_lines
 
     def __str__(self) -> str:
-        if self.line <= 0:
-            return self.message
-        return f"line {self.line}: {self.message}"
+        def one(line: int, message: str) -> str:
+            return message if line <= 0 else f"line {line}: {message}"
+
+        if self.n_bad <= 1:
+            return one(self.line, self.message)
+        shown = "; ".join(one(n, m) for n, m in self.problems)
+        more = f" (the first {len(self.problems)} shown)" if self.n_bad > len(self.problems) else ""
+        return f"{self.n_bad} of {self.n_lines} lines are invalid{more}: {shown}"
 
 
 class TemplateError(TrainingUserError):

@@ -9,7 +9,7 @@ Owns the process protocol the worker relies on:
   internal errors, whose traceback goes to stderr); 143 stopped by SIGTERM (128 + 15).
 - SIGTERM (and SIGINT) set a flag that the loop checks before every step, so the process stops within one
   step; a checkpoint being written is finished first (folders appear atomically), completed ones remain.
-Does not own: the training itself (``tenfold.training.sft.run_sft``).
+Does not own: the training itself (``tenfold.training.sft.run_training``: SFT or DPO by ``spec.method``).
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         emit({"type": "cancelled", "step": 0})
         return EXIT_CANCELLED
     try:
-        from tenfold.training.sft import run_sft
+        from tenfold.training.sft import run_training
 
-        run_sft(spec, emit, lambda: stop["requested"])
+        run_training(spec, emit, lambda: stop["requested"])
     except TrainingCancelled as exc:
         emit({"type": "cancelled", "step": exc.step})
         return EXIT_CANCELLED

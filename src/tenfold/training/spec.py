@@ -1,41 +1,119 @@
 """``TrainingSpec``: the validated, complete description of one fine-tuning run, stored as JSON on the job.
 
-Owns: hyperparameter names, defaults and bounds. Does not own: how the api parses OpenAI-style request
-bodies into it (``tenfold.api.routes_fine_tuning``) or how a recipe runs it (``tenfold.training.sft``).
+Owns: hyperparameter names, defaults and bounds (the table below is what ``docs/api.md`` and ``tenfold
+train --help`` show), and the cross-field rules (``checkpoint_every`` xor ``n_checkpoints``, ``eval_every``
+needs a validation file). Unknown fields are rejected (``extra="forbid"``); an out-of-range value is a
+``pydantic.ValidationError`` whose location names the field. Does not own: how the api parses OpenAI-style
+request bodies into it (``tenfold.jobs.submit``) or how a recipe runs it (``tenfold.training.sft`` /
+``tenfold.training.dpo``).
+
+Run-time resolution (the recipe does it once the data is loaded, deterministically, so resume agrees):
+``batch_size="max"`` becomes ``min(n_examples, MAX_BATCH_SIZE)``; ``n_checkpoints=K`` becomes
+``checkpoint_every=ceil(total_steps / K)``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_BATCH_SIZE = 64  # what batch_size="max" may resolve to
+
+# name -> (default, one-line help); the single source for docs and `tenfold train --help`.
+HYPERPARAMETER_HELP: dict[str, tuple[Any, str]] = {
+    "method": ("sft", "sft (supervised) or dpo (preference pairs)"),
+    "n_epochs": (3, "passes over the training file (1-100)"),
+    "batch_size": (8, "examples per optimizer step (1-1024) or \"max\" (= min(examples, 64))"),
+    "learning_rate": (1e-3, "peak AdamW learning rate (0 < lr <= 1)"),
+    "lr_scheduler": ("linear", "linear | cosine | constant (after warmup)"),
+    "warmup_ratio": (0.0, "fraction of steps with linear warmup (0 <= x < 1)"),
+    "lora_r": (16, "LoRA rank (1-512)"),
+    "lora_alpha": (32, "LoRA alpha (1-4096)"),
+    "lora_dropout": (0.0, "LoRA dropout (0 <= x < 1)"),
+    "target_modules": ("all-linear", "\"all-linear\" or a list of module names"),
+    "max_seq_length": (1024, "tokens per example; longer examples are truncated and counted (16-131072)"),
+    "train_on_inputs": ("auto", "auto | true | false: auto trains on assistant turns only"),
+    "packing": (False, "pack several examples into one row (no attention across examples)"),
+    "checkpoint_every": (0, "save a deployable checkpoint every N steps (0 = final adapter only)"),
+    "n_checkpoints": (0, "alternatively: this many evenly spaced checkpoints (0 = use checkpoint_every)"),
+    "seed": ("random", "seed for LoRA init, data order and dropout; fixed seed = reproducible run"),
+    "dpo_beta": (0.1, "DPO temperature beta (0 < beta <= 10); dpo only"),
+    "eval_every": (0, "validation loss every N steps (0 = at checkpoints and the end); needs validation_file"),
+}
 
 
 class TrainingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["supervised"] = "supervised"
+    method: Literal["sft", "dpo"] = "sft"
     base_model: str
     # Absolute path of the base model folder (safetensors + tokenizer), resolved by the worker.
     base_model_path: str | None = None
     training_file: str  # absolute path of the JSONL on disk
     validation_file: str | None = None
     output_dir: str  # checkpoints go to <output_dir>/step-<N>, the final adapter to <output_dir>/final
+    suffix: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
 
     n_epochs: int = Field(default=3, ge=1, le=100)
-    batch_size: int = Field(default=8, ge=1, le=1024)
+    batch_size: int | Literal["max"] = 8
     learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
     lora_r: int = Field(default=16, ge=1, le=512)
     lora_alpha: int = Field(default=32, ge=1, le=4096)
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    max_length: int = Field(default=1024, ge=16, le=131072)
+    max_seq_length: int = Field(default=1024, ge=16, le=131072)
+    packing: bool = False
     checkpoint_every: int = Field(default=0, ge=0)  # steps; 0 = only the final adapter
+    n_checkpoints: int = Field(default=0, ge=0, le=1000)
     train_on_inputs: Literal["auto", True, False] = "auto"
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, lt=2**31)
+    dpo_beta: float = Field(default=0.1, gt=0, le=10)
+    eval_every: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=1, ge=1)
     torch_threads: int = Field(default=0, ge=0)
     resume_from: str | None = None  # a checkpoint folder holding resume state
+    init_adapter: str | None = None  # continued fine-tuning: start from this adapter folder's weights
+    from_checkpoint: str | None = None  # what the user named (<job> or <job>/step-N), for display
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            if "max_length" in data:  # the name used before max_seq_length
+                if "max_seq_length" in data:
+                    raise ValueError("give max_seq_length only (max_length is its old name)")
+                data["max_seq_length"] = data.pop("max_length")
+            if data.get("method") == "supervised":  # OpenAI's name for sft
+                data["method"] = "sft"
+        return data
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> TrainingSpec:
+        if isinstance(self.batch_size, int) and not 1 <= self.batch_size <= 1024:
+            raise ValueError("batch_size must be from 1 to 1024 or \"max\"")
+        if self.checkpoint_every and self.n_checkpoints:
+            raise ValueError("give checkpoint_every or n_checkpoints, not both")
+        if self.eval_every and not self.validation_file:
+            raise ValueError("eval_every needs a validation_file")
+        if self.method == "dpo" and self.packing:
+            raise ValueError("packing applies to sft only; set packing=false for dpo")
+        return self
+
+    # ---- run-time resolution ------------------------------------------------------------------
+
+    def resolved_batch_size(self, n_examples: int) -> int:
+        if self.batch_size == "max":
+            return max(1, min(n_examples, MAX_BATCH_SIZE))
+        return int(self.batch_size)
+
+    def resolved_checkpoint_every(self, total_steps: int) -> int:
+        if self.n_checkpoints:
+            return max(1, math.ceil(total_steps / self.n_checkpoints))
+        return self.checkpoint_every

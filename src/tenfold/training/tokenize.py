@@ -11,10 +11,10 @@ Does not own: file validation (``tenfold.training.data``) or batching (``tenfold
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tenfold.training.data import Example
+from tenfold.training.data import Example, Message
 from tenfold.training.errors import TemplateError, TrainingUserError
 
 TrainOnInputs = Literal["auto", True, False]
@@ -84,31 +84,106 @@ def tokenize_example(tokenizer: Any, example: Example, *, train_on_inputs: Train
     return TokenizedExample(example.line, ids, weights)
 
 
+@dataclass
+class DatasetStats:
+    """What tokenizing a file found; ``n_tokens`` counts the tokens one epoch trains on (after truncation;
+    both sequences of a preference pair), which is what a job bills per epoch."""
+
+    n_examples: int = 0
+    n_tokens: int = 0
+    truncated_lines: list[int] = field(default_factory=list)
+    dropped_lines: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    line: int
+    chosen: TokenizedExample  # prompt + chosen reply, weights on the reply only
+    rejected: TokenizedExample
+    weight: float
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.chosen.input_ids) + len(self.rejected.input_ids)
+
+
+def _truncate(tok: TokenizedExample, max_length: int) -> tuple[TokenizedExample, bool]:
+    if len(tok.input_ids) <= max_length:
+        return tok, False
+    return TokenizedExample(tok.line, tok.input_ids[:max_length], tok.weights[:max_length]), True
+
+
+def _report(stats: DatasetStats, max_length: int, warn: Callable[..., None]) -> None:
+    if stats.truncated_lines:
+        warn(f"{len(stats.truncated_lines)} example(s) longer than max_seq_length={max_length} tokens were "
+             f"truncated (lines {_lines(stats.truncated_lines)})", truncated=len(stats.truncated_lines))
+    if stats.dropped_lines:
+        warn(f"{len(stats.dropped_lines)} example(s) have no trainable tokens (weight 0, or the assistant reply "
+             f"was cut off by max_seq_length) and were skipped (lines {_lines(stats.dropped_lines)})",
+             skipped=len(stats.dropped_lines))
+
+
 def tokenize_dataset(tokenizer: Any, examples: Sequence[Example], *, max_length: int,
                      train_on_inputs: TrainOnInputs = "auto",
-                     warn: Callable[[str], None] = lambda message: None) -> list[TokenizedExample]:
-    """Tokenize, truncate to ``max_length`` and drop examples with nothing to train on (with warnings)."""
+                     warn: Callable[..., None] = lambda message, **counts: None,
+                     stats: DatasetStats | None = None) -> list[TokenizedExample]:
+    """Tokenize, truncate to ``max_length`` and drop examples with nothing to train on (with warnings;
+    ``warn(message, truncated=n)`` / ``warn(message, skipped=n)``). Fills ``stats`` when given."""
     eot = _end_of_turn_ids(tokenizer)
+    stats = stats if stats is not None else DatasetStats()
     out: list[TokenizedExample] = []
-    truncated: list[int] = []
-    dropped: list[int] = []
     for example in examples:
-        tok = tokenize_example(tokenizer, example, train_on_inputs=train_on_inputs, end_of_turn=eot)
-        if len(tok.input_ids) > max_length:
-            truncated.append(example.line)
-            tok = TokenizedExample(tok.line, tok.input_ids[:max_length], tok.weights[:max_length])
-        if tok.n_trainable == 0:
-            dropped.append(example.line)
+        if example.format == "preference":
+            raise TrainingUserError(f"line {example.line}: preference pairs (prompt/chosen/rejected) train with "
+                                    "method 'dpo'; supervised fine-tuning needs 'messages' or "
+                                    "'prompt'/'completion' examples")
+        tok, cut = _truncate(tokenize_example(tokenizer, example, train_on_inputs=train_on_inputs,
+                                              end_of_turn=eot), max_length)
+        if cut:
+            stats.truncated_lines.append(example.line)
+        if tok.n_trainable == 0 or example.weight == 0:
+            stats.dropped_lines.append(example.line)
             continue
         out.append(tok)
-    if truncated:
-        warn(f"{len(truncated)} example(s) longer than max_length={max_length} tokens were truncated "
-             f"(lines {_lines(truncated)})")
-    if dropped:
-        warn(f"{len(dropped)} example(s) have no trainable tokens (weight 0, or the assistant reply was cut "
-             f"off by max_length) and were skipped (lines {_lines(dropped)})")
+        stats.n_tokens += len(tok.input_ids)
+    stats.n_examples = len(out)
+    _report(stats, max_length, warn)
     if not out:
-        raise TrainingUserError("no example has any trainable tokens; check weights and max_length")
+        raise TrainingUserError("no example has any trainable tokens; check weights and max_seq_length")
+    return out
+
+
+def tokenize_preferences(tokenizer: Any, examples: Sequence[Example], *, max_length: int,
+                         warn: Callable[..., None] = lambda message, **counts: None,
+                         stats: DatasetStats | None = None) -> list[PreferencePair]:
+    """Preference pairs as two masked sequences each (loss/log-probs on the reply only), truncated."""
+    eot = _end_of_turn_ids(tokenizer)
+    stats = stats if stats is not None else DatasetStats()
+    out: list[PreferencePair] = []
+    for example in examples:
+        if example.format != "preference":
+            raise TrainingUserError(f"line {example.line}: method 'dpo' needs preference pairs "
+                                    "('prompt', 'chosen', 'rejected'); this file holds "
+                                    f"{example.format!r} examples, which train with method 'sft'")
+        pair, cut = [], False
+        for reply in (example.chosen, example.rejected):
+            full = Example(line=example.line, messages=(*example.messages, Message("assistant", reply or "")))
+            tok, was_cut = _truncate(tokenize_example(tokenizer, full, train_on_inputs=False, end_of_turn=eot),
+                                     max_length)
+            pair.append(tok)
+            cut = cut or was_cut
+        if cut:
+            stats.truncated_lines.append(example.line)
+        if example.weight == 0 or not all(t.n_trainable for t in pair):
+            stats.dropped_lines.append(example.line)
+            continue
+        item = PreferencePair(example.line, pair[0], pair[1], example.weight)
+        out.append(item)
+        stats.n_tokens += item.n_tokens
+    stats.n_examples = len(out)
+    _report(stats, max_length, warn)
+    if not out:
+        raise TrainingUserError("no preference pair has a trainable reply; check weights and max_seq_length")
     return out
 
 

@@ -1,7 +1,8 @@
 """Request bodies of ``/v1/fine_tuning/jobs`` and ``/v1/adapters``.
 
-Owns: the OpenAI job-create shape (``hyperparameters`` or ``method.supervised.hyperparameters``) plus our
-LoRA fields. Resolution into a ``TrainingSpec`` happens in ``tenfold.training.jobs``.
+Owns: the OpenAI job-create shape (``hyperparameters``, ``method.supervised.hyperparameters`` or
+``method.dpo.hyperparameters``) plus our fields (LoRA, packing, schedule, ``from_checkpoint``, ``dry_run``).
+Bounds live in ``TrainingSpec``; resolution into one happens in ``tenfold.jobs.submit``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,17 @@ class Hyperparameters(BaseModel):
     lora_dropout: float | Auto | None = None
     checkpoint_every: int | Auto | None = None
     warmup_ratio: float | Auto | None = None
-    max_length: int | Auto | None = None
+    max_length: int | Auto | None = None  # old name of max_seq_length
+    max_seq_length: int | Auto | None = None
     train_on_inputs: bool | Auto | None = None
+    lr_scheduler: str | None = None
+    target_modules: list[str] | str | None = None
+    packing: bool | Auto | None = None
+    n_checkpoints: int | Auto | None = None
+    eval_every: int | Auto | None = None
+    weight_decay: float | Auto | None = None
+    beta: float | Auto | None = None  # OpenAI's name for dpo_beta
+    dpo_beta: float | Auto | None = None
 
 
 class SupervisedMethod(BaseModel):
@@ -35,8 +45,9 @@ class SupervisedMethod(BaseModel):
 
 class Method(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["supervised"] = "supervised"
+    type: Literal["supervised", "dpo"] = "supervised"
     supervised: SupervisedMethod | None = None
+    dpo: SupervisedMethod | None = None
 
 
 class JobCreate(BaseModel):
@@ -50,6 +61,18 @@ class JobCreate(BaseModel):
     method: Method | None = None
     metadata: dict[str, str] | None = None
     integrations: list | None = None
+    # Continued fine-tuning: start from "<job id>" (its final adapter) or "<job id>/step-<N>".
+    from_checkpoint: str | None = Field(default=None, min_length=1)
+    # Validate and estimate tokens and price, create nothing.
+    dry_run: bool = False
+
+
+class EvaluationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[str] = Field(min_length=1, max_length=8, description="base model, <job id> or <job id>/step-<N>")
+    examples: list = Field(min_length=1, description="JSONL rows: messages, prompt/completion, or prompt + expected")
+    max_examples: int = Field(default=100, ge=1, le=1000)
+    max_new_tokens: int = Field(default=32, ge=1, le=512)
 
 
 class AdapterDeploy(BaseModel):
