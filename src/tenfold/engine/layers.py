@@ -84,7 +84,7 @@ class AttentionMeta:
     """
 
     slot_mapping: torch.Tensor  # [T] flat KV slot written by each new token
-    decode_rows: torch.Tensor | None  # [D] row index of each decode token
+    decode_rows: torch.Tensor | None  # [D] row index of each decode token (rows 0..D-1: the runner puts them first)
     decode_blocks: torch.Tensor | None  # [D, max_blocks] block table, padded with block 0
     decode_mask: torch.Tensor | None  # [D, 1, 1, max_blocks*block_size] True where the key is visible
     prefills: list[tuple[int, int, torch.Tensor, torch.Tensor]]  # (row start, rows, block table, mask [rows, L])
@@ -110,11 +110,12 @@ def paged_attention(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tenso
     """``q``: [T, heads, head_dim] → [T, heads, head_dim], reading keys/values from the paged cache."""
     out = torch.empty_like(q)
     if meta.decode_rows is not None:
-        qd = q.index_select(0, meta.decode_rows).unsqueeze(2)  # [D, H, 1, hd]
+        d = meta.decode_rows.shape[0]
+        qd = q[:d].unsqueeze(2)  # [D, H, 1, hd]
         k = _gather(cache_k, meta.decode_blocks)
         v = _gather(cache_v, meta.decode_blocks)
         o = F.scaled_dot_product_attention(qd, k, v, attn_mask=meta.decode_mask, scale=scale, enable_gqa=True)
-        out.index_copy_(0, meta.decode_rows, o.squeeze(2))
+        out[:d] = o.squeeze(2)
     for start, rows, blocks, mask in meta.prefills:
         qp = q[start : start + rows].transpose(0, 1).unsqueeze(0)  # [1, H, rows, hd]
         k = _gather(cache_k, blocks.unsqueeze(0))

@@ -90,7 +90,7 @@ class LoraPlan:
     """Which rows use which slot in one step (built by the runner)."""
 
     stacks: LoraStacks
-    decode_rows: torch.Tensor | None = None  # [Dn] rows that are single tokens with an adapter
+    decode_rows: torch.Tensor | None = None  # [Dn] single-token rows with an adapter: rows 0..Dn-1
     decode_pos: torch.Tensor | None = None  # [Dn] index into the slots used (or the slot itself when full)
     decode_within: torch.Tensor | None = None  # [Dn] position among rows sharing that slot
     decode_slots: torch.Tensor | None = None  # slots used, gathered; None: use the whole stack
@@ -108,14 +108,14 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group
     if plan.decode_rows is not None:
         a = a_all if plan.decode_slots is None else a_all.index_select(0, plan.decode_slots)
         xp = x.new_zeros(a.shape[0], plan.decode_width, x.shape[1])
-        xp[plan.decode_pos, plan.decode_within] = x.index_select(0, plan.decode_rows)
+        dn = plan.decode_rows.shape[0]
+        xp[plan.decode_pos, plan.decode_within] = x[:dn]
         h = torch.bmm(xp, a)  # [slots, width, modules*R]
         for i, m in enumerate(mods):
             b_all = st.B[layer][m]
             b = b_all if plan.decode_slots is None else b_all.index_select(0, plan.decode_slots)
             out = torch.bmm(h[:, :, i * R : (i + 1) * R], b)  # [slots, width, out_m]
-            cols = y[:, offs[i] : offs[i] + out.shape[2]]
-            cols.index_add_(0, plan.decode_rows, out[plan.decode_pos, plan.decode_within])
+            y[:dn, offs[i] : offs[i] + out.shape[2]] += out[plan.decode_pos, plan.decode_within]
     for start, rows, slot in plan.segments:
         h = x[start : start + rows] @ a_all[slot]
         for i, m in enumerate(mods):

@@ -37,7 +37,13 @@ class ModelRunner:
         self.device = model.device
 
     def execute(self, plan: StepPlan) -> list[Sampled]:
-        items = sorted(plan.scheduled, key=lambda it: it.seq.adapter_digest or "")
+        # Row order: decode rows with an adapter (by slot), other decode rows, then prefill chunks. Decode
+        # rows are then one contiguous range for attention and for the batched LoRA delta.
+        def order(it: ScheduledSeq) -> tuple[bool, bool, int]:
+            digest = it.seq.adapter_digest
+            return (it.num_tokens != 1, digest is None, self.adapters.slot_of(digest) if digest is not None else 0)
+
+        items = sorted(plan.scheduled, key=order)
         bs = self.block_size
         ids: list[int] = []
         positions: list[int] = []
@@ -76,6 +82,8 @@ class ModelRunner:
                 else:
                     lora_segments.append((row, n, slot))
             row += n
+        if decode_rows and decode_rows[-1] != len(decode_rows) - 1:
+            raise RuntimeError("decode rows must come first in a step")  # the layout layers rely on
         meta = self._attention_meta(slots, decode_rows, decode_tables, decode_lens, prefills)
         lora = self._lora_plan(lora_decode, lora_segments) if (lora_decode or lora_segments) else None
         dev = self.device
