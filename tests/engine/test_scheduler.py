@@ -144,6 +144,21 @@ def test_batch_priority_waits_for_interactive_and_yields_its_blocks():
     assert s.waiting.index(queued_interactive) < s.waiting.index(queued_batch)
 
 
+def test_batch_pauses_while_an_interactive_prompt_is_filled():
+    s = Scheduler(BlockManager(100, 4), max_num_seqs=8, max_batched_tokens=64)
+    batch = seq(6, priority=1, first=0)
+    s.add(batch)
+    run_step(s, s.schedule())
+    assert [i.seq for i in s.schedule().scheduled] == [batch]  # alone, batch work runs
+    interactive = seq(10, first=100)
+    s.add(interactive)
+    plan = s.schedule()
+    assert [i.seq for i in plan.scheduled] == [interactive] and not plan.preempted  # paused, keeps its blocks
+    run_step(s, plan)
+    plan = s.schedule()  # the prompt is in: both decode together
+    assert {i.seq for i in plan.scheduled} == {interactive, batch}
+
+
 def test_aborted_sequences_are_dropped_and_their_blocks_freed():
     bm = BlockManager(50, 4)
     s = Scheduler(bm, max_num_seqs=8, max_batched_tokens=64)

@@ -103,10 +103,18 @@ class Scheduler:
             plan.dropped.append(seq)
         budget = self.max_batched_tokens
         for priority in sorted({s.priority for s in self.running + self.waiting}):
+            if priority > 0 and self._interactive_pending(plan):
+                break  # a prompt of interactive traffic is being filled: lower classes pause for this step
             budget = self._continue_running(priority, budget, plan)
             if not plan.preempted:
                 budget = self._admit_waiting(priority, budget, plan)
         return plan
+
+    def _interactive_pending(self, plan: StepPlan) -> bool:
+        """True when interactive work is waiting or prefilling, so batch work keeps out of its way (its
+        time to first token is what a batch would otherwise slow down)."""
+        return any(s.priority == 0 for s in self.waiting) or any(
+            item.seq.priority == 0 and item.num_tokens > 1 for item in plan.scheduled)
 
     def _continue_running(self, priority: int, budget: int, plan: StepPlan) -> int:
         for seq in [s for s in self.running if s.priority == priority]:
