@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     kv_block_size: int = 16
     max_num_seqs: int = 64  # sequences in one running batch
     max_batched_tokens: int = 512  # tokens per engine step (decodes plus prefill chunks)
+    max_background_tokens: int = 64  # of those, at most this many for Batch API work (short steps)
     max_waiting_requests: int = 1024  # beyond this the api answers 429 with Retry-After
     max_resident_adapters: int = 64  # adapter slots used by running batches
     host_adapters: int = 256  # adapters kept in host memory (LRU) behind the slots; the rest reload from disk

@@ -159,6 +159,13 @@ def test_batch_pauses_while_an_interactive_prompt_is_filled():
     assert {i.seq for i in plan.scheduled} == {interactive, batch}
 
 
+def test_batch_work_gets_short_steps():
+    s = Scheduler(BlockManager(100, 4), max_num_seqs=8, max_batched_tokens=64, max_background_tokens=8)
+    big = seq(30, priority=1, first=0)
+    s.add(big)
+    assert [(i.seq, i.num_tokens) for i in s.schedule().scheduled] == [(big, 8)]
+
+
 def test_aborted_sequences_are_dropped_and_their_blocks_freed():
     bm = BlockManager(50, 4)
     s = Scheduler(bm, max_num_seqs=8, max_batched_tokens=64)

@@ -82,4 +82,7 @@ def serve(*, host: str | None = None, port: int | None = None, role: str = "all"
     app.state.on_ready = lambda: print(
         f"tenfold is serving {settings.base_model} at http://{settings.host}:{settings.port}/v1 "
         f"(role: {role})", file=out, flush=True)
+    # The engine thread runs Python between torch ops; a short GIL switch interval keeps the event loop (HTTP,
+    # streaming) responsive while it steps (default 5 ms; each await that needs the GIL could wait that long).
+    sys.setswitchinterval(0.0005)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)

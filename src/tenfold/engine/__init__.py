@@ -34,7 +34,8 @@ def create_engine(settings: "Settings", base_model: str) -> Engine:
     path = resolve_base_model(base_model, models_dir=settings.models_dir)
     return LocalEngine(path, base_model, EngineOptions(
         kv_cache_bytes=settings.kv_cache_bytes, block_size=settings.kv_block_size, max_num_seqs=settings.max_num_seqs,
-        max_batched_tokens=settings.max_batched_tokens, max_waiting=settings.max_waiting_requests,
+        max_batched_tokens=settings.max_batched_tokens,
+        max_background_tokens=settings.max_background_tokens, max_waiting=settings.max_waiting_requests,
         adapter_slots=settings.max_resident_adapters, host_adapters=settings.host_adapters,
         torch_threads=settings.torch_threads, device=settings.engine_device))
 

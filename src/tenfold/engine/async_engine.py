@@ -51,6 +51,7 @@ class EngineOptions:
     block_size: int = 16
     max_num_seqs: int = 64
     max_batched_tokens: int = 512
+    max_background_tokens: int = 64  # per step, for batch-priority work
     max_waiting: int = 1024
     adapter_slots: int = 64
     host_adapters: int = 256
@@ -196,7 +197,7 @@ class LocalEngine:
                                      device=torch.device(device), metrics=self.metrics)
         self.adapters.on_loaded = self._wake.set
         self.scheduler = Scheduler(self.blocks, max_num_seqs=o.max_num_seqs, max_batched_tokens=o.max_batched_tokens,
-                                   adapters=self.adapters)
+                                   adapters=self.adapters, max_background_tokens=o.max_background_tokens)
         self.runner = ModelRunner(self.model, num_blocks=num_blocks, block_size=o.block_size, adapters=self.adapters)
         self.metrics.kv_total.set(self.blocks.usable_blocks)
         log.info("engine %s on %s/%s: %d KV blocks x %d tokens (%.0f MB)", self.base_model, device, dtype, num_blocks,

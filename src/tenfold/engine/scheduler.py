@@ -62,12 +62,15 @@ class StepPlan:
 
 class Scheduler:
     def __init__(self, blocks: BlockManager, *, max_num_seqs: int, max_batched_tokens: int,
-                 adapters: AdapterGate | None = None) -> None:
+                 adapters: AdapterGate | None = None, max_background_tokens: int | None = None) -> None:
         if max_num_seqs < 1 or max_batched_tokens < 1:
             raise ValueError("max_num_seqs and max_batched_tokens must be >= 1")
         self.blocks = blocks
         self.max_num_seqs = max_num_seqs
         self.max_batched_tokens = max_batched_tokens
+        # Tokens per step for batch-priority work: keeps steps short, so an interactive request arriving
+        # mid-step waits little for its turn.
+        self.max_background_tokens = max_background_tokens or max_batched_tokens
         self.adapters = adapters or NoAdapters()
         self.waiting: list[Sequence] = []  # sorted by sort_key
         self.running: list[Sequence] = []  # sorted by sort_key
@@ -105,9 +108,11 @@ class Scheduler:
         for priority in sorted({s.priority for s in self.running + self.waiting}):
             if priority > 0 and self._interactive_pending(plan):
                 break  # a prompt of interactive traffic is being filled: lower classes pause for this step
-            budget = self._continue_running(priority, budget, plan)
+            class_budget = budget if priority == 0 else min(budget, self.max_background_tokens)
+            left = self._continue_running(priority, class_budget, plan)
             if not plan.preempted:
-                budget = self._admit_waiting(priority, budget, plan)
+                left = self._admit_waiting(priority, left, plan)
+            budget -= class_budget - left
         return plan
 
     def _interactive_pending(self, plan: StepPlan) -> bool:
