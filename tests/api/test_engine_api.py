@@ -88,7 +88,7 @@ def test_full_queue_answers_429_with_retry_after(tmp_path, model_cache):
     s = start_server(tmp_path / "home", model_cache, extra_env={"TENFOLD_MAX_WAITING_REQUESTS": "1",
                                                                 "TENFOLD_MAX_NUM_SEQS": "1"})
     try:
-        body = {"model": "tiny-random-llama", "prompt": "Go", "max_tokens": 400, "temperature": 0,
+        body = {"model": "tiny-random-llama", "prompt": "Go", "max_tokens": 1000, "temperature": 0,
                 "ignore_eos": True}
         results: list[int] = []
 
@@ -100,7 +100,7 @@ def test_full_queue_answers_429_with_retry_after(tmp_path, model_cache):
         for t in threads:
             t.start()
         with s.client() as c:
-            for _ in range(200):  # wait until one request runs and the other waits
+            for _ in range(400):  # wait until one request runs and the other waits (each takes seconds)
                 m = re.search(r"tenfold_engine_waiting_sequences\{[^}]*\} (\S+)", c.get(s.url + "/metrics").text)
                 if m and float(m.group(1)) >= 1:
                     break
