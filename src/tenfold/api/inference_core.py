@@ -257,14 +257,19 @@ def engine_error(e: EngineError) -> APIError:
 
 
 def _start(c: ServerContext, call: Call) -> list:
+    """Count the request as traffic and start one engine stream per choice; on failure, undo both."""
+    _enter(c, call)
     streams = []
     try:
         for gen in call.gens:
             streams.append(c.engine.generate(gen))  # validates eagerly: bad requests raise here
-    except EngineError as e:
+    except BaseException as e:
+        _leave(c, call)
         for s in streams:
             _close_soon(s)
-        raise engine_error(e) from None
+        if isinstance(e, EngineError):
+            raise engine_error(e) from None
+        raise
     return streams
 
 
@@ -313,12 +318,7 @@ async def complete(c: ServerContext, p: Principal, call: Call) -> dict:
     created = int(time.time())
     n = len(call.gens)
     tally = Tally(n)
-    _enter(c, call)
-    try:
-        streams = _start(c, call)
-    except BaseException:
-        _leave(c, call)
-        raise
+    streams = _start(c, call)
     parts: list[list[str]] = [[] for _ in range(n)]
     entries: list[list] = [[] for _ in range(n)]
     try:
@@ -350,12 +350,7 @@ async def open_stream(c: ServerContext, p: Principal, call: Call) -> OpenStream:
     n = len(call.gens)
     tally = Tally(n)
     shapers = [_Logprobs(c, call) for _ in range(n)]
-    _enter(c, call)
-    try:
-        streams = _start(c, call)
-    except BaseException:
-        _leave(c, call)
-        raise
+    streams = _start(c, call)
     merged = _merged(streams)
     finished = False
 
