@@ -47,6 +47,23 @@ LORA = dict(r=16, alpha=32)
 BATCH, LR, SEED = 8, 2e-3, 42
 
 
+
+def _step_clock():
+    """A transformers ``TrainerCallback`` that records when training begins and when each step ends, and the
+    dict it fills (``begin``, ``step_end``: perf_counter times)."""
+    from transformers import TrainerCallback
+
+    times: dict[str, list[float]] = {"begin": [], "step_end": []}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            times["begin"].append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kw):
+            times["step_end"].append(time.perf_counter())
+
+    return Clock(), times
+
 def _rows() -> list[dict]:
     from tenfold.training.demo_task import demo_train_path
 
@@ -105,21 +122,14 @@ def arm_trl(model_path: str, steps: int, threads: int, gradient_checkpointing: b
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     torch.set_num_threads(threads)
     t_import = time.perf_counter()
     per_epoch = math.ceil(len(_rows()) / BATCH)
     data = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in _rows()])
-    times: dict[str, list[float]] = {"begin": [], "step_end": []}
-
-    class Clock(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            times["begin"].append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kw):
-            times["step_end"].append(time.perf_counter())
+    clock, times = _step_clock()
 
     with tempfile.TemporaryDirectory() as out:
         torch.manual_seed(SEED)
@@ -134,7 +144,7 @@ def arm_trl(model_path: str, steps: int, threads: int, gradient_checkpointing: b
         peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0,
                                  target_modules="all-linear", task_type="CAUSAL_LM", bias="none")
         trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
-                             peft_config=peft_config, callbacks=[Clock()])
+                             peft_config=peft_config, callbacks=[clock])
         trainer.train()
         t_end = time.perf_counter()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -210,21 +220,14 @@ def arm_trl_dpo(model_path: str, steps: int, threads: int) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     torch.set_num_threads(threads)
     t_import = time.perf_counter()
     rows = _pref_rows()
     per_epoch = math.ceil(len(rows) / BATCH)
-    times: dict[str, list[float]] = {"begin": [], "step_end": []}
-
-    class Clock(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            times["begin"].append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kw):
-            times["step_end"].append(time.perf_counter())
+    clock, times = _step_clock()
 
     with tempfile.TemporaryDirectory() as out:
         torch.manual_seed(SEED)
@@ -238,7 +241,7 @@ def arm_trl_dpo(model_path: str, steps: int, threads: int) -> dict:
         peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0,
                                  target_modules="all-linear", task_type="CAUSAL_LM", bias="none")
         trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                             processing_class=tokenizer, peft_config=peft_config, callbacks=[Clock()])
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=[clock])
         # tokens: prompt+chosen and prompt+rejected of the pairs the steps consumed (about steps*BATCH pairs)
         lengths = [len(x["prompt_ids"]) * 2 + len(x["chosen_ids"]) + len(x["rejected_ids"])
                    for x in trainer.train_dataset] if "prompt_ids" in trainer.train_dataset.column_names else None

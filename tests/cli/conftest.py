@@ -6,15 +6,37 @@ terminal so tables do not wrap, and only the TENFOLD_* variables the test passes
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from tenfold.cli.main import app
+
+
+# A tiny fine-tuning set for the CLI training tests: 8 chats that teach "ANSWER: <sum>".
+TRAIN_ROWS = [
+    {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                  {"role": "assistant", "content": f"ANSWER: {a + b}"}]}
+    for a in range(1, 5) for b in range(1, 3)
+]
+
+
+@pytest.fixture
+def train_file(tmp_path) -> Path:
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in TRAIN_ROWS))
+    return path
+
+
+@pytest.fixture
+def base_model(server) -> str:
+    return httpx.get(server.base_url.removesuffix("/v1") + "/health").json()["base_model"]
 
 
 def free_port() -> int:

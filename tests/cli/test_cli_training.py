@@ -9,24 +9,6 @@ import re
 import httpx
 import pytest
 
-ROWS = [
-    {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
-                  {"role": "assistant", "content": f"ANSWER: {a + b}"}]}
-    for a in range(1, 5) for b in range(1, 3)
-]
-
-
-@pytest.fixture
-def train_file(tmp_path):
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return path
-
-
-@pytest.fixture
-def base_model(server) -> str:
-    return httpx.get(server.base_url.removesuffix("/v1") + "/health").json()["base_model"]
-
 
 def test_train_follow_then_deploy_a_checkpoint_and_chat(cli, as_admin, train_file, base_model):
     trained = cli("train", str(train_file), "--model", base_model, "--epochs", "1", "--batch-size", "4",

@@ -6,26 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-import httpx
-import pytest
-
-ROWS = [
-    {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
-                  {"role": "assistant", "content": f"ANSWER: {a + b}"}]}
-    for a in range(1, 5) for b in range(1, 3)
-]
-
-
-@pytest.fixture
-def train_file(tmp_path):
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return path
-
-
-@pytest.fixture
-def base_model(server) -> str:
-    return httpx.get(server.base_url.removesuffix("/v1") + "/health").json()["base_model"]
+from tests.cli.conftest import TRAIN_ROWS
 
 
 def test_train_help_shows_every_hyperparameter_with_its_default(cli):
@@ -68,7 +49,7 @@ def test_dry_run_then_follow_metrics_eval(cli, as_admin, train_file, base_model,
     assert resumed.exit_code == 1 and "only failed or cancelled jobs can be resumed" in resumed.output
 
     eval_file = tmp_path / "eval.jsonl"
-    eval_file.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:3]) +
+    eval_file.write_text("".join(json.dumps(r) + "\n" for r in TRAIN_ROWS[:3]) +
                          json.dumps({"prompt": "What is 9 plus 9?", "expected": "ANSWER: 18"}) + "\n")
     table = cli("eval", job_id, f"{job_id}/step-2", "--file", str(eval_file), "--max-new-tokens", "6", **as_admin)
     assert table.exit_code == 0, table.output
