@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from tenfold.engine.layers import AttentionMeta, Rotary, paged_attention, rms_norm, write_kv
+from tenfold.engine.layers import AttentionMeta, Linear, Rotary, paged_attention, rms_norm, write_kv
 from tenfold.engine.types import EngineError
 
 if TYPE_CHECKING:
@@ -111,22 +111,22 @@ class LlamaModel:
 
         self.embed = take("embed_tokens.weight")
         self.norm = take("norm.weight")
-        self.lm_head = self.embed if s.tied or "lm_head.weight" not in state else take("lm_head.weight")
-        self.layers: list[dict[str, torch.Tensor | None]] = []
+        self.lm_head = Linear(self.embed if s.tied or "lm_head.weight" not in state else take("lm_head.weight"))
+        self.layers: list[dict[str, torch.Tensor | Linear]] = []
         for i in range(s.layers):
             p = f"layers.{i}."
-            layer = {
+            qkv_bias = None
+            if p + "self_attn.q_proj.bias" in state:  # Qwen2
+                qkv_bias = torch.cat([take(p + f"self_attn.{n}_proj.bias") for n in "qkv"]).contiguous()
+            self.layers.append({
                 "in_norm": take(p + "input_layernorm.weight"),
                 "post_norm": take(p + "post_attention_layernorm.weight"),
-                "qkv": torch.cat([take(p + f"self_attn.{n}_proj.weight") for n in "qkv"]).contiguous(),
-                "o": take(p + "self_attn.o_proj.weight"),
-                "gate_up": torch.cat([take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")]).contiguous(),
-                "down": take(p + "mlp.down_proj.weight"),
-                "qkv_bias": None,
-            }
-            if p + "self_attn.q_proj.bias" in state:  # Qwen2
-                layer["qkv_bias"] = torch.cat([take(p + f"self_attn.{n}_proj.bias") for n in "qkv"]).contiguous()
-            self.layers.append(layer)
+                "qkv": Linear(torch.cat([take(p + f"self_attn.{n}_proj.weight") for n in "qkv"]).contiguous(), qkv_bias),
+                "o": Linear(take(p + "self_attn.o_proj.weight")),
+                "gate_up": Linear(torch.cat([take(p + "mlp.gate_proj.weight"),
+                                             take(p + "mlp.up_proj.weight")]).contiguous()),
+                "down": Linear(take(p + "mlp.down_proj.weight")),
+            })
         self.rotary = Rotary(self.config, s.head_dim, s.max_context, dtype, self.device)
         self.scale = s.head_dim**-0.5
         self.q_size, self.kv_size = s.heads * s.head_dim, s.kv_heads * s.head_dim
@@ -147,7 +147,7 @@ class LlamaModel:
         h = F.embedding(input_ids, self.embed)
         for i, w in enumerate(self.layers):
             x = rms_norm(h, w["in_norm"], s.eps)
-            qkv = F.linear(x, w["qkv"], w["qkv_bias"])
+            qkv = w["qkv"](x)
             if lora:
                 add_lora(qkv, x, lora, i, "qkv")
             q = qkv[:, : self.q_size].view(-1, s.heads, s.head_dim)
@@ -158,18 +158,18 @@ class LlamaModel:
             cache_k, cache_v = kv[i]
             write_kv(cache_k, cache_v, k, v.contiguous(), meta.slot_mapping)
             attn = paged_attention(q, cache_k, cache_v, meta, self.scale).reshape(-1, self.q_size)
-            o = F.linear(attn, w["o"])
+            o = w["o"](attn)
             if lora:
                 add_lora(o, attn, lora, i, "o")
             h = h + o
             x = rms_norm(h, w["post_norm"], s.eps)
-            gu = F.linear(x, w["gate_up"])
+            gu = w["gate_up"](x)
             if lora:
                 add_lora(gu, x, lora, i, "gate_up")
             a = F.silu(gu[:, : s.intermediate]) * gu[:, s.intermediate :]
-            d = F.linear(a, w["down"])
+            d = w["down"](a)
             if lora:
                 add_lora(d, a, lora, i, "down")
             h = h + d
         h = rms_norm(h.index_select(0, logit_rows), self.norm, s.eps)
-        return F.linear(h, self.lm_head).float()
+        return self.lm_head(h).float()
