@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast serve bench clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile src/tenfold/engine/_cpu_kernels.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"

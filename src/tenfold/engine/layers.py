@@ -15,6 +15,11 @@ import torch.nn.functional as F
 
 from tenfold.engine.types import EngineError
 
+try:  # the optional C extension (built at install when a C compiler is present)
+    from tenfold.engine import _cpu_kernels
+except ImportError:  # pragma: no cover - depends on the install
+    _cpu_kernels = None
+
 
 class Linear:
     """``y = x @ W.T + b`` for one base weight, run by the fastest kernel this device has.
@@ -117,8 +122,14 @@ class AttentionMeta:
     slot_mapping: torch.Tensor  # [T] flat KV slot written by each new token
     decode_rows: torch.Tensor | None  # [D] row index of each decode token (rows 0..D-1: the runner puts them first)
     decode_blocks: torch.Tensor | None  # [D, max_blocks] block table, padded with block 0
-    decode_mask: torch.Tensor | None  # [D, 1, 1, max_blocks*block_size] True where the key is visible
+    decode_lens: torch.Tensor | None  # [D] keys visible to each decode row (its context length)
+    decode_mask: torch.Tensor | None  # [D, 1, 1, max_blocks*block_size] True where visible; None with the kernel
     prefills: list[tuple[int, int, torch.Tensor, torch.Tensor]]  # (row start, rows, block table, mask [rows, L])
+
+
+def decode_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """True when decode rows attend through the C kernel (CPU, float32, extension built)."""
+    return _cpu_kernels is not None and device.type == "cpu" and dtype == torch.float32
 
 
 def write_kv(cache_k: torch.Tensor, cache_v: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor):
@@ -142,11 +153,14 @@ def paged_attention(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tenso
     out = torch.empty_like(q)
     if meta.decode_rows is not None:
         d = meta.decode_rows.shape[0]
-        qd = q[:d].unsqueeze(2)  # [D, H, 1, hd]
-        k = _gather(cache_k, meta.decode_blocks)
-        v = _gather(cache_v, meta.decode_blocks)
-        o = F.scaled_dot_product_attention(qd, k, v, attn_mask=meta.decode_mask, scale=scale, enable_gqa=True)
-        out[:d] = o.squeeze(2)
+        if meta.decode_mask is None:
+            decode_attention_kernel(out[:d], q[:d], cache_k, cache_v, meta.decode_blocks, meta.decode_lens, scale)
+        else:
+            qd = q[:d].unsqueeze(2)  # [D, H, 1, hd]
+            k = _gather(cache_k, meta.decode_blocks)
+            v = _gather(cache_v, meta.decode_blocks)
+            o = F.scaled_dot_product_attention(qd, k, v, attn_mask=meta.decode_mask, scale=scale, enable_gqa=True)
+            out[:d] = o.squeeze(2)
     for start, rows, blocks, mask in meta.prefills:
         qp = q[start : start + rows].transpose(0, 1).unsqueeze(0)  # [1, H, rows, hd]
         k = _gather(cache_k, blocks.unsqueeze(0))
@@ -155,3 +169,25 @@ def paged_attention(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tenso
         o = F.scaled_dot_product_attention(qp, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
         out[start : start + rows] = o.squeeze(0).transpose(0, 1)
     return out
+
+
+def decode_attention_kernel(out: torch.Tensor, q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
+                            blocks: torch.Tensor, lens: torch.Tensor, scale: float) -> None:
+    """Decode rows' attention read in place from the paged cache by the C kernel (no gathered copy).
+
+    ``out``/``q``: [D, heads, head_dim]; caches [blocks, block_size, kv_heads, head_dim]; ``blocks``
+    [D, width] int64 whose first ``ceil(lens[i] / block_size)`` entries are valid block ids of the cache;
+    ``lens`` [D] int64. Shapes are checked here; the kernel checks lengths and block ids (ValueError).
+    """
+    d, heads, head_dim = q.shape
+    num_blocks, block_size, kv_heads, kv_dim = cache_k.shape
+    width = blocks.shape[1] if blocks.dim() == 2 else 0
+    tensors = (out, q, cache_k, cache_v)
+    if (any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors)
+            or cache_v.shape != cache_k.shape or out.shape != q.shape or kv_dim != head_dim
+            or blocks.dtype != torch.long or lens.dtype != torch.long or not blocks.is_contiguous()
+            or not lens.is_contiguous() or blocks.shape[0] != d or lens.shape != (d,) or width == 0):
+        raise EngineError("decode_attention_kernel: tensors of the wrong shape, dtype, device or layout")
+    _cpu_kernels.paged_decode_attention(out.data_ptr(), q.data_ptr(), cache_k.data_ptr(), cache_v.data_ptr(),
+                                        blocks.data_ptr(), lens.data_ptr(), d, num_blocks, heads, kv_heads, head_dim, block_size,
+                                        width, scale, torch.get_num_threads())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tenfold.engine.layers import AttentionMeta
+from tenfold.engine.layers import AttentionMeta, decode_kernel_available
 from tenfold.engine.lora_stacks import LoraPlan
 from tenfold.engine.lora import AdapterStore
 from tenfold.engine.model import LlamaModel
@@ -35,6 +35,7 @@ class ModelRunner:
         self.adapters = adapters
         self.kv = model.allocate_kv(num_blocks, block_size)
         self.device = model.device
+        self.decode_kernel = decode_kernel_available(model.device, model.dtype)
 
     def execute(self, plan: StepPlan) -> list[Sampled]:
         # Row order: decode rows with an adapter (by slot), other decode rows, then prefill chunks. Decode
@@ -121,17 +122,18 @@ class ModelRunner:
     def _attention_meta(self, slots, decode_rows, decode_tables, decode_lens, prefills) -> AttentionMeta:
         dev, bs = self.device, self.block_size
         meta = AttentionMeta(slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev), decode_rows=None,
-                             decode_blocks=None, decode_mask=None, prefills=[])
+                             decode_blocks=None, decode_lens=None, decode_mask=None, prefills=[])
         if decode_rows:
             width = max(len(t) for t in decode_tables)
-            table = torch.zeros(len(decode_rows), width, dtype=torch.long)
-            for i, t in enumerate(decode_tables):
-                table[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+            padded = [t + [0] * (width - len(t)) for t in decode_tables]
+            table = torch.tensor(padded, dtype=torch.long)
             lens = torch.tensor(decode_lens, dtype=torch.long)
-            mask = torch.arange(width * bs).unsqueeze(0) < lens.unsqueeze(1)
             meta.decode_rows = torch.tensor(decode_rows, dtype=torch.long, device=dev)
             meta.decode_blocks = table.to(dev)
-            meta.decode_mask = mask[:, None, None, :].to(dev)
+            meta.decode_lens = lens.to(dev)
+            if not self.decode_kernel:
+                mask = torch.arange(width * bs).unsqueeze(0) < lens.unsqueeze(1)
+                meta.decode_mask = mask[:, None, None, :].to(dev)
         for row, n, table, start in prefills:
             total = start + n
             q_pos = torch.arange(start, total).unsqueeze(1)
