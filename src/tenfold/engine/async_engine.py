@@ -60,12 +60,39 @@ class EngineOptions:
     enable_prefix_caching: bool = True  # always on when serving; benchmarks turn it off to measure its cost
 
 
+class _Outbox:
+    """Deltas the engine thread produced in one step, handed to each consumer's event loop in one
+    ``call_soon_threadsafe`` per loop per step: waking the loop once per token of every sequence would
+    put a third runnable thread on the cores mid-step, which stalls the step's multi-threaded kernels."""
+
+    def __init__(self) -> None:
+        self._items: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, Any, Sequence]]] = {}
+
+    def put(self, loop: asyncio.AbstractEventLoop, q: asyncio.Queue, item: Any, seq: Sequence) -> None:
+        self._items.setdefault(loop, []).append((q, item, seq))
+
+    def flush(self) -> None:
+        items, self._items = self._items, {}
+        for loop, batch in items.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, batch)
+            except RuntimeError:  # the consumers' loop is closed: they are gone
+                for _, _, seq in batch:
+                    seq.aborted = True
+
+
+def _put_all(batch: list[tuple[asyncio.Queue, Any, Sequence]]) -> None:
+    for q, item, _ in batch:
+        q.put_nowait(item)
+
+
 @dataclass(eq=False)
 class _Stream:
     """The front end's per-request state; lives in ``Sequence.state``."""
 
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue
+    outbox: _Outbox
     detokenizer: IncrementalDetokenizer
     stops: StopStringMatcher
     generator: Any = None
@@ -75,10 +102,7 @@ class _Stream:
     finished: bool = False  # the engine thread delivered the final delta or an error
 
     def deliver(self, item: GenerationDelta | BaseException, seq: Sequence) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the consumer's loop is closed: it is gone
-            seq.aborted = True
+        self.outbox.put(self.loop, self.queue, item, seq)  # sent when the engine thread flushes, after the step
 
     def delta(self, text: str, *, wants_logprobs: bool) -> GenerationDelta:
         d = GenerationDelta(text=text, token_ids=self.pending_ids,
@@ -137,6 +161,7 @@ class LocalEngine:
         self.max_context = self.shape.max_context
         self.metrics = EngineMetrics(base_model_name)
         self._inbox: queue.Queue = queue.Queue()
+        self._outbox = _Outbox()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -148,16 +173,27 @@ class LocalEngine:
         self.scheduler: Scheduler | None = None
         self.adapters: AdapterStore | None = None
         self.runner: ModelRunner | None = None
+        self._load_error: BaseException | None = None
         self._num_waiting = 0  # approximate, read by the api thread for back-pressure
         self._tps = 0.0
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        """Start the engine thread, which loads the model and then runs steps. Every PyTorch kernel of the
+        engine runs on that one thread (loading included): a second thread launching parallel kernels
+        would give the process a second OpenMP pool, and with more pool threads than cores the workers
+        stop spinning and sleep between kernels, which costs a step a third of its speed here."""
         if self._thread is not None:
             return
-        await asyncio.to_thread(self._load)
-        self._thread = threading.Thread(target=self._run, name=f"tenfold-engine-{self.base_model}", daemon=True)
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name=f"tenfold-engine-{self.base_model}",
+                                        daemon=True)
         self._thread.start()
+        await asyncio.to_thread(ready.wait)
+        if self._load_error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._load_error
 
     def _device(self) -> tuple[str, torch.dtype]:
         wanted = self.options.device
@@ -268,7 +304,7 @@ class LocalEngine:
         seq = Sequence(request_id=request.request_id, prompt_token_ids=list(request.prompt_token_ids),
                        sampling=request.sampling, adapter_digest=digest, cache_namespace=namespace,
                        priority=request.priority, hash_seed=namespace_seed(namespace))
-        seq.state = _Stream(loop=asyncio.get_running_loop(), queue=asyncio.Queue(),
+        seq.state = _Stream(loop=asyncio.get_running_loop(), queue=asyncio.Queue(), outbox=self._outbox,
                             detokenizer=IncrementalDetokenizer(self._thread_tokenizer, request.prompt_token_ids),
                             stops=StopStringMatcher(request.sampling.stop))
         self._inbox.put(seq)  # queued now, so back-pressure counts it even before the caller iterates
@@ -276,22 +312,31 @@ class LocalEngine:
         return _DeltaStream(seq, self._wake)
 
     # ---- engine thread -------------------------------------------------------------------------
-    def _run(self) -> None:
-        if self.options.torch_threads > 0:
-            torch.set_num_threads(self.options.torch_threads)
+    def _run(self, ready: threading.Event) -> None:
+        try:
+            self._load()
+        except BaseException as exc:  # noqa: BLE001 - reported to start()'s caller
+            self._load_error = exc
+            return
+        finally:
+            ready.set()
         with torch.inference_mode():
             while True:
                 try:
                     if not self._drain_inbox():
                         break
-                    if not self._step():
+                    stepped = self._step()
+                    self._outbox.flush()
+                    if not stepped:
                         self._wake.wait(0.05 if self.scheduler.has_work() else 1.0)
                         self._wake.clear()
                 except Exception:  # noqa: BLE001 - the engine thread must survive anything
                     log.exception("engine step failed; continuing")
+                    self._outbox.flush()
         for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
             self._finish(seq, "abort")
         self._fail_pending()
+        self._outbox.flush()
 
     def _drain_inbox(self) -> bool:
         while True:

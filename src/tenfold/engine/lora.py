@@ -4,7 +4,7 @@ device), a host-memory LRU, and disk (the adapter folder, the source of truth).
 
 Owns: ``validate`` (files, type, base model, target modules, shapes; loud ``AdapterError``s at deploy
 time), reading weights (scale folded into B; q/k/v and gate/up fused; any subset of modules and mixed
-ranks), the background loader (disk reads never block an engine step), and LRU eviction of idle slots
+ranks), the background loader (disk reads never block an engine step; it does no tensor math), and LRU eviction of idle slots
 and host copies. Does not own: the matmuls (``layers.add_lora``) or scheduling (``scheduler``).
 """
 
@@ -39,10 +39,14 @@ _ANY_LORA = re.compile(r"\.lora_[AB](?:\.[^.]+)?\.weight$")
 
 @dataclass
 class AdapterWeights:
-    """An adapter in host memory: per layer ``{module: (At [in, r], Bt [r, out])}``, scale folded into Bt."""
+    """An adapter in host memory, as read from disk: per layer ``{module: (A [r, in], B [out, r], scale)}``
+    in the file's dtype. The engine thread transposes, scales and converts when it writes a slot, so the
+    loader thread runs no tensor math: a second thread launching PyTorch's parallel kernels would give
+    the process two OpenMP pools, more pool threads than cores, and throttled (sleeping) workers in the
+    engine's every step."""
 
     digest: str
-    modules: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]
+    modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]]
     max_rank: int
     nbytes: int = 0
     ranks: dict[str, int] = field(default_factory=dict)
@@ -131,8 +135,8 @@ def _check_shapes(ref: AdapterRef, file: Path, shape: ModelShape, modules: dict[
                                f"{m['module']} ({in_f} -> {out_f}) of this base model")
 
 
-def load_adapter_weights(ref: AdapterRef, *, shape: ModelShape, dtype: torch.dtype) -> AdapterWeights:
-    """Read an adapter (already validated) into fused per-layer (A, B) pairs with the scale folded into B."""
+def load_adapter_weights(ref: AdapterRef, *, shape: ModelShape) -> AdapterWeights:
+    """Read an adapter (already validated) into per-layer (A, B, scale) triples; no tensor math here."""
     from safetensors.torch import load_file
 
     config = read_adapter_config(ref)
@@ -154,15 +158,13 @@ def load_adapter_weights(ref: AdapterRef, *, shape: ModelShape, dtype: torch.dty
             p = parts.get((i, module))
             if not p or "lora_A" not in p or "lora_B" not in p:
                 continue
-            a, b = p["lora_A"].to(torch.float32), p["lora_B"].to(torch.float32)
+            a, b = p["lora_A"], p["lora_B"]
             r = a.shape[0]
             mod_alpha = float(next((v for k, v in alpha_pattern.items() if module in k), alpha))
             scale = mod_alpha / math.sqrt(r) if rslora else mod_alpha / r
             ranks[module] = max(r, ranks.get(module, 0))
-            at = a.T.contiguous().to(dtype)
-            bt = (b * scale).T.contiguous().to(dtype)
-            mods[module] = (at, bt)
-            nbytes += (at.numel() + bt.numel()) * at.element_size()
+            mods[module] = (a, b, scale)
+            nbytes += a.numel() * a.element_size() + b.numel() * b.element_size()
         layers.append(mods)
     if not ranks:
         raise AdapterError(f"adapter {ref.digest}: no LoRA weights for the modules the engine adapts")
@@ -217,7 +219,7 @@ class AdapterStore:
             ref = self._refs[digest]
         try:
             self.validate(ref)
-            weights = load_adapter_weights(ref, shape=self.shape, dtype=self.dtype)
+            weights = load_adapter_weights(ref, shape=self.shape)
         except AdapterError as exc:
             with self._lock:
                 self._failed[digest] = exc
@@ -281,8 +283,13 @@ class AdapterStore:
     def _take_slot(self) -> int | None:
         used = len(self._slots)
         if used < self.num_slots:
-            if used >= self.stacks.capacity:  # grow by doubling, so a laptop with one adapter holds one slot
-                self._grow(capacity=min(self.num_slots, max(1, 2 * self.stacks.capacity)))
+            if used >= self.stacks.capacity:
+                # Grow by doubling, so a laptop with one adapter holds one slot, but straight to the number
+                # of adapters already in host memory (they were deployed to be used): a burst of requests
+                # for many adapters then pays one allocation, not one per doubling.
+                with self._lock:
+                    loaded = len(self._host)
+                self._grow(capacity=min(self.num_slots, max(1, 2 * self.stacks.capacity, loaded)))
             return used
         idle = next((d for d, (_, pins) in self._slots.items() if pins == 0), None)
         if idle is None:

@@ -36,28 +36,38 @@ class LoraStacks:
         if capacity <= self.capacity and rank <= self.rank:
             return
         capacity, rank = max(capacity, self.capacity), max(rank, self.rank)
-        s = self.shape
+        s, old_cap, old_rank = self.shape, self.capacity, self.rank
         new_a, new_b = [], []
         for layer in range(s.layers):
             a_layer, b_layer = {}, {}
             for g, mods in GROUP_MODULES.items():
-                a = torch.zeros(capacity, s.group_in(g), len(mods) * rank, dtype=self.dtype, device=self.device)
-                if self.capacity:
+                a = torch.empty(capacity, s.group_in(g), len(mods) * rank, dtype=self.dtype, device=self.device)
+                a[old_cap:].zero_()
+                if old_cap:
                     old = self.A[layer][g]
-                    for i in range(len(mods)):
-                        a[: self.capacity, :, i * rank : i * rank + self.rank] = old[:, :, i * self.rank : (i + 1) * self.rank]
+                    if rank == old_rank:
+                        a[:old_cap].copy_(old)
+                    else:  # each module's columns move to its new offset, zero-padded to the new rank
+                        a[:old_cap].zero_()
+                        for i in range(len(mods)):
+                            a[:old_cap, :, i * rank : i * rank + old_rank] = old[:, :, i * old_rank : (i + 1) * old_rank]
                 a_layer[g] = a
                 for i, m in enumerate(mods):
-                    b = torch.zeros(capacity, rank, s.group_out(g)[i], dtype=self.dtype, device=self.device)
-                    if self.capacity:
-                        b[: self.capacity, : self.rank] = self.B[layer][m]
+                    b = torch.empty(capacity, rank, s.group_out(g)[i], dtype=self.dtype, device=self.device)
+                    b[old_cap:].zero_()
+                    if old_cap:
+                        b[:old_cap, old_rank:].zero_()
+                        b[:old_cap, :old_rank].copy_(self.B[layer][m])
                     b_layer[m] = b
             new_a.append(a_layer)
             new_b.append(b_layer)
+            if old_cap:  # free the old layer at once: peak memory is one layer over the new size, not double
+                self.A[layer], self.B[layer] = a_layer, b_layer
         self.A, self.B, self.capacity, self.rank = new_a, new_b, capacity, rank
 
-    def write(self, slot: int, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]) -> None:
-        """Copy one adapter's per-layer ``{module: (At [in, r], Bt [r, out])}`` into ``slot`` (zeros elsewhere)."""
+    def write(self, slot: int, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]]) -> None:
+        """Copy one adapter's per-layer ``{module: (A [r, in], B [out, r], scale)}`` into ``slot``, transposed,
+        with the scale folded into B and in the stacks' dtype (zeros elsewhere). Engine thread only."""
         R = self.rank
         for layer, mods in enumerate(modules):
             for g, names in GROUP_MODULES.items():
@@ -67,10 +77,10 @@ class LoraStacks:
                     b = self.B[layer][m][slot]
                     b.zero_()
                     if m in mods:
-                        at, bt = mods[m]
-                        r = at.shape[1]
-                        a[:, i * R : i * R + r].copy_(at)
-                        b[:r].copy_(bt)
+                        a_in, b_in, scale = mods[m]
+                        r = a_in.shape[0]
+                        a[:, i * R : i * R + r].copy_(a_in.T)
+                        b[:r].copy_(b_in.T.to(torch.float32) * scale)
 
     @property
     def nbytes(self) -> int:
