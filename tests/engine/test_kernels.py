@@ -96,3 +96,79 @@ def test_decode_kernel_rejects_bad_inputs():
         decode_attention_kernel(out, q, ck, cv, tables + ck.shape[0], lens, 0.25)
     with pytest.raises(ValueError, match="out of range"):
         decode_attention_kernel(out, q, ck, cv, tables, lens * 0, 0.25)
+
+
+def _stacks(capacity: int, rank: int, seed: int):
+    from tenfold.engine.lora_stacks import LoraStacks
+    from tenfold.engine.model import ModelShape
+
+    shape = ModelShape(vocab_size=10, hidden=24, layers=2, heads=4, kv_heads=2, head_dim=6, intermediate=40, eps=1e-5,
+                       max_context=64, tied=True)
+    st = LoraStacks(shape, dtype=torch.float32, device=torch.device("cpu"))
+    st.ensure(capacity, rank)
+    g = torch.Generator().manual_seed(seed)
+    for layer in range(shape.layers):
+        for t in list(st.A[layer].values()) + list(st.B[layer].values()):
+            t.copy_(torch.randn(t.shape, generator=g))
+    return shape, st
+
+
+@pytest.mark.parametrize("group", ["qkv", "o", "gate_up", "down"])
+def test_lora_kernel_matches_matmuls(group):
+    from tenfold.engine.lora_stacks import LoraPlan, add_lora
+
+    shape, st = _stacks(capacity=5, rank=4, seed=len(group))
+    x = torch.randn(11, shape.group_in(group))
+    y0 = torch.randn(11, sum(shape.group_out(group)))
+    segments = [(0, 1, 3), (1, 2, 0), (3, 1, 4), (4, 5, 3), (9, 2, 1)]  # rows 0..10, slots reused
+    ref = y0.clone()
+    add_lora(ref, x, LoraPlan(stacks=st, segments=tuple(segments)), 1, group)  # matmuls
+    got = y0.clone()
+    add_lora(got, x, LoraPlan(stacks=st, short_segments=torch.tensor(segments)), 1, group)  # the C kernel
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)
+    expected = y0.clone()  # and both equal the definition, row by row
+    a, offs = st.A[1][group], st.offsets[group]
+    for start, n, slot in segments:
+        h = x[start : start + n] @ a[slot]
+        for i, m in enumerate(["q_proj", "k_proj", "v_proj"] if group == "qkv" else
+                              ["gate_proj", "up_proj"] if group == "gate_up" else [f"{group}_proj"]):
+            b = st.B[1][m][slot]
+            expected[start : start + n, offs[i] : offs[i] + b.shape[1]] += h[:, i * 4 : (i + 1) * 4] @ b
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_lora_kernel_rejects_out_of_range_segments():
+    from tenfold.engine.lora_stacks import GROUP_MODULES, lora_short_segments
+
+    shape, st = _stacks(capacity=3, rank=2, seed=1)
+    x, y = torch.randn(4, shape.hidden), torch.zeros(4, sum(shape.group_out("qkv")))
+    b = [st.B[0][m] for m in GROUP_MODULES["qkv"]]
+    for bad in ([0, 1, 3], [3, 2, 0], [0, 0, 0], [-1, 1, 0], [0, 17, 0]):  # slot, rows past y, empty, negative, too long
+        with pytest.raises(ValueError, match="out of range"):
+            lora_short_segments(y, x, torch.tensor([bad]), st.A[0]["qkv"], b, st.offsets["qkv"])
+    assert not y.any()  # nothing was written
+    with pytest.raises(EngineError):
+        lora_short_segments(y, x.double(), torch.tensor([[0, 1, 0]]), st.A[0]["qkv"], b, st.offsets["qkv"])
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_lora_kernel_matches_the_batched_decode_path(full):
+    """The decode path kept for GPUs and builds without the extension (batched matmul over slot stacks)."""
+    from tenfold.engine.lora_stacks import LoraPlan, add_lora
+
+    shape, st = _stacks(capacity=4, rank=3, seed=7)
+    slots = [0, 0, 1, 3, 3, 3] if full else [2, 2]  # rows sorted by slot, as the runner lays them out
+    x = torch.randn(len(slots), shape.hidden)
+    y0 = torch.randn(len(slots), sum(shape.group_out("gate_up")))
+    used = sorted(set(slots))
+    pos = [s if full else used.index(s) for s in slots]
+    within = [slots[:i].count(s) for i, s in enumerate(slots)]
+    plan = LoraPlan(stacks=st, decode_rows=torch.arange(len(slots)), decode_pos=torch.tensor(pos),
+                    decode_within=torch.tensor(within), decode_slots=None if full else torch.tensor(used),
+                    decode_width=max(within) + 1)
+    ref = y0.clone()
+    add_lora(ref, x, plan, 0, "gate_up")
+    runs = [[i, 1, s] for i, s in enumerate(slots)]
+    got = y0.clone()
+    add_lora(got, x, LoraPlan(stacks=st, short_segments=torch.tensor(runs)), 0, "gate_up")
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)

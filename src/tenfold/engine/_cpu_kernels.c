@@ -1,11 +1,13 @@
 /* CPU kernels of the tenfold engine (an optional C extension; the engine falls back to PyTorch ops
  * when it is not built).
  *
- * Owns: paged decode attention in float32: every decode row's query heads attend over that sequence's
+ * Owns: (1) paged decode attention in float32: every decode row's query heads attend over that sequence's
  * KV blocks read in place from the paged cache (no gathered copy), grouped-query heads sharing each key
  * and value row, two passes (scores, then the weighted sum of values), split over threads by row;
- * context lengths and block ids are checked before any read. Does not own: shape, dtype and layout
- * checks (the Python caller in `layers.py`), prefill attention (PyTorch's SDPA), anything else.
+ * context lengths and block ids are checked before any read; (2) the batched LoRA delta of short row
+ * segments (decode rows grouped by adapter slot) read in place from the slot stacks; rows and slots are
+ * checked before any read. Does not own: shape, dtype and layout checks (the Python callers in
+ * `layers.py` and `lora_stacks.py`), prefill attention (PyTorch's SDPA), long segments' LoRA (PyTorch).
  *
  * No PyTorch headers: tensors arrive as data pointers plus sizes, so this builds with any C compiler with
  * OpenMP in about a second. The GIL is released while it runs.
@@ -162,9 +164,117 @@ static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- batched LoRA for short row segments ----------------------------------------------------------
+ * y[rows of a segment, off_i : off_i + out_i] += (x[rows] @ A[slot])[:, i*R : (i+1)*R] @ B_i[slot] for each
+ * module i of a fused group, every segment with its own slot. Each segment's A and B are read once, in
+ * place from the slot stacks (no gathered or zero-padded copies), so a decode step over many adapters
+ * costs what reading their weights costs. */
+#define LORA_MAX_ROWS 16
+#define LORA_MAX_MODS 3
+
+typedef struct {
+    float *y;
+    const float *x, *a;
+    const float *b[LORA_MAX_MODS];
+    const int64_t *segs;
+    int64_t y_stride, x_stride, in_dim, a_cols, rank, mods;
+    int64_t out[LORA_MAX_MODS], off[LORA_MAX_MODS];
+} lora_job;
+
+TF_CLONES
+static void lora_segment(const lora_job *job, int64_t seg, float *h) {
+    const int64_t start = job->segs[3 * seg], n = job->segs[3 * seg + 1], slot = job->segs[3 * seg + 2];
+    const int64_t in = job->in_dim, ac = job->a_cols, R = job->rank;
+    const float *a = job->a + slot * in * ac;
+    memset(h, 0, (size_t)(n * ac) * sizeof(float));
+    for (int64_t k = 0; k < in; k++) {
+        const float *arow = a + k * ac;
+        for (int64_t r = 0; r < n; r++) {
+            const float xv = job->x[(start + r) * job->x_stride + k];
+            float *hr = h + r * ac;
+#pragma omp simd
+            for (int64_t c = 0; c < ac; c++) hr[c] += xv * arow[c];
+        }
+    }
+    for (int64_t i = 0; i < job->mods; i++) {
+        const int64_t out = job->out[i];
+        const float *b = job->b[i] + slot * R * out;
+        for (int64_t r = 0; r < n; r++) {
+            float *yr = job->y + (start + r) * job->y_stride + job->off[i];
+            const float *hr = h + r * ac + i * R;
+            for (int64_t j = 0; j < R; j++) {
+                const float hv = hr[j];
+                const float *brow = b + j * out;
+#pragma omp simd
+                for (int64_t c = 0; c < out; c++) yr[c] += hv * brow[c];
+            }
+        }
+    }
+}
+
+/* lora_segments(y, y_stride, x, x_stride, rows_total, in_dim, segs, nsegs, a_stack, capacity, a_cols, rank,
+ *               (b_stack, out, off) * mods ..., threads)
+ * y [rows_total, *] and x [rows_total, in_dim] float32 with the given row strides (unit column stride);
+ * segs int64 [nsegs, 3] = (start row, rows <= 16, slot); a_stack [capacity, in_dim, a_cols]; each
+ * b_stack [capacity, rank, out]; a_cols = mods * rank. */
+static PyObject *lora_segments(PyObject *self, PyObject *args) {
+    unsigned long long y, x, segs, a, b[LORA_MAX_MODS] = {0};
+    long long y_stride, x_stride, rows_total, in_dim, nsegs, capacity, a_cols, rank, threads;
+    long long out[LORA_MAX_MODS] = {0}, off[LORA_MAX_MODS] = {0};
+    PyObject *mods;
+    if (!PyArg_ParseTuple(args, "KLKLLLKLKLLLO!L", &y, &y_stride, &x, &x_stride, &rows_total, &in_dim, &segs, &nsegs,
+                          &a, &capacity, &a_cols, &rank, &PyTuple_Type, &mods, &threads))
+        return NULL;
+    const Py_ssize_t nmods = PyTuple_GET_SIZE(mods);
+    if (nmods < 1 || nmods > LORA_MAX_MODS || rank < 1 || a_cols != nmods * rank || in_dim < 1 || nsegs < 0) {
+        PyErr_SetString(PyExc_ValueError, "lora_segments: bad sizes");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nmods; i++) {
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(mods, i), "KLL", &b[i], &out[i], &off[i])) return NULL;
+        if (out[i] < 1 || off[i] < 0 || off[i] + out[i] > y_stride) {
+            PyErr_SetString(PyExc_ValueError, "lora_segments: a module's output columns fall outside y");
+            return NULL;
+        }
+    }
+    const int64_t *sg = (const int64_t *)(uintptr_t)segs;
+    for (long long i = 0; i < nsegs; i++) { /* never touch rows or slots that are not there */
+        if (sg[3 * i] < 0 || sg[3 * i + 1] < 1 || sg[3 * i + 1] > LORA_MAX_ROWS || sg[3 * i] + sg[3 * i + 1] > rows_total
+            || sg[3 * i + 2] < 0 || sg[3 * i + 2] >= capacity) {
+            PyErr_SetString(PyExc_ValueError, "lora_segments: a segment's rows or slot are out of range");
+            return NULL;
+        }
+    }
+    lora_job job = {.y = (float *)(uintptr_t)y, .x = (const float *)(uintptr_t)x, .a = (const float *)(uintptr_t)a,
+                    .segs = sg, .y_stride = y_stride, .x_stride = x_stride, .in_dim = in_dim, .a_cols = a_cols,
+                    .rank = rank, .mods = nmods};
+    for (Py_ssize_t i = 0; i < nmods; i++) {
+        job.b[i] = (const float *)(uintptr_t)b[i];
+        job.out[i] = out[i];
+        job.off[i] = off[i];
+    }
+    int n = threads < 1 ? 1 : (threads > nsegs ? (int)(nsegs > 0 ? nsegs : 1) : (int)threads);
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel num_threads(n) reduction(| : failed)
+    {
+        float *h = (float *)malloc((size_t)(LORA_MAX_ROWS * a_cols) * sizeof(float));
+        if (!h) failed = 1;
+#pragma omp for schedule(static)
+        for (long long i = 0; i < nsegs; i++)
+            if (h) lora_segment(&job, i, h);
+        free(h);
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"paged_decode_attention", paged_decode_attention, METH_VARARGS,
      "Paged decode attention in float32 over data pointers (see the C source)."},
+    {"lora_segments", lora_segments, METH_VARARGS,
+     "Batched LoRA delta for short row segments in float32 over data pointers (see the C source)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from tenfold.engine.layers import _cpu_kernels
 from tenfold.engine.model import LORA_GROUPS, ModelShape
+from tenfold.engine.types import EngineError
 
 GROUP_MODULES: dict[str, list[str]] = {}
 for _module, (_group, _index) in sorted(LORA_GROUPS.items(), key=lambda kv: kv[1]):
@@ -106,6 +108,15 @@ class LoraPlan:
     decode_slots: torch.Tensor | None = None  # slots used, gathered; None: use the whole stack
     decode_width: int = 1  # most rows sharing one slot
     segments: tuple[tuple[int, int, int], ...] = ()  # (start row, rows, slot) of multi-token chunks
+    short_segments: torch.Tensor | None = None  # [S, 3] int64 (start, rows <= SHORT_ROWS, slot): the C kernel
+
+
+SHORT_ROWS = 8  # segments up to this many rows go to the C kernel; longer ones are matmuls worth their call
+
+
+def lora_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """True when short segments (decode rows) take the C kernel (CPU, float32, extension built)."""
+    return _cpu_kernels is not None and device.type == "cpu" and dtype == torch.float32
 
 
 def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group: str) -> None:
@@ -115,6 +126,8 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group
     mods = GROUP_MODULES[group]
     offs = st.offsets[group]
     R = st.rank
+    if plan.short_segments is not None:
+        lora_short_segments(y, x, plan.short_segments, a_all, [st.B[layer][m] for m in mods], offs)
     if plan.decode_rows is not None:
         a = a_all if plan.decode_slots is None else a_all.index_select(0, plan.decode_slots)
         xp = x.new_zeros(a.shape[0], plan.decode_width, x.shape[1])
@@ -129,5 +142,25 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group
     for start, rows, slot in plan.segments:
         h = x[start : start + rows] @ a_all[slot]
         for i, m in enumerate(mods):
-            out = h[:, i * R : (i + 1) * R] @ st.B[layer][m][slot]
-            y[start : start + rows, offs[i] : offs[i] + out.shape[1]] += out
+            b = st.B[layer][m][slot]
+            y[start : start + rows, offs[i] : offs[i] + b.shape[1]].addmm_(h[:, i * R : (i + 1) * R], b)
+
+
+def lora_short_segments(y: torch.Tensor, x: torch.Tensor, segments: torch.Tensor, a_stack: torch.Tensor,
+                        b_stacks: list[torch.Tensor], offsets: list[int]) -> None:
+    """The C kernel's LoRA delta for short segments; shapes, dtypes and layouts are checked here, rows and
+    slots by the kernel (ValueError)."""
+    cap, in_dim, a_cols = a_stack.shape
+    rank = b_stacks[0].shape[1]
+    tensors = [y, x, a_stack, *b_stacks]
+    if (any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors) or y.dim() != 2 or x.dim() != 2
+            or y.stride(1) != 1 or x.stride(1) != 1 or x.shape[0] != y.shape[0] or x.shape[1] != in_dim
+            or not a_stack.is_contiguous() or a_cols != rank * len(b_stacks)
+            or any(not b.is_contiguous() or b.shape[:2] != (cap, rank) for b in b_stacks)
+            or segments.dtype != torch.long or not segments.is_contiguous() or segments.dim() != 2
+            or segments.shape[1] != 3):
+        raise EngineError("lora_short_segments: tensors of the wrong shape, dtype, device or layout")
+    mods = tuple((b.data_ptr(), b.shape[2], off) for b, off in zip(b_stacks, offsets))
+    _cpu_kernels.lora_segments(y.data_ptr(), y.stride(0), x.data_ptr(), x.stride(0), y.shape[0], in_dim,
+                               segments.data_ptr(), segments.shape[0], a_stack.data_ptr(), cap, a_cols, rank, mods,
+                               torch.get_num_threads())
