@@ -146,3 +146,24 @@ def test_digest_with_dots_and_colons_is_a_valid_name(tiny_path, adapter_a, tmp_p
     weird, plain, resident = run_with_engine(tiny_path, body)
     assert weird == plain
     assert resident == ["sha256:ab.cd", "digest-plain"]
+
+
+def test_idle_engine_prewarms_slots_for_loaded_adapters_without_evicting(tiny_path, adapter_factory):
+    a, b, c = (adapter_factory(f"warm{i}", seed=30 + i) for i in range(3))
+
+    async def body(engine):
+        for ref in (a, b, c):
+            await engine.load_adapter(ref)  # deploy time: into host memory
+            for _ in range(200):  # the idle engine thread gives it a free slot, if one is left
+                if ref.digest in engine.resident_adapters() or len(engine.resident_adapters()) == 2:
+                    break
+                await asyncio.sleep(0.01)
+        warm, host = engine.resident_adapters(), engine.adapters.in_host()
+        out = await collect(engine, engine.encode("Hello"), c, max_tokens=3, temperature=0)
+        return warm, host, out, engine.resident_adapters()
+
+    warm, host, out, after = run_with_engine(tiny_path, body, adapter_slots=2)
+    assert warm == [b.digest, a.digest]  # two slots filled, nothing evicted; an unused prewarm goes first
+    assert sorted(host) == sorted([a.digest, b.digest, c.digest])
+    assert out[-1].completion_tokens == 3
+    assert after == [a.digest, c.digest]  # c's request evicted the idle prewarmed b

@@ -328,6 +328,8 @@ class LocalEngine:
                     stepped = self._step()
                     self._outbox.flush()
                     if not stepped:
+                        if self.adapters.prewarm() and self._inbox.empty():
+                            continue  # more adapters to place in slots while nothing else is asked
                         self._wake.wait(0.05 if self.scheduler.has_work() else 1.0)
                         self._wake.clear()
                 except Exception:  # noqa: BLE001 - the engine thread must survive anything

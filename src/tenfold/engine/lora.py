@@ -306,6 +306,33 @@ class AdapterStore:
             for digest, (slot, _) in self._slots.items():
                 self.stacks.write(slot, self._host[digest].modules)
 
+    def prewarm(self, *, max_writes: int = 4) -> bool:
+        """Between steps, when the engine is idle: give adapters already in host memory a free slot ahead of
+        their first request (growing the stacks once, to their number), so a burst of first requests does
+        not pay for slot allocation and copies. Never evicts. True if more remain to be written."""
+        free = self.num_slots - len(self._slots)
+        if free <= 0:
+            return False
+        with self._lock:
+            pending = [d for d in reversed(self._host) if d not in self._slots][:free]  # newest first
+        if not pending:
+            return False
+        need = len(self._slots) + len(pending)
+        if need > self.stacks.capacity:
+            self._grow(capacity=min(self.num_slots, max(need, 2 * self.stacks.capacity)))
+        for digest in pending[:max_writes]:
+            with self._lock:
+                host = self._host.get(digest)
+            if host is None:  # evicted from host memory meanwhile
+                continue
+            if host.max_rank > self.stacks.rank:
+                self._grow(rank=host.max_rank)
+            slot = len(self._slots)
+            self.stacks.write(slot, host.modules)
+            self._slots[digest] = [slot, 0]
+            self._slots.move_to_end(digest, last=False)  # prewarmed but unused: first in line for eviction
+        return len(pending) > max_writes
+
     def release(self, digest: str) -> None:
         if digest in self._slots:
             self._slots[digest][1] = max(0, self._slots[digest][1] - 1)

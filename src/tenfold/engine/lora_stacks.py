@@ -11,11 +11,12 @@ Does not own: which adapter has which slot (``lora.AdapterStore``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from tenfold.engine.layers import _cpu_kernels
+from tenfold.engine.layers import _cpu_kernels, empty_large
 from tenfold.engine.model import LORA_GROUPS, ModelShape
 from tenfold.engine.types import EngineError
 
@@ -34,16 +35,24 @@ class LoraStacks:
         self.offsets = {g: _offsets(shape.group_out(g)) for g in GROUP_MODULES}
 
     def ensure(self, capacity: int, rank: int) -> None:
-        """Grow to at least ``capacity`` slots of rank ``rank`` (existing slots are kept)."""
+        """Grow to at least ``capacity`` slots of rank ``rank`` (existing slots are kept). Every stack is a
+        view into one buffer, so the whole set is huge-page backed (see ``empty_large``)."""
         if capacity <= self.capacity and rank <= self.rank:
             return
         capacity, rank = max(capacity, self.capacity), max(rank, self.rank)
         s, old_cap, old_rank = self.shape, self.capacity, self.rank
+        shapes = []
+        for _layer in range(s.layers):
+            for g, mods in GROUP_MODULES.items():
+                shapes.append((capacity, s.group_in(g), len(mods) * rank))
+                shapes.extend((capacity, rank, out) for out in s.group_out(g))
+        buffer = empty_large((sum(math.prod(x) for x in shapes),), dtype=self.dtype, device=self.device)
+        views = iter(buffer.split([math.prod(x) for x in shapes]))
         new_a, new_b = [], []
         for layer in range(s.layers):
             a_layer, b_layer = {}, {}
             for g, mods in GROUP_MODULES.items():
-                a = torch.empty(capacity, s.group_in(g), len(mods) * rank, dtype=self.dtype, device=self.device)
+                a = next(views).view(capacity, s.group_in(g), len(mods) * rank)
                 a[old_cap:].zero_()
                 if old_cap:
                     old = self.A[layer][g]
@@ -55,7 +64,7 @@ class LoraStacks:
                             a[:old_cap, :, i * rank : i * rank + old_rank] = old[:, :, i * old_rank : (i + 1) * old_rank]
                 a_layer[g] = a
                 for i, m in enumerate(mods):
-                    b = torch.empty(capacity, rank, s.group_out(g)[i], dtype=self.dtype, device=self.device)
+                    b = next(views).view(capacity, rank, s.group_out(g)[i])
                     b[old_cap:].zero_()
                     if old_cap:
                         b[:old_cap, old_rank:].zero_()
@@ -63,8 +72,6 @@ class LoraStacks:
                     b_layer[m] = b
             new_a.append(a_layer)
             new_b.append(b_layer)
-            if old_cap:  # free the old layer at once: peak memory is one layer over the new size, not double
-                self.A[layer], self.B[layer] = a_layer, b_layer
         self.A, self.B, self.capacity, self.rank = new_a, new_b, capacity, rank
 
     def write(self, slot: int, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]]) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from tenfold.engine.layers import AttentionMeta, Linear, Rotary, paged_attention, rms_norm, write_kv
+from tenfold.engine.layers import AttentionMeta, Linear, Rotary, empty_large, paged_attention, rms_norm, write_kv
 from tenfold.engine.types import EngineError
 
 if TYPE_CHECKING:
@@ -134,8 +134,8 @@ class LlamaModel:
     def allocate_kv(self, num_blocks: int, block_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         s = self.shape
         shape = (num_blocks, block_size, s.kv_heads, s.head_dim)
-        return [(torch.zeros(shape, dtype=self.dtype, device=self.device),
-                 torch.zeros(shape, dtype=self.dtype, device=self.device)) for _ in range(s.layers)]
+        return [(empty_large(shape, dtype=self.dtype, device=self.device).zero_(),
+                 empty_large(shape, dtype=self.dtype, device=self.device).zero_()) for _ in range(s.layers)]
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMeta,
                 kv: list[tuple[torch.Tensor, torch.Tensor]], lora: "LoraPlan | None",
