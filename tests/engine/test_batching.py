@@ -134,3 +134,82 @@ def test_mixed_ranks_and_target_modules_in_one_batch(tiny_path, adapter_factory)
     alone, together, rank = run_with_engine(tiny_path, body)
     assert together == alone and rank == 16
     assert len({tuple(a) for a in alone[:4]}) == 4  # every adapter changes the output
+
+
+def test_batch_steps_yield_between_layers_to_interactive_work_and_lose_nothing(tiny_path, adapter_a):
+    """A step of only batch-priority work stops between layers when interactive work arrives (here: the
+    arrival flag is raised during the batch request's first three steps, prefill chunks and decodes) and
+    runs again later: the batch request's tokens are those of an uninterrupted run, and interactive
+    requests sent meanwhile complete."""
+    prompt = list(range(200, 260))  # several prefill chunks at max_batched_tokens=16
+    sampling = dict(max_tokens=20, temperature=0.9, seed=5, priority=1)
+
+    async def body(engine):
+        alone = ids_of(await collect(engine, prompt, adapter_a, rid="alone", **sampling))
+        execute, seen = engine.runner.execute, {"background": 0, "interrupted": 0}
+
+        def arrivals(plan, interrupt=None):
+            if interrupt is not None:  # a batch-only step
+                seen["background"] += 1
+                if seen["interrupted"] < 3:
+                    seen["interrupted"] += 1
+                    engine._interactive.set()  # interactive work arrives while this step runs
+            return execute(plan, interrupt)
+
+        engine.runner.execute = arrivals
+        before = engine.metrics.interrupted._value.get()
+        batch = asyncio.ensure_future(collect(engine, prompt, adapter_a, rid="batch", **sampling))
+        chats = [ids_of(await collect(engine, [5, 6, 7], None, rid=f"chat{i}", max_tokens=4, temperature=0))
+                 for i in range(2)]
+        interrupted = ids_of(await batch)
+        return alone, interrupted, chats, engine.metrics.interrupted._value.get() - before, seen
+
+    alone, interrupted, chats, counted, seen = run_with_engine(tiny_path, body, max_batched_tokens=16)
+    assert seen["interrupted"] == 3 and counted == 3
+    assert interrupted == alone
+    assert all(len(c) == 4 for c in chats)
+
+
+def test_an_interrupted_step_changes_nothing(tiny_path, adapter_a):
+    """Runner level: a step stopped between layers (KV of its first layers already written) and run again
+    gives the logits of a step that was never stopped."""
+    import torch
+
+    from tenfold.engine.kv_cache import BlockManager, namespace_seed
+    from tenfold.engine.model import StepInterrupted
+    from tenfold.engine.scheduler import Scheduler
+    from tenfold.engine.sequence import Sequence
+
+    def run(stop_at_layer: int | None) -> list[torch.Tensor]:
+        from tenfold.engine.async_engine import EngineOptions, LocalEngine
+        from tenfold.engine.runner import ModelRunner
+
+        engine = LocalEngine(tiny_path, "tiny-random-llama", EngineOptions(kv_cache_bytes=16 << 20, block_size=4,
+                                                                            torch_threads=1))
+        engine._load()
+        engine.adapters.load_now(adapter_a)
+        runner = ModelRunner(engine.model, num_blocks=64, block_size=4, adapters=engine.adapters)
+        sched = Scheduler(BlockManager(64, 4), max_num_seqs=4, max_batched_tokens=8, adapters=engine.adapters)
+        ns = f"{adapter_a.digest}|o"
+        seq = Sequence("s", list(range(300, 321)), SamplingParams(max_tokens=8, temperature=0),
+                       adapter_digest=adapter_a.digest, cache_namespace=ns, priority=1, hash_seed=namespace_seed(ns))
+        seq.state = type("State", (), {"generator": torch.Generator()})()
+        sched.add(seq)
+        forward, logits = engine.model.forward, []
+        engine.model.forward = lambda *a, **k: logits.append(forward(*a, **k)) or logits[-1]
+        with torch.inference_mode():
+            for step in range(8):
+                plan = sched.schedule()
+                if stop_at_layer is not None:
+                    asked = iter(range(99))
+                    with pytest.raises(StepInterrupted):
+                        runner.execute(plan, lambda: next(asked) >= stop_at_layer)
+                    plan = sched.schedule()  # nothing was completed: the same work is planned again
+                for s in runner.execute(plan):
+                    seq.output_token_ids.append(s.token_id)
+                sched.complete(plan)
+        return logits, seq.output_token_ids
+
+    (clean, clean_ids), (again, again_ids) = run(None), run(1)
+    assert again_ids == clean_ids
+    assert len(again) == len(clean) and all(torch.equal(a, b) for a, b in zip(again, clean))

@@ -27,7 +27,7 @@ from tenfold.engine.detokenize import IncrementalDetokenizer, StopStringMatcher
 from tenfold.engine.kv_cache import BlockManager, namespace_seed
 from tenfold.engine.lora import AdapterStore
 from tenfold.engine.metrics import EngineMetrics
-from tenfold.engine.model import LlamaModel, model_shape, read_config
+from tenfold.engine.model import LlamaModel, StepInterrupted, model_shape, read_config
 from tenfold.engine.runner import ModelRunner
 from tenfold.engine.sampler import make_generator, validate_sampling
 from tenfold.engine.scheduler import Scheduler
@@ -163,6 +163,8 @@ class LocalEngine:
         self._inbox: queue.Queue = queue.Queue()
         self._outbox = _Outbox()
         self._wake = threading.Event()
+        # Set when interactive (priority 0) work arrives; a step of only batch work stops between layers then.
+        self._interactive = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._tokenizer: Any = None
@@ -308,6 +310,8 @@ class LocalEngine:
                             detokenizer=IncrementalDetokenizer(self._thread_tokenizer, request.prompt_token_ids),
                             stops=StopStringMatcher(request.sampling.stop))
         self._inbox.put(seq)  # queued now, so back-pressure counts it even before the caller iterates
+        if seq.priority == 0:
+            self._interactive.set()
         self._wake.set()
         return _DeltaStream(seq, self._wake)
 
@@ -323,6 +327,7 @@ class LocalEngine:
         with torch.inference_mode():
             while True:
                 try:
+                    self._interactive.clear()  # what arrived before this is drained and scheduled first
                     if not self._drain_inbox():
                         break
                     stepped = self._step()
@@ -382,8 +387,14 @@ class LocalEngine:
                                             adapter=seq.adapter_digest, prompt=len(seq.prompt_token_ids),
                                             cached=seq.cached_tokens or 0)
         started = time.perf_counter()
+        # A step of only batch work yields to interactive work arriving mid-step: it stops between layers and
+        # runs again later, so an interactive request waits about one layer, not one step.
+        background = all(item.seq.priority > 0 for item in plan.scheduled)
         try:
-            sampled = self.runner.execute(plan)
+            sampled = self.runner.execute(plan, self._interactive.is_set if background else None)
+        except StepInterrupted:
+            self.metrics.interrupted.inc()
+            return True
         except Exception as exc:  # noqa: BLE001 - fail this step's requests, keep serving others
             log.exception("engine step failed")
             for item in plan.scheduled:

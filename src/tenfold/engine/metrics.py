@@ -25,6 +25,8 @@ PREEMPTIONS = Counter("tenfold_engine_preemptions", "Sequences preempted for lac
 ADAPTER_LOADS = Counter("tenfold_engine_adapter_loads", "Adapters read from disk into host memory", ["base_model"])
 ADAPTER_EVICTIONS = Counter("tenfold_engine_adapter_evictions", "Adapters evicted from a tier",
                             ["base_model", "tier"])
+INTERRUPTED = Counter("tenfold_engine_interrupted_steps",
+                      "Batch-priority steps stopped between layers because interactive work arrived", ["base_model"])
 REJECTED = Counter("tenfold_engine_rejected_requests", "Requests refused because the queue was full",
                    ["base_model"])
 
@@ -42,6 +44,7 @@ class EngineMetrics:
         self.preemptions = PREEMPTIONS.labels(base_model)
         self.adapter_loads = ADAPTER_LOADS.labels(base_model)
         self.rejected = REJECTED.labels(base_model)
+        self.interrupted = INTERRUPTED.labels(base_model)
 
     def evicted(self, tier: str) -> None:
         ADAPTER_EVICTIONS.labels(self.base_model, tier).inc()

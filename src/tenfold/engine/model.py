@@ -9,6 +9,7 @@ over one scheduler step's flattened tokens. Does not own: index tensors (``runne
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,11 @@ LORA_GROUPS = {
     "gate_proj": ("gate_up", 0), "up_proj": ("gate_up", 1),
     "down_proj": ("down", 0),
 }
+
+
+class StepInterrupted(Exception):
+    """``forward`` stopped between layers because its ``interrupt`` said so. Nothing of the step counts:
+    the KV it wrote for its tokens is rewritten identically when the step runs again."""
 
 
 @dataclass(frozen=True)
@@ -139,13 +145,16 @@ class LlamaModel:
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMeta,
                 kv: list[tuple[torch.Tensor, torch.Tensor]], lora: "LoraPlan | None",
-                logit_rows: torch.Tensor) -> torch.Tensor:
-        """Run the step's ``T`` tokens; return logits [len(logit_rows), vocab] (float32)."""
+                logit_rows: torch.Tensor, interrupt: Callable[[], bool] | None = None) -> torch.Tensor:
+        """Run the step's ``T`` tokens; return logits [len(logit_rows), vocab] (float32). ``interrupt`` is
+        asked before each layer; when it says True the step stops (``StepInterrupted``)."""
         from tenfold.engine.lora_stacks import add_lora
 
         s = self.shape
         h = F.embedding(input_ids, self.embed)
         for i, w in enumerate(self.layers):
+            if interrupt is not None and interrupt():
+                raise StepInterrupted(f"interrupted before layer {i}")
             x = rms_norm(h, w["in_norm"], s.eps)
             qkv = w["qkv"](x)
             if lora:

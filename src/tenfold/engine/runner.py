@@ -8,6 +8,7 @@ accounting (``kv_cache``), or what a token means for its request (``async_engine
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +39,8 @@ class ModelRunner:
         self.decode_kernel = decode_kernel_available(model.device, model.dtype)
         self.lora_kernel = lora_kernel_available(model.device, model.dtype)
 
-    def execute(self, plan: StepPlan) -> list[Sampled]:
+    def execute(self, plan: StepPlan, interrupt: Callable[[], bool] | None = None) -> list[Sampled]:
+        """Run one step; ``interrupt`` (asked between layers) may stop it with ``StepInterrupted``."""
         # Row order: decode rows with an adapter (by slot), other decode rows, then prefill chunks. Decode
         # rows are then one contiguous range for attention and for the batched LoRA delta.
         def order(it: ScheduledSeq) -> tuple[bool, bool, int]:
@@ -91,7 +93,7 @@ class ModelRunner:
         dev = self.device
         logits = self.model.forward(torch.tensor(ids, dtype=torch.long, device=dev),
                                     torch.tensor(positions, dtype=torch.long, device=dev), meta, self.kv, lora,
-                                    torch.tensor(logit_rows, dtype=torch.long, device=dev))
+                                    torch.tensor(logit_rows, dtype=torch.long, device=dev), interrupt)
         if not sampled_items:
             return []
         rows = [RowSampling(it.seq.sampling, it.seq.state.generator, it.seq.output_token_ids) for it in sampled_items]
