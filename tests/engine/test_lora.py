@@ -167,3 +167,32 @@ def test_idle_engine_prewarms_slots_for_loaded_adapters_without_evicting(tiny_pa
     assert sorted(host) == sorted([a.digest, b.digest, c.digest])
     assert out[-1].completion_tokens == 3
     assert after == [a.digest, c.digest]  # c's request evicted the idle prewarmed b
+
+
+def test_big_stack_growth_is_prepared_off_the_engine_thread(tiny_path, adapter_factory):
+    """With every growth of the slot stacks counted as big, the zeroed buffers come from the loader thread:
+    requests for new adapters wait for them while others keep stepping, and all outputs are unchanged."""
+    refs = [adapter_factory(f"grow{i}", seed=40 + i, r=4 + 4 * i) for i in range(3)]  # ranks 4, 8, 12
+    prompt = list(range(50, 70))
+
+    async def body(engine):
+        alone = [ids_of(await collect(engine, prompt, ref, rid=f"a{i}", max_tokens=8, temperature=0))
+                 for i, ref in enumerate(refs)]
+        return alone
+
+    async def growing(engine):
+        engine.adapters.sync_grow_bytes = 0
+        prepare, prepared = engine.adapters._prepare, []
+        engine.adapters._prepare = lambda *a: prepared.append(a) or prepare(*a)
+        base = asyncio.ensure_future(collect(engine, prompt, None, rid="base", max_tokens=30, temperature=0))
+        outs = await asyncio.gather(*(collect(engine, prompt, ref, rid=f"g{i}", max_tokens=8, temperature=0)
+                                      for i, ref in enumerate(refs)))
+        await base
+        st = engine.adapters.stacks
+        return [ids_of(o) for o in outs], st.capacity, st.rank, engine.adapters._prepared is None, prepared
+
+    expected = run_with_engine(tiny_path, body, adapter_slots=4)
+    got, capacity, rank, consumed, prepared = run_with_engine(tiny_path, growing, adapter_slots=4)
+    assert got == expected
+    assert capacity >= 3 and rank == 12 and consumed
+    assert prepared and all(r >= 4 for _, r in prepared)  # every growth came from a prepared buffer

@@ -41,6 +41,15 @@ def empty_large(shape: tuple[int, ...], *, dtype: torch.dtype, device: torch.dev
     return t
 
 
+def zeros_large_off_thread(numel: int, *, dtype: torch.dtype) -> torch.Tensor:
+    """A zero-filled CPU buffer like ``empty_large``, filled by libc's ``memset`` rather than a PyTorch
+    kernel: a thread other than the engine's may call it (no OpenMP pool of its own), and the first touch
+    of fresh memory, which costs about a second per GB in this VM, happens there instead of in a step."""
+    t = empty_large((numel,), dtype=dtype, device=torch.device("cpu"))
+    ctypes.memset(t.data_ptr(), 0, t.nbytes)  # ctypes releases the GIL for the call
+    return t
+
+
 class Linear:
     """``y = x @ W.T + b`` for one base weight, run by the fastest kernel this device has.
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from tenfold.engine.layers import zeros_large_off_thread
 from tenfold.engine.lora_stacks import LoraStacks
 from tenfold.engine.model import LORA_GROUPS, ModelShape
 from tenfold.engine.types import AdapterError, AdapterRef
@@ -193,6 +194,11 @@ class AdapterStore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenfold-adapter-loader")
         self.load_seconds: list[float] = []
         self.on_loaded: Any = None  # callback to wake the engine loop
+        # Growing the slot stacks past this many bytes is prepared off the engine thread (a zeroed buffer
+        # from the loader thread): requests for the new adapter wait, everyone else keeps stepping.
+        self.sync_grow_bytes = 64 << 20
+        self._prepared: tuple[int, int, torch.Tensor] | None = None  # (capacity, rank, zeroed buffer)
+        self._preparing: tuple[int, int] | None = None
 
     # ---- any thread -------------------------------------------------------------------------
     def register(self, ref: AdapterRef) -> None:
@@ -269,11 +275,11 @@ class AdapterStore:
                     self._pool.submit(self._load, digest)
                 return False
             self._host.move_to_end(digest)
+        if host.max_rank > self.stacks.rank and not self._grow(rank=host.max_rank):
+            return False  # wider stacks are being prepared
         slot = self._take_slot()
         if slot is None:
-            return False  # every slot is pinned by running sequences: wait for one to finish
-        if host.max_rank > self.stacks.rank:
-            self._grow(rank=host.max_rank)
+            return False  # every slot is pinned by running sequences (or more slots are being prepared)
         self.stacks.write(slot, host.modules)
         self._slots[digest] = [slot, 1]
         with self._lock:
@@ -289,7 +295,8 @@ class AdapterStore:
                 # for many adapters then pays one allocation, not one per doubling.
                 with self._lock:
                     loaded = len(self._host)
-                self._grow(capacity=min(self.num_slots, max(1, 2 * self.stacks.capacity, loaded)))
+                if not self._grow(capacity=min(self.num_slots, max(1, 2 * self.stacks.capacity, loaded))):
+                    return None
             return used
         idle = next((d for d, (_, pins) in self._slots.items() if pins == 0), None)
         if idle is None:
@@ -299,17 +306,51 @@ class AdapterStore:
             self.metrics.evicted("slot")
         return slot
 
-    def _grow(self, *, capacity: int = 0, rank: int = 0) -> None:
+    def _grow(self, *, capacity: int = 0, rank: int = 0) -> bool:
+        """Grow the stacks (engine thread). Small growth happens now; a big one on CPU uses a zeroed buffer
+        prepared on the loader thread: False (try again later) until it is ready."""
+        capacity = max(capacity, self.stacks.capacity, 1)
+        rank = max(rank, self.stacks.rank, 1)
+        zeroed = None
+        big = self.stacks.numel(capacity, rank) * self.stacks.dtype.itemsize > self.sync_grow_bytes
+        if big and self.stacks.device.type == "cpu":
+            with self._lock:
+                ready = self._prepared
+                if ready is not None and ready[0] >= capacity and ready[1] >= rank:
+                    capacity, rank, zeroed = ready
+                    self._prepared = None
+                elif self._preparing is None:
+                    self._prepared = None  # too small now: do not hold its memory
+                    self._preparing = (capacity, rank)
+                    self._pool.submit(self._prepare, capacity, rank)
+                    return False
+                else:
+                    return False
         rank_grows = rank > self.stacks.rank
-        self.stacks.ensure(max(capacity, self.stacks.capacity, 1), max(rank, self.stacks.rank, 1))
+        self.stacks.ensure(capacity, rank, zeroed=zeroed)
         if rank_grows:  # padding changed: rewrite every slotted adapter from its host copy
             for digest, (slot, _) in self._slots.items():
                 self.stacks.write(slot, self._host[digest].modules)
+        return True
+
+    def _prepare(self, capacity: int, rank: int) -> None:
+        """Loader thread: a zeroed buffer for stacks of ``capacity`` x ``rank`` (no PyTorch kernels here)."""
+        try:
+            buffer = zeros_large_off_thread(self.stacks.numel(capacity, rank), dtype=self.stacks.dtype)
+        except Exception:  # noqa: BLE001 - out of memory: the engine thread will try again
+            log.exception("could not prepare LoRA slot stacks of %d x rank %d", capacity, rank)
+            buffer = None
+        with self._lock:
+            self._preparing = None
+            if buffer is not None:
+                self._prepared = (capacity, rank, buffer)
+        if self.on_loaded:
+            self.on_loaded()
 
     def prewarm(self, *, max_writes: int = 4) -> bool:
         """Between steps, when the engine is idle: give adapters already in host memory a free slot ahead of
         their first request (growing the stacks once, to their number), so a burst of first requests does
-        not pay for slot allocation and copies. Never evicts. True if more remain to be written."""
+        not pay for slot allocation and copies. Never evicts. True if more remain to be written now."""
         free = self.num_slots - len(self._slots)
         if free <= 0:
             return False
@@ -318,15 +359,16 @@ class AdapterStore:
         if not pending:
             return False
         need = len(self._slots) + len(pending)
-        if need > self.stacks.capacity:
-            self._grow(capacity=min(self.num_slots, max(need, 2 * self.stacks.capacity)))
+        if need > self.stacks.capacity and not self._grow(
+                capacity=min(self.num_slots, max(need, 2 * self.stacks.capacity))):
+            return False  # bigger stacks are being prepared; the loader wakes the engine when they are
         for digest in pending[:max_writes]:
             with self._lock:
                 host = self._host.get(digest)
             if host is None:  # evicted from host memory meanwhile
                 continue
-            if host.max_rank > self.stacks.rank:
-                self._grow(rank=host.max_rank)
+            if host.max_rank > self.stacks.rank and not self._grow(rank=host.max_rank):
+                return False
             slot = len(self._slots)
             self.stacks.write(slot, host.modules)
             self._slots[digest] = [slot, 0]

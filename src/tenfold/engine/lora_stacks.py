@@ -34,40 +34,56 @@ class LoraStacks:
         self.B: list[dict[str, torch.Tensor]] = []
         self.offsets = {g: _offsets(shape.group_out(g)) for g in GROUP_MODULES}
 
-    def ensure(self, capacity: int, rank: int) -> None:
+    def shapes(self, capacity: int, rank: int) -> list[tuple[int, int, int]]:
+        """The stacks' shapes at ``capacity`` x ``rank``, in buffer order (per layer and group: A, then each B)."""
+        s, out = self.shape, []
+        for _layer in range(s.layers):
+            for g, mods in GROUP_MODULES.items():
+                out.append((capacity, s.group_in(g), len(mods) * rank))
+                out.extend((capacity, rank, o) for o in s.group_out(g))
+        return out
+
+    def numel(self, capacity: int, rank: int) -> int:
+        return sum(math.prod(x) for x in self.shapes(capacity, rank))
+
+    def ensure(self, capacity: int, rank: int, *, zeroed: torch.Tensor | None = None) -> None:
         """Grow to at least ``capacity`` slots of rank ``rank`` (existing slots are kept). Every stack is a
-        view into one buffer, so the whole set is huge-page backed (see ``empty_large``)."""
+        view into one buffer, so the whole set is huge-page backed (see ``empty_large``); ``zeroed`` is an
+        already zero-filled buffer of ``numel(capacity, rank)`` elements to use (prepared off this thread)."""
         if capacity <= self.capacity and rank <= self.rank:
             return
         capacity, rank = max(capacity, self.capacity), max(rank, self.rank)
         s, old_cap, old_rank = self.shape, self.capacity, self.rank
-        shapes = []
-        for _layer in range(s.layers):
-            for g, mods in GROUP_MODULES.items():
-                shapes.append((capacity, s.group_in(g), len(mods) * rank))
-                shapes.extend((capacity, rank, out) for out in s.group_out(g))
-        buffer = empty_large((sum(math.prod(x) for x in shapes),), dtype=self.dtype, device=self.device)
+        shapes = self.shapes(capacity, rank)
+        total = sum(math.prod(x) for x in shapes)
+        if zeroed is not None and (zeroed.numel() != total or zeroed.dtype != self.dtype):
+            raise ValueError(f"a prepared buffer of {zeroed.numel()} {zeroed.dtype} does not fit {total} {self.dtype}")
+        buffer = zeroed if zeroed is not None else empty_large((total,), dtype=self.dtype, device=self.device)
+        fresh = zeroed is None  # an empty buffer: zero what old slots do not overwrite
         views = iter(buffer.split([math.prod(x) for x in shapes]))
         new_a, new_b = [], []
         for layer in range(s.layers):
             a_layer, b_layer = {}, {}
             for g, mods in GROUP_MODULES.items():
                 a = next(views).view(capacity, s.group_in(g), len(mods) * rank)
-                a[old_cap:].zero_()
+                if fresh:
+                    a[old_cap:].zero_()
                 if old_cap:
                     old = self.A[layer][g]
                     if rank == old_rank:
                         a[:old_cap].copy_(old)
                     else:  # each module's columns move to its new offset, zero-padded to the new rank
-                        a[:old_cap].zero_()
+                        if fresh:
+                            a[:old_cap].zero_()
                         for i in range(len(mods)):
                             a[:old_cap, :, i * rank : i * rank + old_rank] = old[:, :, i * old_rank : (i + 1) * old_rank]
                 a_layer[g] = a
                 for i, m in enumerate(mods):
                     b = next(views).view(capacity, rank, s.group_out(g)[i])
-                    b[old_cap:].zero_()
-                    if old_cap:
+                    if fresh:
+                        b[old_cap:].zero_()
                         b[:old_cap, old_rank:].zero_()
+                    if old_cap:
                         b[:old_cap, :old_rank].copy_(self.B[layer][m])
                     b_layer[m] = b
             new_a.append(a_layer)
