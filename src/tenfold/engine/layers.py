@@ -129,10 +129,13 @@ class Rotary:
         self.cos = (emb.cos() * attn_factor).to(device=device, dtype=dtype)
         self.sin = (emb.sin() * attn_factor).to(device=device, dtype=dtype)
 
-    def apply(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin rows of ``positions`` ([tokens, 1, rot_dim] each), looked up once per step."""
+        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+
+    def apply(self, x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """``x``: [tokens, heads, head_dim]; rotate-half convention (Hugging Face Llama)."""
-        cos = self.cos[positions].unsqueeze(1)
-        sin = self.sin[positions].unsqueeze(1)
+        cos, sin = tables
         rot, rest = x[..., : self.rot_dim], x[..., self.rot_dim :]
         half = self.rot_dim // 2
         rotated = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)

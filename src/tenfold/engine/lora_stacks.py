@@ -181,7 +181,7 @@ def lora_short_segments(y: torch.Tensor, x: torch.Tensor, segments: torch.Tensor
             or not a_stack.is_contiguous() or a_cols != rank * len(b_stacks)
             or any(not b.is_contiguous() or b.shape[:2] != (cap, rank) for b in b_stacks)
             or segments.dtype != torch.long or not segments.is_contiguous() or segments.dim() != 2
-            or segments.shape[1] != 3):
+            or segments.shape[1] != 3 or any(off + b.shape[2] > y.shape[1] for b, off in zip(b_stacks, offsets))):
         raise EngineError("lora_short_segments: tensors of the wrong shape, dtype, device or layout")
     mods = tuple((b.data_ptr(), b.shape[2], off) for b, off in zip(b_stacks, offsets))
     _cpu_kernels.lora_segments(y.data_ptr(), y.stride(0), x.data_ptr(), x.stride(0), y.shape[0], in_dim,

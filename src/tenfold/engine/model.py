@@ -152,6 +152,7 @@ class LlamaModel:
 
         s = self.shape
         h = F.embedding(input_ids, self.embed)
+        rope = self.rotary.tables(positions)
         for i, w in enumerate(self.layers):
             if interrupt is not None and interrupt():
                 raise StepInterrupted(f"interrupted before layer {i}")
@@ -162,8 +163,8 @@ class LlamaModel:
             q = qkv[:, : self.q_size].view(-1, s.heads, s.head_dim)
             k = qkv[:, self.q_size : self.q_size + self.kv_size].view(-1, s.kv_heads, s.head_dim)
             v = qkv[:, self.q_size + self.kv_size :].view(-1, s.kv_heads, s.head_dim)
-            q = self.rotary.apply(q, positions)
-            k = self.rotary.apply(k, positions)
+            q = self.rotary.apply(q, rope)
+            k = self.rotary.apply(k, rope)
             cache_k, cache_v = kv[i]
             write_kv(cache_k, cache_v, k, v.contiguous(), meta.slot_mapping)
             attn = paged_attention(q, cache_k, cache_v, meta, self.scale).reshape(-1, self.q_size)
