@@ -219,3 +219,14 @@ def test_stop_aborts_active_requests(tiny_path):
     first, rest = asyncio.run(main())
     assert first.finish_reason is None
     assert rest[-1].finish_reason == "abort"
+
+
+def test_model_shape_serves_sliding_window_models_up_to_their_window():
+    from tenfold.engine.model import model_shape
+
+    base = {"num_attention_heads": 4, "hidden_size": 32, "vocab_size": 10, "num_hidden_layers": 1,
+            "intermediate_size": 64, "max_position_embeddings": 32768}
+    assert model_shape(base).max_context == 32768  # Llama: no window
+    assert model_shape({**base, "sliding_window": 4096}).max_context == 4096  # Mistral v0.1
+    assert model_shape({**base, "sliding_window": None}).max_context == 32768  # Mistral v0.2+
+    assert model_shape({**base, "sliding_window": 4096, "use_sliding_window": False}).max_context == 32768  # Qwen2

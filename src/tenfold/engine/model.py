@@ -80,11 +80,16 @@ def read_config(path: Path) -> dict:
 def model_shape(config: dict) -> ModelShape:
     heads = int(config["num_attention_heads"])
     hidden = int(config["hidden_size"])
+    max_context = int(config.get("max_position_embeddings") or 2048)
+    window = config.get("sliding_window")
+    if window and config.get("use_sliding_window", True):
+        # Sliding-window attention (Mistral v0.1) equals full attention up to the window: serve that much.
+        max_context = min(max_context, int(window))
     return ModelShape(
         vocab_size=int(config["vocab_size"]), hidden=hidden, layers=int(config["num_hidden_layers"]), heads=heads,
         kv_heads=int(config.get("num_key_value_heads") or heads),
         head_dim=int(config.get("head_dim") or hidden // heads), intermediate=int(config["intermediate_size"]),
-        eps=float(config.get("rms_norm_eps", 1e-6)), max_context=int(config.get("max_position_embeddings") or 2048),
+        eps=float(config.get("rms_norm_eps", 1e-6)), max_context=max_context,
         tied=bool(config.get("tie_word_embeddings", False)),
     )
 
