@@ -86,9 +86,11 @@ def find_api_key(s: Session, *, secret: str) -> ApiKey | None:
 # ---- files ---------------------------------------------------------------------------------------
 
 def create_file(s: Session, *, organization_id: str, file_id: str, filename: str, purpose: str, nbytes: int,
-                storage_key: str, n_examples: int, data_format: str) -> File:
+                storage_key: str, n_examples: int, data_format: str, n_tokens: int | None = None,
+                max_example_tokens: int | None = None, tokenizer: str | None = None) -> File:
     row = File(id=file_id, organization_id=organization_id, filename=filename, purpose=purpose, bytes=nbytes,
-               storage_key=storage_key, n_examples=n_examples, data_format=data_format, created_at=time.time())
+               storage_key=storage_key, n_examples=n_examples, data_format=data_format, n_tokens=n_tokens,
+               max_example_tokens=max_example_tokens, tokenizer=tokenizer, created_at=time.time())
     s.add(row)
     s.flush()
     return row
