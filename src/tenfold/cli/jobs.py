@@ -232,7 +232,7 @@ def resume(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", hel
 
 @app.command("cancel")
 def cancel(job_id: str) -> None:
-    """Cancel a queued or running job (saved checkpoints stay deployable)."""
+    """Cancel a job that has not ended (validating files, queued, running); its checkpoints stay deployable."""
     job = client().jobs.cancel(job_id)
     say(f"cancel requested for {job_id}: status {job.get('status')}")
 
