@@ -122,6 +122,8 @@ class Worker:
             raise FileNotFoundError(f"training file {job.training_file} was deleted before the job ran")
         spec["base_model_path"] = str(resolve_base_model(spec["base_model"], models_dir=self.settings.models_dir))
         spec["torch_threads"] = self.settings.torch_threads
+        if self.settings.train_micro_batch_tokens is not None:
+            spec["micro_batch_tokens"] = self.settings.train_micro_batch_tokens
         if attempt > 1 and steps:
             resume = Path(spec["output_dir"]) / f"step-{max(steps)}"
             if resume.exists():
