@@ -3,21 +3,16 @@ new uploads store them."""
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from tenfold.store import repo
-from tenfold.store.db import MIGRATIONS_DIR, Database
+from tenfold.store.db import Database
 
 
 def test_0004_keeps_old_files_without_counts(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'old.db'}")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    db.migrate("0003")
     with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
         conn.execute(text("INSERT INTO organizations (id, name, created_at) VALUES ('org-1', 'o', 1.0)"))
         conn.execute(text("INSERT INTO files (id, organization_id, filename, purpose, bytes, storage_key, n_examples, "
                           "data_format, created_at) VALUES ('file-1', 'org-1', 'a.jsonl', 'fine-tune', 10, 'k', 3, "
