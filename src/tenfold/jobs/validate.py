@@ -124,15 +124,15 @@ def _fail(db: Database, *, job_id: str, code: str, message: str, param: str | No
 def validate_job(settings: Settings, db: Database, *, job_id: str, worker_id: str) -> str | None:
     """Validate a job this worker claimed; returns its new status (``queued``/``failed``), or None when it
     was cancelled or taken over meanwhile (then nothing is written)."""
-    with db.session() as s:
-        job = repo.get_job(s, job_id=job_id, organization_id=None)
-        spec, hyperparameters = TrainingSpec.model_validate(job.spec), dict(job.hyperparameters or {})
     try:
+        with db.session() as s:
+            job = repo.get_job(s, job_id=job_id, organization_id=None)
+            spec, hyperparameters = TrainingSpec.model_validate(job.spec), dict(job.hyperparameters or {})
         with _lease(db, job_id=job_id, worker_id=worker_id, every=settings.job_heartbeat_seconds):
             stats, warnings = tokenize_files(settings, spec)
     except FileCheckError as exc:
         _fail(db, job_id=job_id, code="invalid_training_file", param=exc.param,
-              message=f"{exc}. Fix the file, upload it again and create a new job.")
+              message=f"{exc}. Nothing was trained; fix the file or the hyperparameters and create a new job.")
         return "failed"
     except Exception as exc:  # noqa: BLE001 - e.g. the base model's tokenizer cannot be loaded
         log.exception("validating %s", job_id)
