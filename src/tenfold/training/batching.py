@@ -75,7 +75,8 @@ def n_targets(example: TokenizedExample) -> int:
     return sum(1 for w in example.weights[1:] if w > 0)
 
 
-CPU_MICRO_BATCH_TOKENS = 256  # measured on SmolLM2-135M: ~20 % less peak RSS than one pass, same speed
+# SmolLM2-135M, bench/training.py (bench/RESULTS.md, 2026-12-02): peak RSS 18 % below one pass, same tok/s.
+CPU_MICRO_BATCH_TOKENS = 256
 
 
 def default_micro_batch_tokens(device: torch.device) -> int:
