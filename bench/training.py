@@ -2,12 +2,17 @@
 (Supersedes ``bench/sft_lean_vs_trl.py``.)
 
 Workload: SmolLM2-135M-Instruct float32 on CPU, the bundled demo set (106 single-turn chats), LoRA r=16
-alpha=32 all-linear dropout 0, batch 8 (no accumulation, so the effective batch is 8 in every arm), lr 2e-3
+alpha=32 all-linear dropout 0, 8 examples per optimizer step in every arm (TRL without accumulation; tenfold
+accumulating its micro-batches within the step, so the same effective batch and the same math), lr 2e-3
 linear decay, no warmup, weight decay 0, grad clip 1.0, loss on the assistant reply only.
 Arms:
-- ``lean``: our recipe with its defaults (padded batches, no gradient checkpointing).
+- ``lean``: our recipe with its defaults (padded batches, no gradient checkpointing; on CPU each step runs
+  as micro-batches of at most 256 token positions with gradients accumulated, which bounds activation
+  memory and leaves the math and the effective batch unchanged).
 - ``lean-packed``: the same with ``packing=True`` (the step's examples packed into rows of max_seq_length,
   positions restarting per example, so no attention crosses examples and no padding is computed).
+- ``lean-onepass``, ``lean-packed-onepass``: the same two with ``micro_batch_tokens=0`` (the whole step in
+  one forward/backward, as before micro-batching), to show what the micro-batches change.
 - ``trl``: ``SFTTrainer`` with TRL's defaults for this data except the shared job settings above: that
   means gradient checkpointing ON (TRL's default), no packing, fused AdamW, logging every 10 steps.
 - ``trl-nogc``: the same with ``gradient_checkpointing=False`` and logging every step (the fairest TRL).
@@ -22,7 +27,7 @@ transformers/peft lazily inside ``run_sft``, only the startup total compares acr
 each arm on its own batches.
 
     .venv/bin/python bench/training.py [--steps 14] [--repeats 2] [--threads 2] [--arms lean,lean-packed,trl,trl-nogc]
-        [--models-dir DIR]
+        [--models-dir DIR]   (more arms: lean-onepass, lean-packed-onepass, dpo, trl-dpo)
 """
 
 from __future__ import annotations
@@ -75,7 +80,8 @@ def _rss_mb() -> float:
 
 
 # ---- arms (child processes) --------------------------------------------------------------------------
-def arm_lean(model_path: str, steps: int, threads: int, packing: bool = False) -> dict:
+def arm_lean(model_path: str, steps: int, threads: int, packing: bool = False,
+             micro_batch_tokens: int | None = None) -> dict:
     import torch
 
     from tenfold.training.demo_task import demo_train_path
@@ -99,7 +105,8 @@ def arm_lean(model_path: str, steps: int, threads: int, packing: bool = False) -
             base_model=BASE_MODEL, base_model_path=model_path, training_file=str(demo_train_path()),
             output_dir=out, n_epochs=math.ceil(steps / per_epoch), batch_size=BATCH, learning_rate=LR,
             lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0, target_modules="all-linear",
-            seed=SEED, logging_steps=1, torch_threads=threads, packing=packing)
+            seed=SEED, logging_steps=1, torch_threads=threads, packing=packing,
+            micro_batch_tokens=micro_batch_tokens)
         try:
             run_sft(spec, emit, should_stop)
         except TrainingCancelled:
@@ -109,7 +116,8 @@ def arm_lean(model_path: str, steps: int, threads: int, packing: bool = False) -
     metrics = [(t, e) for t, e in events if e["type"] == "metrics"][:steps]
     t_last, last = metrics[-1]
     losses = [e["loss"] for _, e in metrics]
-    return {"arm": "tenfold packed" if packing else "tenfold", "import_s": t_import - T0, "setup_s": started - t_import,
+    name = ("tenfold packed" if packing else "tenfold") + (" (one pass)" if micro_batch_tokens == 0 else "")
+    return {"arm": name, "import_s": t_import - T0, "setup_s": started - t_import,
             "train_s": t_last - started, "after_s": t_end - t_last, "steps": len(metrics),
             "tokens": last["tokens"], "final_loss": losses[-1], "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
             "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads(), "total_s": time.perf_counter() - T0}
@@ -259,6 +267,8 @@ def arm_trl_dpo(model_path: str, steps: int, threads: int) -> dict:
 
 ARMS = {"dpo": (arm_dpo, {}), "trl-dpo": (arm_trl_dpo, {}),
 "lean": (arm_lean, {}), "lean-packed": (arm_lean, {"packing": True}),
+        "lean-onepass": (arm_lean, {"micro_batch_tokens": 0}),
+        "lean-packed-onepass": (arm_lean, {"packing": True, "micro_batch_tokens": 0}),
         "trl": (arm_trl, {}), "trl-nogc": (arm_trl, {"gradient_checkpointing": False})}
 
 
@@ -280,11 +290,14 @@ def main() -> None:
         Path(args.json_out).write_text(json.dumps(fn(args.model_path, args.steps, args.threads, **kw)))
         return
 
+    from tenfold.training.batching import CPU_MICRO_BATCH_TOKENS
+
     t = time.perf_counter()
     model_path = str(resolve_model(args.models_dir))
     print(f"base model {BASE_MODEL} at {model_path} (resolve {time.perf_counter() - t:.1f} s)")
     print(f"workload: demo set (106 chats), LoRA r16/a32 all-linear, batch {BATCH}, lr {LR}, {args.steps} steps, "
-          f"fp32 CPU, {args.threads} torch threads, assistant-only loss")
+          f"fp32 CPU, {args.threads} torch threads, assistant-only loss; tenfold arms run each step as micro-batches "
+          f"of <= {CPU_MICRO_BATCH_TOKENS} token positions unless marked 'one pass'")
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     results: dict[str, list[dict]] = {arm: [] for arm in arms}
     for rep in range(args.repeats):

@@ -53,19 +53,26 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(home: Path, model_cache: Path, *, database_url: str | None = None, extra_env: dict | None = None
-                 ) -> Server:
-    port = free_port()
+def server_env(home: Path, model_cache: Path, *, database_url: str | None = None, extra_env: dict | None = None
+               ) -> dict:
     env = {**os.environ, "TENFOLD_HOME": str(home), "TENFOLD_BASE_MODEL": TINY, "TENFOLD_MODEL_CACHE": str(model_cache),
            "TENFOLD_TORCH_THREADS": "1", "TENFOLD_WORKER_POLL_SECONDS": "0.2", "TENFOLD_JOB_HEARTBEAT_SECONDS": "1",
            **(extra_env or {})}
     env.pop("TENFOLD_DATABASE_URL", None)
     if database_url:
         env["TENFOLD_DATABASE_URL"] = database_url
+    return env
+
+
+def start_server(home: Path, model_cache: Path, *, database_url: str | None = None, extra_env: dict | None = None,
+                 role: str = "all") -> Server:
+    """``tenfold serve`` on a free port; ``role="api"`` runs no worker (jobs wait in their first status)."""
+    port = free_port()
+    env = server_env(home, model_cache, database_url=database_url, extra_env=extra_env)
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "tenfold.cli.main", "serve", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+                             str(port), "--role", role], env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
     torch_threads: int = 0  # 0 = leave torch's default
+    # Tokens per forward/backward pass in SFT (gradient accumulation within a step; the math is unchanged);
+    # None = the recipe's default for the device (256 on CPU, the whole step on CUDA), 0 = the whole step.
+    train_micro_batch_tokens: int | None = None
     worker_poll_seconds: float = 0.5
     job_heartbeat_seconds: float = 5.0
     job_lease_seconds: float = 60.0

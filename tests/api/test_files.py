@@ -70,3 +70,26 @@ def test_too_large_upload_is_413_and_nothing_stored(tmp_path, model_cache):
         assert [p.name for p in (small.home / "artifacts" / "files").iterdir() if p.name.startswith(".")] == []
     finally:
         stop_server(small)
+
+
+def test_upload_counts_tokens_as_training_will(server):
+    """A fine-tune file's ``n_tokens`` (counted on upload with the default base model's tokenizer) equals the
+    tokens per epoch that a job on that model trains (the dry run's count), for chats and preference pairs."""
+    prefs = [{"prompt": f"What is {a} plus 1?", "chosen": f"ANSWER: {a + 1}", "rejected": f"It is {a + 2}."}
+             for a in range(6)]
+    with server.client() as c:
+        for rows, method in ((TRAIN_ROWS, None), (prefs, {"type": "dpo"})):
+            f = upload(c, jsonl(rows)).json()
+            assert f["tokenizer"] == "tiny-random-llama" and f["n_examples"] == len(rows)
+            assert f["n_tokens"] > f["max_example_tokens"] > 0
+            assert c.get(f"/files/{f['id']}").json()["n_tokens"] == f["n_tokens"]
+            assert c.get("/files").json()["data"][0]["n_tokens"] == f["n_tokens"]
+            est = c.post("/fine_tuning/jobs", json={"model": "tiny-random-llama", "training_file": f["id"],
+                                                    "dry_run": True, "hyperparameters": {"n_epochs": 1},
+                                                    **({"method": method} if method else {})}).json()
+            assert est["tokens_per_epoch"] == f["n_tokens"], (method, est)
+        line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "tiny-random-llama", "messages": [{"role": "user", "content": "hi"}]}}
+        batch = c.post("/files", files={"file": ("b.jsonl", jsonl([line]), "application/jsonl")},
+                       data={"purpose": "batch"}).json()
+        assert batch["n_tokens"] is None and batch["tokenizer"] is None

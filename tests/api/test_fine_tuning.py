@@ -28,7 +28,7 @@ def test_create_validation_errors(server):
 def test_full_run_events_checkpoints_and_final_adapter(server):
     with server.client() as c:
         job = train_tiny(c, checkpoint_every=2, n_epochs=2)
-        assert job["status"] == "queued" and job["id"].startswith("ftjob-")
+        assert job["status"] == "validating_files" and job["id"].startswith("ftjob-")
         assert job["hyperparameters"]["lora_r"] == 4 and job["hyperparameters"]["checkpoint_every"] == 2
         done = wait_job(c, job["id"])
         assert done["status"] == "succeeded", done

@@ -35,7 +35,7 @@ def test_dry_run_status_flow_metrics_and_billing(server):
         assert _job_ids(c) == before  # a dry run creates nothing
 
         job = c.post("/fine_tuning/jobs", json=body).json()
-        assert job["status"] == "queued" and job["method"]["type"] == "supervised"
+        assert job["status"] == "validating_files" and job["method"]["type"] == "supervised"
         done = wait_job(c, job["id"])
         assert done["status"] == "succeeded", done
         assert done["trained_tokens"] == est["estimated_trained_tokens"]  # the estimate is exact

@@ -3,20 +3,14 @@ filled with their defaults)."""
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
-from tenfold.store.db import MIGRATIONS_DIR, Database
+from tenfold.store.db import Database
 
 
 def test_upgrade_keeps_old_usage_rows(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'old.db'}")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    db.migrate("0001")
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO usage_records (id, organization_id, api_key_id, request_id, endpoint, model, "
                           "base_model, prompt_tokens, cached_tokens, completion_tokens, cost_micro_usd, created_at) "

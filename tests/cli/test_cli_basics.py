@@ -80,15 +80,17 @@ def test_files_upload_then_list(cli, as_admin, tmp_path):
     assert up.exit_code == 0, up.output
     file_id = up.output.split(" as ", 1)[1].split()[0]
     assert file_id.startswith("file-") and f"{path.stat().st_size} bytes" in up.output
+    got = json.loads(cli("files", "get", file_id, "--json", **as_admin).stdout)
+    assert f"{len(ROWS)} examples, {got['n_tokens']} tokens (tiny-random-llama tokenizer)" in up.output
 
     table = cli("files", "list", "--limit", "100", **as_admin)
     assert table.exit_code == 0
     row = next(line for line in table.output.splitlines() if file_id in line)
-    assert "cli-train.jsonl" in row and "fine-tune" in row
+    assert "cli-train.jsonl" in row and "fine-tune" in row and str(got["n_tokens"]) in row
+    assert f"{got['n_tokens']} tokens" in cli("files", "get", file_id, **as_admin).output
 
     raw = json.loads(cli("files", "list", "--limit", "100", "--json", **as_admin).stdout)
     assert file_id in [f["id"] for f in raw["data"]]
-    got = json.loads(cli("files", "get", file_id, "--json", **as_admin).stdout)
     assert got["bytes"] == path.stat().st_size
 
 

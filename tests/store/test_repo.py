@@ -32,11 +32,11 @@ def _org(d: Database) -> str:
         return repo.create_organization(s, name="o").id
 
 
-def _job(d: Database, org: str) -> str:
+def _job(d: Database, org: str, status: str = "queued") -> str:
     job_id = repo.new_id("ftjob-", 6)
     with d.session() as s:
         repo.create_job(s, job_id=job_id, organization_id=org, api_key_id=None, model="m", training_file="f",
-                        validation_file=None, suffix=None, seed=1, spec={}, hyperparameters={})
+                        validation_file=None, suffix=None, seed=1, spec={}, hyperparameters={}, status=status)
     return job_id
 
 
@@ -101,6 +101,38 @@ def test_stale_job_is_requeued(db):
     assert queue.claim_next(db, worker_id="w2") == job_id
     with db.session() as s:
         assert repo.get_job(s, job_id=job_id, organization_id=None).attempt == 2
+
+
+def _status(d: Database, job_id: str) -> str:
+    with d.session() as s:
+        return repo.get_job(s, job_id=job_id, organization_id=None).status
+
+
+def test_validation_claim_lease_release_and_cancel(db):
+    org = _org(db)
+    job_id = _job(db, org, status="validating_files")
+    assert queue.claim_next(db, worker_id="t") is None  # training never takes a job that is not validated
+    assert queue.claim_validation(db, worker_id="a", lease_seconds=60) == job_id
+    assert queue.claim_validation(db, worker_id="b", lease_seconds=60) is None  # a holds it
+    with db.session() as s:
+        repo.update_job(s, job_id=job_id, heartbeat_at=0.0)  # a stopped renewing its lease
+    assert queue.claim_validation(db, worker_id="b", lease_seconds=60) == job_id
+    with db.session() as s:
+        assert not repo.finish_validation(s, job_id=job_id, worker_id="a")  # a's late result is dropped
+    queue.release_validations(db, worker_id="b")  # b stops cleanly: another worker may take it at once
+    assert queue.claim_validation(db, worker_id="c", lease_seconds=60) == job_id
+    with db.session() as s:
+        assert repo.finish_job(s, job_id=job_id, status="cancelled")
+    with db.session() as s:
+        assert not repo.finish_validation(s, job_id=job_id, worker_id="c")
+    assert _status(db, job_id) == "cancelled"
+
+    other = _job(db, org, status="validating_files")
+    assert queue.claim_validation(db, worker_id="c", lease_seconds=60) == other
+    with db.session() as s:
+        assert repo.finish_validation(s, job_id=other, worker_id="c")
+    assert _status(db, other) == "queued"
+    assert queue.claim_next(db, worker_id="t") == other
 
 
 def test_usage_recorded_once_per_request(db):

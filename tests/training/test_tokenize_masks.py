@@ -104,3 +104,37 @@ def test_template_that_rewrites_turns_is_reported(tokenizer) -> None:
     with pytest.raises(TemplateError, match="assistant-only loss cannot be masked"):
         tokenize_example(_RewritingTemplate(tokenizer), ex)
     assert tokenize_example(_RewritingTemplate(tokenizer), ex, train_on_inputs=True).n_trainable > 0
+
+
+def test_count_tokens_equals_what_training_tokenizes(tokenizer) -> None:
+    from tenfold.training.tokenize import DatasetStats, count_tokens, tokenize_preferences
+
+    chats = [{"messages": [{"role": "system", "content": "Be short."}, {"role": "user", "content": "Hi"},
+                           {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Color?"},
+                           {"role": "assistant", "content": "Blue, like the sky on a clear day."}]},
+             {"messages": [{"role": "user", "content": "Skip me"}, {"role": "assistant", "content": "ok"}],
+              "weight": 0},  # skipped by training, so not counted
+             {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 0}]},
+             {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+              "weight": 0.5}]
+    examples = parse_jsonl("".join(json.dumps(r) + "\n" for r in chats).encode())
+    stats = DatasetStats()
+    kept = tokenize_dataset(tokenizer, examples, max_length=100_000, stats=stats)
+    count = count_tokens(tokenizer, examples)
+    assert (count.n_tokens, count.n_counted) == (stats.n_tokens, stats.n_examples) == (stats.n_tokens, 2)
+    assert count.max_example_tokens == max(len(t.input_ids) for t in kept)
+
+    prompt_completion = parse_jsonl(b'{"prompt": "Capital of Peru?", "completion": "Lima"}\n')
+    assert count_tokens(tokenizer, prompt_completion).n_tokens == len(tokenize_example(
+        tokenizer, prompt_completion[0]).input_ids)
+
+    pairs = [{"prompt": "Name a color", "chosen": "Blue.", "rejected": "I will not say."},
+             {"prompt": [{"role": "system", "content": "Terse."}, {"role": "user", "content": "Hi"}],
+              "chosen": "Hi.", "rejected": "Hello there, how are you doing today?"},
+             {"prompt": "x", "chosen": "y", "rejected": "z", "weight": 0}]
+    examples = parse_jsonl("".join(json.dumps(r) + "\n" for r in pairs).encode())
+    stats = DatasetStats()
+    kept_pairs = tokenize_preferences(tokenizer, examples, max_length=100_000, stats=stats)
+    count = count_tokens(tokenizer, examples)
+    assert (count.n_tokens, count.n_counted) == (stats.n_tokens, 2)
+    assert count.max_example_tokens == max(len(p.rejected.input_ids) for p in kept_pairs)

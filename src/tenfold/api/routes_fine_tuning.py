@@ -50,7 +50,7 @@ def get_job(request: Request, job_id: str, p: Principal = Depends(principal)) ->
 def cancel(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
     with ctx(request).db.session() as s:
         row = _job(s, job_id, p)
-        if row.status in ("queued", "running"):
+        if row.status in ("validating_files", "queued", "running"):
             repo.update_job(s, job_id=job_id, cancel_requested=True)
             repo.finish_job(s, job_id=job_id, status="cancelled")
             repo.add_event(s, job_id=job_id, message="Job cancelled by request. Saved checkpoints stay deployable.")

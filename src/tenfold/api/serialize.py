@@ -19,7 +19,8 @@ def checkpoint_name(job_id: str, step: int | None) -> str | None:
 def file_obj(r: File) -> dict:
     return {"id": r.id, "object": "file", "bytes": r.bytes, "created_at": _t(r.created_at), "filename": r.filename,
             "purpose": r.purpose, "status": "processed", "status_details": None,
-            "n_examples": r.n_examples, "format": r.data_format}
+            "n_examples": r.n_examples, "format": r.data_format, "n_tokens": r.n_tokens,
+            "max_example_tokens": r.max_example_tokens, "tokenizer": r.tokenizer}
 
 
 def job_obj(r: FineTuningJob, checkpoints: list[int] | None = None) -> dict:

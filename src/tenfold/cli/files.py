@@ -1,11 +1,14 @@
 """``tenfold files upload|list|get|delete``.
 
-Owns: the files commands. Does not own: JSONL validation (the server answers 400 naming the line).
+Owns: the files commands and the one-line summary of a file's contents (examples, tokens and the
+tokenizer that counted them) that ``tenfold train`` prints too. Does not own: JSONL validation or token
+counting (the server does both; a bad file is a 400 naming the line).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -29,7 +32,18 @@ def upload(
     if as_json:
         print_json(uploaded)
         return
-    say(f"uploaded {uploaded.get('filename', path.name)} as {uploaded['id']} ({uploaded.get('bytes', '?')} bytes)")
+    say(f"uploaded {uploaded.get('filename', path.name)} as {uploaded['id']} ({uploaded.get('bytes', '?')} bytes; "
+        f"{contents(uploaded)})")
+
+
+def contents(f: dict[str, Any]) -> str:
+    """``12 examples, 480 tokens (smollm2-135m-instruct tokenizer), longest 45`` for a fine-tune file."""
+    if f.get("purpose") == "batch":
+        return f"{f.get('n_examples')} requests"
+    if f.get("n_tokens") is None:
+        return f"{f.get('n_examples')} examples"
+    return (f"{f.get('n_examples')} examples, {f['n_tokens']} tokens ({f.get('tokenizer')} tokenizer), "
+            f"longest {f.get('max_example_tokens')}")
 
 
 @app.command("list")
@@ -40,9 +54,11 @@ def list_files(limit: int = typer.Option(20, "--limit", help="At most this many 
     if as_json:
         print_json(page)
         return
-    rows = [(f["id"], f.get("filename"), f.get("purpose"), f.get("bytes"), fmt_time(f.get("created_at")))
+    rows = [(f["id"], f.get("filename"), f.get("purpose"), f.get("n_examples"),
+             "-" if f.get("n_tokens") is None else f["n_tokens"], f.get("bytes"), fmt_time(f.get("created_at")))
             for f in page.get("data", [])]
-    print_table(None, ["id", "filename", "purpose", "bytes", "created"], rows, "no files yet: tenfold files upload PATH")
+    print_table(None, ["id", "filename", "purpose", "examples", "tokens", "bytes", "created"], rows,
+                "no files yet: tenfold files upload PATH")
 
 
 @app.command("get")
@@ -54,6 +70,7 @@ def get(file_id: str, as_json: bool = JSON_OPT) -> None:
         return
     for key in ("id", "filename", "purpose", "bytes", "status"):
         say(f"{key:>9}: {info.get(key)}")
+    say(f"{'contents':>9}: {contents(info)}")
     say(f"{'created':>9}: {fmt_time(info.get('created_at'))}")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from tenfold.cli.files import contents
 from tenfold.cli.follow import event_line, follow_job
 from tenfold.cli.output import (
     CliError, client, console, dim, fmt_float, fmt_time, fmt_usd, print_json, print_table, say,
@@ -96,7 +97,7 @@ def train(
     }
     api = client()
     uploaded = api.files.upload(path)
-    say(f"uploaded {path.name} as {uploaded['id']} ({uploaded.get('n_examples')} examples)")
+    say(f"uploaded {path.name} as {uploaded['id']} ({contents(uploaded)})")
     valid_id = None
     if validation_file is not None:
         valid_id = api.files.upload(validation_file)["id"]
@@ -231,7 +232,7 @@ def resume(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", hel
 
 @app.command("cancel")
 def cancel(job_id: str) -> None:
-    """Cancel a queued or running job (saved checkpoints stay deployable)."""
+    """Cancel a job that has not ended (validating files, queued, running); its checkpoints stay deployable."""
     job = client().jobs.cancel(job_id)
     say(f"cancel requested for {job_id}: status {job.get('status')}")
 

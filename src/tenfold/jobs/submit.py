@@ -1,11 +1,13 @@
-"""Turning a job-create request into a queued job (or, with ``dry_run``, into an estimate): resolve
-hyperparameters ("auto" → defaults), check the files, the base model and ``from_checkpoint``, build the
-``TrainingSpec``, validate the data against it (format for the method, tokens, truncation) and insert the row.
+"""Turning a job-create request into a job in ``validating_files`` (or, with ``dry_run``, into an estimate):
+resolve hyperparameters ("auto" → defaults), check the files, the base model and ``from_checkpoint``, build
+the ``TrainingSpec`` and insert the row.
 
-Owns: hyperparameter defaults as users see them, the mapping of OpenAI names onto ours, the status flow at
-creation (``validating_files`` → ``queued``, one event per transition, all in one transaction so a bad
-request leaves nothing behind), the token and price estimate, resume of a failed or cancelled job, and the
-training cost formula. Does not own: the spec's bounds (``TrainingSpec``) or running it (``tenfold.jobs.worker``).
+Owns: hyperparameter defaults as users see them, the mapping of OpenAI names onto ours, the cheap checks
+that answer 400/404 at creation and leave nothing behind (spec bounds, the files exist, are yours, have
+purpose ``fine-tune`` and hold the format the method trains on), the creation event, the dry run (which
+tokenizes synchronously and returns the estimate), and resume of a failed or cancelled job. Does not own:
+the spec's bounds (``TrainingSpec``), the deep validation that follows creation (``tenfold.jobs.validate``:
+tokenizing, truncation events, estimate, ``validating_files → queued``) or training (``tenfold.jobs.worker``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,9 @@ from pydantic import ValidationError
 
 from tenfold.api.deps import Principal, ServerContext
 from tenfold.api.errors import APIError, bad_request
+from tenfold.jobs.validate import FileCheckError, estimate, tokenize_files
 from tenfold.store import repo
 from tenfold.store.tables import FineTuningJob
-from tenfold.training.errors import TrainingUserError
 from tenfold.training.spec import TrainingSpec
 from tenfold.types.fine_tuning import JobCreate
 
@@ -34,11 +35,6 @@ DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate": BASE_LEARNING_RATE,
             "train_on_inputs": "auto", "packing": False, "eval_every": 0}
 DPO_DEFAULTS = {"dpo_beta": 0.1}
 _CHECKPOINT_RE = re.compile(r"^(ftjob-[A-Za-z0-9]+)(?:/step-(\d+))?$")
-
-
-def training_cost_micro_usd(tokens: int, per_mtok_micro_usd: int) -> int:
-    """Integer micro-dollars for ``tokens`` trained at a price per million tokens (half up)."""
-    return (int(tokens) * int(per_mtok_micro_usd) + 500_000) // 1_000_000
 
 
 def method_of(body: JobCreate) -> str:
@@ -81,13 +77,6 @@ def resolve_hyperparameters(body: JobCreate) -> dict:
 
 def served_base_models(c: ServerContext) -> list[str]:
     return [c.settings.base_model]
-
-
-@lru_cache(maxsize=4)
-def _tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path)
 
 
 def _resolve_checkpoint(s, c: ServerContext, p: Principal, body: JobCreate, given: dict) -> tuple[str, dict]:
@@ -143,50 +132,30 @@ def _spec_error(e: ValidationError) -> APIError:
     return bad_request(f"Invalid hyperparameter {field}: {msg}.", param=f"hyperparameters.{field}")
 
 
-def _validate_data(c: ServerContext, spec: TrainingSpec) -> tuple[dict, list[dict]]:
-    """Tokenize the files as the recipe will; returns (stats, warning events). Raises a 400 on bad data."""
-    from tenfold.models.registry import resolve_base_model
-    from tenfold.training.data import parse_jsonl
-    from tenfold.training.tokenize import DatasetStats, tokenize_dataset, tokenize_preferences
-
-    tokenizer = _tokenizer(str(resolve_base_model(spec.base_model, models_dir=c.settings.models_dir)))
-    out: dict[str, Any] = {}
-    warnings: list[dict] = []
-    for param, path in (("training_file", spec.training_file), ("validation_file", spec.validation_file)):
-        if path is None:
-            continue
-        stats = DatasetStats()
-
-        def warn(message: str, _param: str = param, **counts: int) -> None:
-            warnings.append({"message": f"{_param}: {message}", **counts})
-
-        try:
-            examples = parse_jsonl(Path(path).read_bytes())
-            if spec.method == "dpo":
-                tokenize_preferences(tokenizer, examples, max_length=spec.max_seq_length, warn=warn, stats=stats)
-            else:
-                tokenize_dataset(tokenizer, examples, max_length=spec.max_seq_length,
-                                 train_on_inputs=spec.train_on_inputs, warn=warn, stats=stats)
-        except TrainingUserError as exc:
-            raise bad_request(f"The {param.replace('_', ' ')} cannot be used for method '{spec.method}': {exc}. "
-                              "Nothing was created.", param=param, code="invalid_training_file") from None
-        out[param] = stats
-    return out, warnings
+_FORMAT_NAMES = {"messages": "chat ('messages')", "prompt_completion": "'prompt'/'completion'",
+                 "preference": "preference pair ('prompt'/'chosen'/'rejected')"}
 
 
-def _estimate(c: ServerContext, body: JobCreate, spec: TrainingSpec, stats: dict, hp: dict) -> dict:
-    train = stats["training_file"]
-    batch_size = spec.resolved_batch_size(train.n_examples)
-    steps = -(-train.n_examples // batch_size) * spec.n_epochs
-    tokens = train.n_tokens * spec.n_epochs
-    price = c.settings.price_for(body.model).training_per_mtok
-    return {"object": "fine_tuning.job.estimate", "model": body.model, "method": spec.method,
-            "n_examples": train.n_examples, "tokens_per_epoch": train.n_tokens, "n_epochs": spec.n_epochs,
-            "total_steps": steps, "estimated_trained_tokens": tokens,
-            "truncated_examples": len(train.truncated_lines), "skipped_examples": len(train.dropped_lines),
-            "training_price_per_mtok_micro_usd": price,
-            "estimated_cost_micro_usd": training_cost_micro_usd(tokens, price),
-            "hyperparameters": hp, "from_checkpoint": body.from_checkpoint}
+def _check_fits(param: str, f: Any, method: str) -> None:
+    """A 400 when the file's format (found on upload) is not what ``method`` trains on."""
+    if not f.data_format or (f.data_format == "preference") == (method == "dpo"):
+        return
+    held = _FORMAT_NAMES.get(f.data_format, repr(f.data_format))
+    if method == "dpo":
+        raise bad_request(f"File '{f.id}' holds {held} examples, but method 'dpo' needs preference pairs "
+                          "('prompt', 'chosen', 'rejected'); train it with method 'sft' or upload preference pairs. "
+                          "Nothing was created.", param=param, code="invalid_training_file")
+    raise bad_request(f"File '{f.id}' holds {held} examples, which train with method 'dpo'; set method "
+                      "{\"type\": \"dpo\"} or upload 'messages' or 'prompt'/'completion' examples for sft. "
+                      "Nothing was created.", param=param, code="invalid_training_file")
+
+
+def _dry_run(c: ServerContext, spec: TrainingSpec, hp: dict) -> dict:
+    try:
+        stats, _ = tokenize_files(c.settings, spec)
+    except FileCheckError as exc:
+        raise bad_request(f"{exc}. Nothing was created.", param=exc.param, code="invalid_training_file") from None
+    return estimate(c.settings, spec, stats, hp)
 
 
 def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob | dict:
@@ -199,7 +168,7 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
     job_id = "ftjob-" + secrets.token_hex(10)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     with c.db.session() as s:
-        paths = {}
+        paths, files = {}, {}
         for param, file_id in (("training_file", body.training_file), ("validation_file", body.validation_file)):
             if file_id is None:
                 continue
@@ -210,6 +179,7 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
             if f.purpose != "fine-tune":
                 raise bad_request(f"File '{file_id}' has purpose '{f.purpose}'; fine-tuning needs purpose "
                                   "'fine-tune'.", param=param)
+            files[param] = f
             paths[param] = str(c.artifacts.path(f.storage_key))
         init_adapter = None
         if body.from_checkpoint is not None:
@@ -224,27 +194,18 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
             )
         except ValidationError as e:
             raise _spec_error(e) from None
-        stats, warnings = _validate_data(c, spec)
-        estimate = _estimate(c, body, spec, stats, hp)
+        for param, f in files.items():
+            _check_fits(param, f, spec.method)
         if body.dry_run:
-            return estimate
+            return _dry_run(c, spec, hp)
         row = repo.create_job(s, job_id=job_id, organization_id=p.organization_id, api_key_id=p.api_key_id,
                               model=body.model, training_file=body.training_file,
                               validation_file=body.validation_file, suffix=body.suffix, seed=seed,
-                              spec=spec.model_dump(mode="json"), hyperparameters=hp)
-        repo.update_job(s, job_id=job_id, status="validating_files")
+                              spec=spec.model_dump(mode="json"), hyperparameters=hp, status="validating_files")
         start = f" from {body.from_checkpoint}" if body.from_checkpoint else ""
         repo.add_event(s, job_id=job_id, message=f"Created {spec.method} fine-tuning job {job_id} on "
                                                  f"{body.model}{start}; validating files.",
                        data={"status": "validating_files"})
-        for w in warnings:
-            repo.add_event(s, job_id=job_id, level="warn", message=w["message"], data=w)
-        repo.add_event(s, job_id=job_id, message=(
-            f"Files validated: {estimate['n_examples']} examples, {estimate['tokens_per_epoch']} tokens per epoch; "
-            f"about {estimate['estimated_trained_tokens']} training tokens over {spec.n_epochs} epochs "
-            f"(estimated cost ${estimate['estimated_cost_micro_usd'] / 1e6:.6f})."), data=estimate)
-        repo.update_job(s, job_id=job_id, status="queued")
-        repo.add_event(s, job_id=job_id, message="Job queued.", data={"status": "queued"})
         s.flush()
         s.refresh(row)
     return row
@@ -265,7 +226,8 @@ def hp_given(body: JobCreate) -> dict:
 
 def resume_job(c: ServerContext, p: Principal, job_id: str) -> FineTuningJob:
     """Queue a failed or cancelled job again; the worker resumes it from its last checkpoint (optimizer,
-    schedule, data position and RNG included) or, without one, from the start."""
+    schedule, data position and RNG included) or, without one, from the start. A job that never started
+    training (it failed or was cancelled while its files were validated) goes back to ``validating_files``."""
     from tenfold.api.errors import not_found
 
     with c.db.session() as s:
@@ -279,11 +241,15 @@ def resume_job(c: ServerContext, p: Principal, job_id: str) -> FineTuningJob:
             raise APIError(409, f"The training file of {job_id} ({job.training_file}) was deleted; create a new "
                                 "job instead.", code="invalid_state")
         steps = sorted(ck.step for ck in repo.list_checkpoints(s, job_id=job_id))
-        if not repo.requeue_job(s, job_id=job_id, from_statuses=("failed", "cancelled")):
+        status = "queued" if job.started_at is not None else "validating_files"
+        if not repo.requeue_job(s, job_id=job_id, from_statuses=("failed", "cancelled"), to_status=status):
             raise APIError(409, f"Job {job_id} changed state meanwhile; try again.", code="invalid_state")
-        where = f"its last checkpoint (step {steps[-1]})" if steps else "the start (it has no checkpoint)"
-        repo.add_event(s, job_id=job_id, message=f"Resume requested: the job is queued again and continues from "
-                                                 f"{where}.", data={"status": "queued"})
+        if status == "queued":
+            where = f"its last checkpoint (step {steps[-1]})" if steps else "the start (it has no checkpoint)"
+            message = f"Resume requested: the job is queued again and continues from {where}."
+        else:
+            message = "Resume requested: the job never started training, so its files are validated again."
+        repo.add_event(s, job_id=job_id, message=message, data={"status": status})
         s.flush()
         s.refresh(job)
         return job

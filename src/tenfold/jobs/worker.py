@@ -1,9 +1,12 @@
 """The training worker: claims queued jobs and runs each in a subprocess (``python -m
-tenfold.training.sft``), turning its JSON-lines progress into job events, checkpoints and status.
+tenfold.training.sft``), turning its JSON-lines progress into job events, checkpoints and status; beside
+it, a validator thread claims jobs in ``validating_files`` and validates their files
+(``tenfold.jobs.validate``), so a new job is validated at once even while another one trains.
 
-Owns: the subprocess lifecycle (spawn, heartbeat, cancel by SIGTERM, kill if it lingers), mapping recipe
-events to rows, and resume on retry. Training runs in a child process so a crash or OOM cannot take the
-api down, and cancel is a signal. Does not own: the recipe (``tenfold.training``).
+Owns: the two loops, the subprocess lifecycle (spawn, heartbeat, cancel by SIGTERM, kill if it lingers),
+mapping recipe events to rows, and resume on retry. Training runs in a child process so a crash or OOM
+cannot take the api down, and cancel is a signal. Does not own: the recipe (``tenfold.training``) or what
+validation checks (``tenfold.jobs.validate``).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from tenfold.artifacts.storage import ArtifactStore
 from tenfold.config import Settings
 from tenfold.jobs import queue
+from tenfold.jobs.validate import training_cost_micro_usd, validate_job
 from tenfold.store import repo
 from tenfold.store.db import Database
 
@@ -64,17 +69,40 @@ class Worker:
             self._thread.join(timeout=15)
 
     def run_forever(self) -> None:
+        validator = threading.Thread(target=self._validate_forever, name="tenfold-validator", daemon=True)
+        validator.start()
+        try:
+            self._loop(self._train_next, "worker")
+        finally:
+            validator.join(timeout=15)
+            queue.release_validations(self.db, worker_id=self.worker_id)
+
+    def _loop(self, one: Callable[[], bool], what: str) -> None:
+        """Call ``one()`` until stopped; wait a poll interval whenever it found nothing to do."""
         while not self._stop.is_set():
             try:
-                queue.requeue_stale(self.db, lease_seconds=self.settings.job_lease_seconds)
-                job_id = queue.claim_next(self.db, worker_id=self.worker_id)
-                if job_id is None:
+                if not one():
                     self._stop.wait(self.settings.worker_poll_seconds)
-                    continue
-                self.run_job(job_id)
-            except Exception:  # the worker loop must survive anything one job does
-                log.exception("worker loop error")
+            except Exception:  # the loop must survive anything one job does
+                log.exception("%s loop error", what)
                 self._stop.wait(1.0)
+
+    def _train_next(self) -> bool:
+        queue.requeue_stale(self.db, lease_seconds=self.settings.job_lease_seconds)
+        job_id = queue.claim_next(self.db, worker_id=self.worker_id)
+        if job_id is not None:
+            self.run_job(job_id)
+        return job_id is not None
+
+    def _validate_next(self) -> bool:
+        job_id = queue.claim_validation(self.db, worker_id=self.worker_id,
+                                        lease_seconds=self.settings.job_lease_seconds)
+        if job_id is not None:
+            validate_job(self.settings, self.db, job_id=job_id, worker_id=self.worker_id)
+        return job_id is not None
+
+    def _validate_forever(self) -> None:
+        self._loop(self._validate_next, "validator")
 
     # ---- one job -------------------------------------------------------------------------------
 
@@ -94,6 +122,8 @@ class Worker:
             raise FileNotFoundError(f"training file {job.training_file} was deleted before the job ran")
         spec["base_model_path"] = str(resolve_base_model(spec["base_model"], models_dir=self.settings.models_dir))
         spec["torch_threads"] = self.settings.torch_threads
+        if self.settings.train_micro_batch_tokens is not None:
+            spec["micro_batch_tokens"] = self.settings.train_micro_batch_tokens
         if attempt > 1 and steps:
             resume = Path(spec["output_dir"]) / f"step-{max(steps)}"
             if resume.exists():
@@ -228,8 +258,6 @@ class Worker:
     def _bill(self, s, job_id: str, trained_tokens: int, digest: str) -> None:
         """One usage row for the trained tokens, written with the transition to ``succeeded`` (which
         happens once), keyed by the job id."""
-        from tenfold.jobs.submit import training_cost_micro_usd
-
         job = repo.get_job(s, job_id=job_id, organization_id=None)
         price = self.settings.price_for(job.model).training_per_mtok
         repo.add_usage(s, organization_id=job.organization_id, api_key_id=job.api_key_id or "",

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tenfold.models.gguf import EMBEDDED_NAME, ensure_embedded_model
+from tenfold.models.gguf import EMBEDDED_NAME, ensure_embedded_model, ensure_embedded_tokenizer
 from tenfold.models.tiny import TINY_NAME, ensure_tiny_model
 
 KNOWN_BASE_MODELS: dict[str, str] = {
@@ -85,6 +89,31 @@ def resolve_base_model(name: str, *, models_dir: Path) -> Path:
         f"unknown base model {name!r}; known names: {_known_names()}; "
         "or pass a local folder or a Hugging Face id like 'HuggingFaceTB/SmolLM2-135M-Instruct'"
     )
+
+
+def resolve_tokenizer(name: str, *, models_dir: Path) -> Path:
+    """A folder holding ``name``'s tokenizer: for the embedded model, its tokenizer alone (read from the GGUF
+    without converting the weights); for any other model, its resolved folder."""
+    if name.strip() == EMBEDDED_NAME:
+        return ensure_embedded_tokenizer(Path(models_dir))
+    return resolve_base_model(name, models_dir=models_dir)
+
+
+@lru_cache(maxsize=4)
+def _shared(folder: str) -> tuple[Any, threading.Lock]:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder), threading.Lock()
+
+
+@contextmanager
+def shared_tokenizer(name: str, *, models_dir: Path) -> Iterator[Any]:
+    """Base model ``name``'s tokenizer, loaded once per process and held exclusively while in use (a fast
+    tokenizer must not be called from two threads at once; the api counts uploads, the worker validates
+    job files, both from thread pools)."""
+    tokenizer, lock = _shared(str(resolve_tokenizer(name, models_dir=models_dir)))
+    with lock:
+        yield tokenizer
 
 
 def llama_family(config: Any) -> str:

@@ -86,9 +86,11 @@ def find_api_key(s: Session, *, secret: str) -> ApiKey | None:
 # ---- files ---------------------------------------------------------------------------------------
 
 def create_file(s: Session, *, organization_id: str, file_id: str, filename: str, purpose: str, nbytes: int,
-                storage_key: str, n_examples: int, data_format: str) -> File:
+                storage_key: str, n_examples: int, data_format: str, n_tokens: int | None = None,
+                max_example_tokens: int | None = None, tokenizer: str | None = None) -> File:
     row = File(id=file_id, organization_id=organization_id, filename=filename, purpose=purpose, bytes=nbytes,
-               storage_key=storage_key, n_examples=n_examples, data_format=data_format, created_at=time.time())
+               storage_key=storage_key, n_examples=n_examples, data_format=data_format, n_tokens=n_tokens,
+               max_example_tokens=max_example_tokens, tokenizer=tokenizer, created_at=time.time())
     s.add(row)
     s.flush()
     return row
@@ -115,10 +117,10 @@ def delete_file(s: Session, *, row: File) -> None:
 
 def create_job(s: Session, *, job_id: str, organization_id: str, api_key_id: str | None, model: str,
                training_file: str, validation_file: str | None, suffix: str | None, seed: int,
-               spec: dict, hyperparameters: dict) -> FineTuningJob:
+               spec: dict, hyperparameters: dict, status: str = "queued") -> FineTuningJob:
     row = FineTuningJob(
         id=job_id, organization_id=organization_id, api_key_id=api_key_id, model=model,
-        training_file=training_file, validation_file=validation_file, suffix=suffix, seed=seed, status="queued",
+        training_file=training_file, validation_file=validation_file, suffix=suffix, seed=seed, status=status,
         spec=spec, hyperparameters=hyperparameters, created_at=time.time(), step=0, attempt=0,
         cancel_requested=False,
     )
@@ -157,26 +159,67 @@ def claim_job(s: Session, *, job_id: str, worker_id: str) -> bool:
     return res.rowcount == 1
 
 
+def _validation_claimable(stale_before: float):
+    """A ``validating_files`` job nobody validates, or whose validator's lease ran out."""
+    return (FineTuningJob.status == "validating_files") & (
+        FineTuningJob.worker_id.is_(None) | (FineTuningJob.heartbeat_at < stale_before))
+
+
+def next_validating_job_id(s: Session, *, stale_before: float) -> str | None:
+    return s.scalar(select(FineTuningJob.id).where(_validation_claimable(stale_before))
+                    .order_by(FineTuningJob.seq).limit(1))
+
+
+def claim_validation(s: Session, *, job_id: str, worker_id: str, stale_before: float) -> bool:
+    """Compare-and-set the validator of a ``validating_files`` job (the status stays)."""
+    res = s.execute(update(FineTuningJob).where(FineTuningJob.id == job_id, _validation_claimable(stale_before))
+                    .values(worker_id=worker_id, heartbeat_at=time.time()))
+    return res.rowcount == 1
+
+
+def _validated_by(job_id: str, worker_id: str):
+    return ((FineTuningJob.id == job_id) & (FineTuningJob.status == "validating_files")
+            & (FineTuningJob.worker_id == worker_id))
+
+
+def renew_validation(s: Session, *, job_id: str, worker_id: str) -> bool:
+    res = s.execute(update(FineTuningJob).where(_validated_by(job_id, worker_id)).values(heartbeat_at=time.time()))
+    return res.rowcount == 1
+
+
+def finish_validation(s: Session, *, job_id: str, worker_id: str) -> bool:
+    """Compare-and-set ``validating_files → queued`` by the validator that holds the job; False when the job
+    was cancelled or taken over meanwhile."""
+    res = s.execute(update(FineTuningJob).where(_validated_by(job_id, worker_id))
+                    .values(status="queued", worker_id=None, heartbeat_at=None))
+    return res.rowcount == 1
+
+
+def release_validations(s: Session, *, worker_id: str) -> None:
+    s.execute(update(FineTuningJob).where(FineTuningJob.status == "validating_files",
+                                          FineTuningJob.worker_id == worker_id).values(worker_id=None))
+
+
 def update_job(s: Session, *, job_id: str, **values: Any) -> None:
     s.execute(update(FineTuningJob).where(FineTuningJob.id == job_id).values(**values))
 
 
 def finish_job(s: Session, *, job_id: str, status: str, error: dict | None = None, **values: Any) -> bool:
-    """Move a running (or queued) job to a terminal status; a job already terminal stays as it is."""
+    """Move a job that has not ended to a terminal status; a job already terminal stays as it is."""
     res = s.execute(
         update(FineTuningJob)
-        .where(FineTuningJob.id == job_id, FineTuningJob.status.in_(("queued", "running")))
+        .where(FineTuningJob.id == job_id, FineTuningJob.status.in_(("validating_files", "queued", "running")))
         .values(status=status, error=error, finished_at=time.time(), eta_seconds=None, **values)
     )
     return res.rowcount == 1
 
 
-def requeue_job(s: Session, *, job_id: str, from_statuses: tuple[str, ...]) -> bool:
-    """Compare-and-set a terminal job back to ``queued`` (resume): clears the error, cancel flag and worker."""
+def requeue_job(s: Session, *, job_id: str, from_statuses: tuple[str, ...], to_status: str = "queued") -> bool:
+    """Compare-and-set a terminal job back to ``to_status`` (resume): clears the error, cancel flag and worker."""
     res = s.execute(
         update(FineTuningJob)
         .where(FineTuningJob.id == job_id, FineTuningJob.status.in_(from_statuses))
-        .values(status="queued", error=None, finished_at=None, cancel_requested=False, worker_id=None,
+        .values(status=to_status, error=None, finished_at=None, cancel_requested=False, worker_id=None,
                 eta_seconds=None)
     )
     return res.rowcount == 1

@@ -51,6 +51,11 @@ class File(Base):
     n_examples: Mapped[int] = mapped_column(Integer, default=0)
     data_format: Mapped[str] = mapped_column(String(32), default="")
     created_at: Mapped[float] = mapped_column(Float)
+    # Added by migration 0004: fine-tune files, counted on upload with the server's default base model's
+    # tokenizer (named in ``tokenizer``); None for other purposes.
+    n_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_example_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokenizer: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class FineTuningJob(Base):

@@ -5,6 +5,8 @@ position of a resumed run is just the global step), padding a batch to its longe
 ``sum(weight * token_cross_entropy) / number_of_trained_tokens`` over trained positions (weights default to
 1, so this is the plain mean), plus token accuracy. Logits are computed only at trained positions, which
 skips most of the output-head work when only assistant replies are trained.
+A step may run as several micro-batches of at most a token budget each (``micro_batches``), with
+gradients accumulated: same examples, same normalizer, same math, less activation memory.
 Does not own: tokenization (``tenfold.training.tokenize``) or the optimizer loop (``tenfold.training.sft``).
 """
 
@@ -66,6 +68,43 @@ def collate_packed(examples: Sequence[TokenizedExample], pad_id: int, max_length
     n_tokens = sum(len(e.input_ids) for e in examples)
     mask = torch.ones_like(ids)
     return Batch(ids.to(device), mask.to(device), weights.to(device), n_tokens, pos.to(device))
+
+
+def n_targets(example: TokenizedExample) -> int:
+    """Positions of ``example`` that the loss averages over (its first token is never a target)."""
+    return sum(1 for w in example.weights[1:] if w > 0)
+
+
+# SmolLM2-135M, bench/training.py (bench/RESULTS.md, 2026-12-02): peak RSS 18 % below one pass, same tok/s.
+CPU_MICRO_BATCH_TOKENS = 256
+
+
+def default_micro_batch_tokens(device: torch.device) -> int:
+    """Token budget of one forward/backward pass: bounded on CPU, where memory is the host's and small GEMMs
+    cost little; one pass per step on GPUs, where bigger batches are faster."""
+    return 0 if device.type == "cuda" else CPU_MICRO_BATCH_TOKENS
+
+
+def micro_batches(examples: Sequence[TokenizedExample], *, max_tokens: int, packed: bool
+                  ) -> list[list[TokenizedExample]]:
+    """Split one step's examples into groups whose forward pass holds at most ``max_tokens`` positions
+    (a padded group counts rows x its longest example; a packed group counts its tokens), longest first so a
+    padded group holds examples of similar length. An example longer than ``max_tokens`` is a group of its
+    own; ``max_tokens=0`` keeps the step in one group. Gradients accumulated over the groups with the step's
+    normalizer (``compute_loss(..., normalizer=)``) equal those of the whole step in one pass."""
+    if max_tokens <= 0:
+        return [list(examples)]
+    groups: list[list[TokenizedExample]] = [[]]
+    for e in sorted(examples, key=lambda e: -len(e.input_ids)):
+        group = groups[-1]
+        if packed:
+            grown = sum(len(x.input_ids) for x in group) + len(e.input_ids)
+        else:  # rows padded to the group's first (longest) example
+            grown = (len(group) + 1) * len((group or [e])[0].input_ids)
+        if group and grown > max_tokens:
+            groups.append([])
+        groups[-1].append(e)
+    return groups
 
 
 @dataclass
@@ -141,8 +180,9 @@ def sequence_logps(model: Any, batch: Batch) -> torch.Tensor:
     return out.index_add(0, rows[selected], token_logps)
 
 
-def compute_loss(model: Any, batch: Batch) -> StepStats:
-    """Weighted next-token loss over trained positions (see module docstring)."""
+def compute_loss(model: Any, batch: Batch, *, normalizer: int | None = None) -> StepStats:
+    """Weighted next-token loss over trained positions (see module docstring), divided by ``normalizer``
+    (default: this batch's trained positions; a micro-batch passes its whole step's)."""
     targets = batch.input_ids[:, 1:]
     weights = batch.target_weights[:, 1:]
     selected = weights > 0
@@ -157,7 +197,7 @@ def compute_loss(model: Any, batch: Batch) -> StepStats:
     labels = targets[selected]
     token_loss = F.cross_entropy(logits, labels, reduction="none")
     n_trained = int(selected.sum())
-    loss = (token_loss * weights[selected]).sum() / max(n_trained, 1)
+    loss = (token_loss * weights[selected]).sum() / max(n_trained if normalizer is None else normalizer, 1)
     with torch.no_grad():
         n_correct = int((logits.argmax(-1) == labels).sum())
     return StepStats(loss=loss, n_trained=n_trained, n_correct=n_correct)

@@ -29,6 +29,7 @@ class DatasetSummary:
     n_examples: int
     format: Format
     n_bytes: int
+    examples: tuple[Example, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class Example:
 def validate_jsonl(data: bytes, *, purpose: str = "fine-tune") -> DatasetSummary:
     """Check a whole training file; raise ``DatasetError`` at the first problem."""
     examples = parse_jsonl(data, purpose=purpose)
-    return DatasetSummary(n_examples=len(examples), format=examples[0].format, n_bytes=len(data))
+    return DatasetSummary(n_examples=len(examples), format=examples[0].format, n_bytes=len(data),
+                          examples=tuple(examples))
 
 
 def parse_jsonl(data: bytes, *, purpose: str = "fine-tune") -> list[Example]:

@@ -91,7 +91,8 @@ def run_dpo(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
         weights = torch.tensor([p.weight for p in pairs], device=chosen.device)
         loss, margin = dpo_loss(torch.stack([chosen, rejected], 1), ref_train[indices].to(chosen.device),
                                 spec.dpo_beta, weights)
-        return StepResult(loss, n_tokens, len(pairs), int((margin > 0).sum()),
+        loss.backward()
+        return StepResult(float(loss.detach()), n_tokens, len(pairs), int((margin > 0).sum()),
                           {"reward_margin": float(margin.mean())})
 
     def evaluate() -> dict[str, float]:

@@ -6,7 +6,8 @@ counter and deterministic data order (``batching.batch_indices``: a permutation 
 a resumed run sees the same batches), ``metrics`` events per logged step (train loss, learning rate,
 tokens/s, elapsed, ETA and, every ``eval_every`` steps, the validation loss), checkpoints every
 ``checkpoint_every`` steps with their metrics and resume state, the final adapter and the ``done`` event.
-Does not own: what a step computes; a recipe passes a ``Recipe`` with ``step(indices)`` and ``evaluate()``.
+Does not own: what a step computes; a recipe passes a ``Recipe`` with ``step(indices)`` (forward and
+backward, so a recipe may accumulate gradients over micro-batches) and ``evaluate()``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def never() -> bool:
 
 @dataclass
 class StepResult:
-    loss: torch.Tensor  # differentiable scalar
+    loss: float  # the step's loss; its gradients are already accumulated in the parameters
     n_tokens: int  # tokens processed (billed)
     n_weight: int  # what the loss averages over: trained tokens (sft) or pairs (dpo)
     n_correct: int  # correct tokens (sft) or pairs where chosen beats rejected (dpo)
@@ -48,7 +49,7 @@ class StepResult:
 class Recipe:
     name: str
     n_examples: int
-    step: Callable[[list[int]], StepResult]
+    step: Callable[[list[int]], StepResult]  # forward and backward of one optimizer step's examples
     evaluate: Callable[[], dict[str, float]] | None  # validation metrics (valid_loss, …) or None
     accuracy_name: str  # train_mean_token_accuracy (sft) or train_reward_accuracy (dpo)
 
@@ -171,7 +172,6 @@ def run_loop(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool], mo
             raise TrainingCancelled(step)
         indices = batching.batch_indices(recipe.n_examples, batch_size, spec.seed, step)
         result = recipe.step(indices)
-        result.loss.backward()
         if reduce is not None:
             reduce(model)
         torch.nn.utils.clip_grad_norm_(trainable, spec.max_grad_norm)
@@ -182,7 +182,7 @@ def run_loop(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool], mo
         step += 1
         trained_tokens += result.n_tokens
         session_tokens += result.n_tokens
-        history.append((float(result.loss.detach()), result.n_weight, result.n_correct))
+        history.append((float(result.loss), result.n_weight, result.n_correct))
         elapsed = time.monotonic() - start_time
         evaluated: dict[str, float] = {}
         if recipe.evaluate is not None and spec.eval_every and step % spec.eval_every == 0:

@@ -1,7 +1,8 @@
 """Supervised LoRA fine-tuning: ``run_sft(spec, emit, should_stop)`` and the subprocess entry point
 ``python -m tenfold.training.sft --spec spec.json`` (see ``tenfold.training.sft_main``).
 
-Owns: the SFT step (masked next-token loss on a padded or packed batch), its validation loss, and
+Owns: the SFT step (masked next-token loss on padded or packed micro-batches of at most
+``micro_batch_tokens`` positions, gradients accumulated with the step's normalizer), its validation loss, and
 ``run_training``, which dispatches a spec to this recipe or to ``tenfold.training.dpo``. Does not own: the
 shared optimizer loop, events, checkpoints and resume (``runner``), the stdout/exit-code protocol
 (``sft_main``), batching and loss (``batching``), tokenization (``tokenize``).
@@ -103,13 +104,20 @@ def run_sft(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
         raise TrainingCancelled(0)
     batch_size = spec.resolved_batch_size(len(train))
     rank, world = shard
+    budget = (spec.micro_batch_tokens if spec.micro_batch_tokens is not None
+              else batching.default_micro_batch_tokens(device))
 
     def step(indices: list[int]) -> StepResult:
-        mine = indices[rank::world] or indices[:1]
-        batch = _collate(spec, [train[i] for i in mine], pad_id, device)
-        stats = batching.compute_loss(model, batch)
-        n_tokens = batch.n_tokens if world == 1 else sum(len(train[i].input_ids) for i in indices)
-        return StepResult(stats.loss, n_tokens, stats.n_trained, stats.n_correct)  # tokens: the whole step
+        mine = [train[i] for i in (indices[rank::world] or indices[:1])]
+        n_trained = sum(batching.n_targets(e) for e in mine)
+        loss, n_correct = 0.0, 0
+        for group in batching.micro_batches(mine, max_tokens=budget, packed=spec.packing):
+            stats = batching.compute_loss(model, _collate(spec, group, pad_id, device), normalizer=n_trained)
+            stats.loss.backward()  # frees this micro-batch's activations before the next one
+            loss += float(stats.loss.detach())
+            n_correct += stats.n_correct
+        n_tokens = sum(len(train[i].input_ids) for i in indices)  # the whole step's, under DDP too
+        return StepResult(loss, n_tokens, n_trained, n_correct)
 
     evaluate = (lambda: _evaluate(model, spec, valid, batch_size, pad_id, device)) if valid else None
     recipe = Recipe("sft", len(train), step, evaluate, "train_mean_token_accuracy")

@@ -76,6 +76,10 @@ class TrainingSpec(BaseModel):
     dpo_beta: float = Field(default=0.1, gt=0, le=10)
     eval_every: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=1, ge=1)
+    # Not a hyperparameter (the math does not change): a step's examples run forward and backward in groups
+    # of at most this many token positions with gradients accumulated, which bounds activation memory.
+    # 0 = the whole step in one pass; None = the device's default (``batching.default_micro_batch_tokens``).
+    micro_batch_tokens: int | None = Field(default=None, ge=0)
     torch_threads: int = Field(default=0, ge=0)
     resume_from: str | None = None  # a checkpoint folder holding resume state
     init_adapter: str | None = None  # continued fine-tuning: start from this adapter folder's weights

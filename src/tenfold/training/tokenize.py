@@ -5,6 +5,8 @@ turn ``i`` the trainable span is ``[len(render(messages[:i], add_generation_prom
 len(render(messages[:i+1])))`` in tokens, after checking that the longer rendering's ids really start with
 the shorter one's (a template that rewrites earlier turns cannot be masked this way and is reported).
 The span keeps the end-of-turn token (so the model learns to stop) and drops template whitespace after it.
+Also owns ``count_tokens``: the token count of a whole file as training would tokenize it (one batched
+tokenizer call, no masks), which the upload reports.
 Does not own: file validation (``tenfold.training.data``) or batching (``tenfold.training.batching``).
 """
 
@@ -45,12 +47,16 @@ def _end_of_turn_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
-def tokenize_example(tokenizer: Any, example: Example, *, train_on_inputs: TrainOnInputs = "auto",
-                     end_of_turn: set[int] | None = None) -> TokenizedExample:
-    """Token ids and loss weights for one example (not truncated)."""
+def _require_template(tokenizer: Any) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise TemplateError("the base model's tokenizer has no chat template, so conversations cannot be "
                             "rendered; use an instruct/chat model")
+
+
+def tokenize_example(tokenizer: Any, example: Example, *, train_on_inputs: TrainOnInputs = "auto",
+                     end_of_turn: set[int] | None = None) -> TokenizedExample:
+    """Token ids and loss weights for one example (not truncated)."""
+    _require_template(tokenizer)
     msgs = [{"role": m.role, "content": m.content} for m in example.messages]
     ids = render(tokenizer, msgs, add_generation_prompt=False)
     if train_on_inputs is True:
@@ -185,6 +191,42 @@ def tokenize_preferences(tokenizer: Any, examples: Sequence[Example], *, max_len
     if not out:
         raise TrainingUserError("no preference pair has a trainable reply; check weights and max_seq_length")
     return out
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """Tokens of a file as one epoch of training would see them before truncation to max_seq_length:
+    the rendered chat template of every example it trains on (both sequences of a preference pair)."""
+
+    n_tokens: int
+    max_example_tokens: int  # the longest sequence (for a preference pair: the longer of its two)
+    n_counted: int  # examples counted; weight 0 (or every assistant turn weight 0) is skipped as training does
+
+
+def _trains(example: Example) -> bool:
+    if example.weight == 0:
+        return False
+    return example.format == "preference" or any(m.role == "assistant" and m.weight for m in example.messages)
+
+
+def count_tokens(tokenizer: Any, examples: Sequence[Example]) -> TokenCount:
+    """Count tokens exactly as ``tokenize_dataset`` / ``tokenize_preferences`` produce ids (same rendering,
+    same tokenizer call), with one batched template rendering and one batched tokenizer call."""
+    _require_template(tokenizer)
+    conversations: list[list[dict[str, str]]] = []
+    counted = [e for e in examples if _trains(e)]
+    for example in counted:
+        msgs = [{"role": m.role, "content": m.content} for m in example.messages]
+        if example.format == "preference":
+            conversations += [msgs + [{"role": "assistant", "content": reply or ""}]
+                              for reply in (example.chosen, example.rejected)]
+        else:
+            conversations.append(msgs)
+    if not conversations:
+        return TokenCount(0, 0, 0)
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=False)
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]]
+    return TokenCount(n_tokens=sum(lengths), max_example_tokens=max(lengths), n_counted=len(counted))
 
 
 def _lines(lines: list[int], limit: int = 10) -> str:
