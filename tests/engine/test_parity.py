@@ -43,9 +43,10 @@ def reference_logits(model_path: Path, adapter: AdapterRef | None, tokens: list[
 
 
 def engine_logits(model_path: Path, name: str, adapter: AdapterRef | None, tokens: list[int], n_prompt: int,
-                  *, chunk: int) -> torch.Tensor:
+                  *, chunk: int, device: str = "cpu") -> torch.Tensor:
     """Our runner over the paged cache: the prompt in chunks of ``chunk`` tokens, then one token per decode step."""
-    engine = LocalEngine(model_path, name, EngineOptions(kv_cache_bytes=64 << 20, block_size=4, torch_threads=1))
+    engine = LocalEngine(model_path, name, EngineOptions(kv_cache_bytes=64 << 20, block_size=4, torch_threads=1,
+                                                         device=device))
     engine._load()
     if adapter is not None:
         engine.adapters.load_now(adapter)
@@ -73,7 +74,7 @@ def engine_logits(model_path: Path, name: str, adapter: AdapterRef | None, token
             sampled = runner.execute(plan)
             sched.complete(plan)
             if sampled:
-                rows.append(captured[-1][0])
+                rows.append(captured[-1][0].float().cpu())
                 if seq.num_tokens < len(tokens):
                     seq.output_token_ids.append(tokens[seq.num_tokens])  # teacher-forced with the reference tokens
     return torch.stack(rows)
@@ -126,3 +127,16 @@ def test_embedded_logits_and_greedy_match_reference(embedded_path, tmp_path):
         ours = engine_logits(embedded_path, "smollm2-135m-instruct", ad, tokens, 20, chunk=8)
         ref = reference_logits(embedded_path, ad, tokens, 20)
         assert (ours - ref).abs().max().item() <= 2e-3, ad
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the engine's default there: bfloat16)")
+@pytest.mark.parametrize("adapter_name", [None, "r16-all"])
+def test_cuda_bfloat16_logits_follow_the_reference(tiny_path, adapter_factory, adapter_name):
+    """On a GPU the engine runs in bfloat16 (PyTorch kernels: no C extension there); its logits follow the
+    float32 reference within bfloat16's precision."""
+    adapter = adapter_factory(f"parity-{adapter_name}", seed=5, **ADAPTERS[adapter_name]) if adapter_name else None
+    tokens = list(range(300, 340))
+    ours = engine_logits(tiny_path, "tiny-random-llama", adapter, tokens, 30, chunk=7, device="cuda")
+    ref = reference_logits(tiny_path, adapter, tokens, 30)
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max().item() <= 0.05 * max(1.0, ref.abs().max().item())
