@@ -58,8 +58,8 @@ def _meta(tables, lens, block_size, *, masked: bool) -> AttentionMeta:
 def test_decode_kernel_matches_sdpa(heads, kv_heads):
     q, ck, cv, tables, lens = _paged_case(heads * 10 + kv_heads, rows=7, heads=heads, kv_heads=kv_heads)
     scale = 16**-0.5
-    ref = paged_attention(q, ck, cv, _meta(tables, lens, 4, masked=True), scale)  # gather + SDPA
-    got = paged_attention(q, ck, cv, _meta(tables, lens, 4, masked=False), scale)  # the C kernel
+    ref = paged_attention(q, None, None, ck, cv, _meta(tables, lens, 4, masked=True), scale)  # gather + SDPA
+    got = paged_attention(q, None, None, ck, cv, _meta(tables, lens, 4, masked=False), scale)  # the C kernel
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=2e-6)
 
 

@@ -179,9 +179,11 @@ def _gather(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     return g.view(n, nb * cache.shape[1], cache.shape[2], cache.shape[3]).transpose(1, 2)
 
 
-def paged_attention(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: AttentionMeta,
-                    scale: float) -> torch.Tensor:
-    """``q``: [T, heads, head_dim] → [T, heads, head_dim], reading keys/values from the paged cache."""
+def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
+                    meta: AttentionMeta, scale: float) -> torch.Tensor:
+    """``q``: [T, heads, head_dim] → [T, heads, head_dim], reading keys/values from the paged cache; ``k``/``v``
+    ([T, kv_heads, head_dim]) are the step's own, already written to the cache: a prefill chunk that starts
+    its sequence attends over them directly (causal), without gathering its blocks."""
     out = torch.empty_like(q)
     if meta.decode_rows is not None:
         d = meta.decode_rows.shape[0]
@@ -195,10 +197,14 @@ def paged_attention(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tenso
             out[:d] = o.squeeze(2)
     for start, rows, blocks, mask in meta.prefills:
         qp = q[start : start + rows].transpose(0, 1).unsqueeze(0)  # [1, H, rows, hd]
-        k = _gather(cache_k, blocks.unsqueeze(0))
-        v = _gather(cache_v, blocks.unsqueeze(0))
-        k, v = k[:, :, : mask.shape[1]], v[:, :, : mask.shape[1]]
-        o = F.scaled_dot_product_attention(qp, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
+        if mask.shape[1] == rows:  # nothing cached before this chunk
+            kp = k[start : start + rows].transpose(0, 1).unsqueeze(0)
+            vp = v[start : start + rows].transpose(0, 1).unsqueeze(0)
+            o = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scale, enable_gqa=True)
+        else:
+            kp = _gather(cache_k, blocks.unsqueeze(0))[:, :, : mask.shape[1]]
+            vp = _gather(cache_v, blocks.unsqueeze(0))[:, :, : mask.shape[1]]
+            o = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, scale=scale, enable_gqa=True)
         out[start : start + rows] = o.squeeze(0).transpose(0, 1)
     return out
 

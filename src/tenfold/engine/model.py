@@ -171,8 +171,9 @@ class LlamaModel:
             q = self.rotary.apply(q, rope)
             k = self.rotary.apply(k, rope)
             cache_k, cache_v = kv[i]
-            write_kv(cache_k, cache_v, k, v.contiguous(), meta.slot_mapping)
-            attn = paged_attention(q, cache_k, cache_v, meta, self.scale).reshape(-1, self.q_size)
+            v = v.contiguous()
+            write_kv(cache_k, cache_v, k, v, meta.slot_mapping)
+            attn = paged_attention(q, k, v, cache_k, cache_v, meta, self.scale).reshape(-1, self.q_size)
             o = w["o"](attn)
             if lora:
                 add_lora(o, attn, lora, i, "o")
