@@ -4,7 +4,9 @@ Workload (issue 3): the embedded SmolLM2-135M, float32, torch threads pinned; N 
 all-linear LoRA adapters (random, ``init_lora_weights=False``); N concurrent requests of P random prompt
 tokens (no shared prefixes) and O output tokens (eos ignored), closed loop.
 
-Arms, measured side by side in one run:
+Arms, measured side by side in one run (each engine arm and (e) in a fresh process; (a), (b) and (e) in
+``--repeats`` interleaved rounds, best round reported, because this shared box drifts by 10-30 % over
+minutes):
   (a) tenfold engine, one adapter per request (N adapters)
   (b) tenfold engine, one adapter merged into the base weights
   (c) transformers + PEFT, adapter swapped per request (batch 1; measured on a subset, --swap-requests)
@@ -210,6 +212,18 @@ def hf_generate(model, batch: list[list[int]], out_tokens: int, **kwargs) -> tup
     return wall, clock.times[0] - start, steps
 
 
+def run_hf_batched(model_path: Path, adapter: Path, ps: list[list[int]], out_tokens: int, threads: int) -> dict:
+    """Arm (e): transformers + PEFT with one adapter, batched ``generate`` (run in its own process too)."""
+    from peft import PeftModel
+
+    from tenfold.models.registry import load_causal_lm
+
+    torch.set_num_threads(threads)
+    one = PeftModel.from_pretrained(load_causal_lm(model_path), str(adapter)).eval()
+    wall, ttft, steps = hf_generate(one, ps, out_tokens)
+    return {"tok_s": len(ps) * out_tokens / wall, "ttft": ttft, "steps": steps}
+
+
 def section_throughput(args, model_path: Path) -> None:
     from peft import PeftModel
 
@@ -217,18 +231,23 @@ def section_throughput(args, model_path: Path) -> None:
 
     n, p_len, o_len = args.requests, args.prompt, args.output
     adapters = make_adapters(model_path, n)
+    merged = merged_folder(model_path, adapters[0])
     ps = prompts(n, p_len)
-    rows = []
-    results = {}
-
-    a = run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads)
-    results["a"] = a["tok_s"]
-    rows.append(["(a) tenfold, %d adapters" % n, a["tok_s"], pct(a["ttft"], 50), pct(a["ttft"], 99),
-                 1000 * pct(a["tpot"], 50), 1000 * pct(a["tpot"], 99)])
-    b = run_engine(merged_folder(model_path, adapters[0]), [(p, None) for p in ps], o_len, args.threads)
-    results["b"] = b["tok_s"]
-    rows.append(["(b) tenfold, 1 adapter merged", b["tok_s"], pct(b["ttft"], 50), pct(b["ttft"], 99),
-                 1000 * pct(b["tpot"], 50), 1000 * pct(b["tpot"], 99)])
+    # The box drifts by 10-30 % over minutes, so the arms the targets compare closely ((a), (b), (e)) run in
+    # interleaved rounds, each in a fresh process, and each arm's best round is reported (all rounds too).
+    runs: dict[str, list[dict]] = {"a": [], "b": [], "e": []}
+    for _ in range(args.repeats):
+        runs["a"].append(run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads))
+        runs["b"].append(run_engine(merged, [(p, None) for p in ps], o_len, args.threads))
+        runs["e"].append(in_subprocess(run_hf_batched, model_path, adapters[0], ps, o_len, args.threads))
+    best = {k: max(v, key=lambda r: r["tok_s"]) for k, v in runs.items()}
+    every = {k: " / ".join(f"{r['tok_s']:.0f}" for r in v) for k, v in runs.items()}
+    results = {k: v["tok_s"] for k, v in best.items()}
+    a, b, e = best["a"], best["b"], best["e"]
+    rows = [["(a) tenfold, %d adapters" % n, a["tok_s"], every["a"], pct(a["ttft"], 50), pct(a["ttft"], 99),
+             1000 * pct(a["tpot"], 50), 1000 * pct(a["tpot"], 99)],
+            ["(b) tenfold, 1 adapter merged", b["tok_s"], every["b"], pct(b["ttft"], 50), pct(b["ttft"], 99),
+             1000 * pct(b["tpot"], 50), 1000 * pct(b["tpot"], 99)]]
 
     torch.set_num_threads(args.threads)
     peft = PeftModel.from_pretrained(load_causal_lm(model_path), str(adapters[0]), adapter_name="a000").eval()
@@ -244,20 +263,16 @@ def section_throughput(args, model_path: Path) -> None:
         ttft_c.append(ttft)
         tpot_c.extend(steps)
     results["c"] = k * o_len / total
-    rows.append([f"(c) PEFT, swap per request (batch 1, {k} requests)", results["c"], pct(ttft_c, 50),
+    rows.append([f"(c) PEFT, swap per request (batch 1, {k} requests)", results["c"], "", pct(ttft_c, 50),
                  pct(ttft_c, 99), 1000 * pct(tpot_c, 50), 1000 * pct(tpot_c, 99)])
     # (d) mixed-adapter batch
     wall, ttft, steps = hf_generate(peft, ps, o_len, adapter_names=[p.name for p in adapters])
     results["d"] = n * o_len / wall
-    rows.append(["(d) PEFT mixed-adapter batch", results["d"], ttft, ttft, 1000 * pct(steps, 50),
+    rows.append(["(d) PEFT mixed-adapter batch", results["d"], "", ttft, ttft, 1000 * pct(steps, 50),
                  1000 * pct(steps, 99)])
     del peft
-    # (e) one adapter, batched generate
-    one = PeftModel.from_pretrained(load_causal_lm(model_path), str(adapters[0])).eval()
-    wall, ttft, steps = hf_generate(one, ps, o_len)
-    results["e"] = n * o_len / wall
-    rows.append(["(e) PEFT one adapter, batched generate", results["e"], ttft, ttft, 1000 * pct(steps, 50),
-                 1000 * pct(steps, 99)])
+    rows.append(["(e) PEFT one adapter, batched generate", e["tok_s"], every["e"], e["ttft"], e["ttft"],
+                 1000 * pct(e["steps"], 50), 1000 * pct(e["steps"], 99)])
 
     peaks = matmul_peak(args.threads)
     ceilings = {k: v * 1e9 / (FLOP_PER_TOKEN * (p_len + o_len) / o_len) for k, v in peaks.items()}
@@ -265,8 +280,9 @@ def section_throughput(args, model_path: Path) -> None:
     print(f"\nthroughput: {n} requests x ({p_len} prompt + {o_len} output) tokens, {n} rank-16 all-linear adapters,"
           f" float32, torch threads={args.threads}; matmul peak {peaks['mkl']:.0f} GFLOP/s (MKL, torch.matmul) / "
           f"{peaks['onednn']:.0f} (oneDNN, packed) -> ceiling {ceilings['mkl']:.0f} / {ceilings['onednn']:.0f} out tok/s;"
-          f" adapters loaded and placed in slots in {a['load_s']:.1f} s (before the clock)\n")
-    print(table(["arm", "out tok/s", "TTFT p50 s", "TTFT p99 s", "TPOT p50 ms", "TPOT p99 ms"], rows))
+          f" adapters loaded and placed in slots in {a['load_s']:.1f} s (before the clock); (a), (b), (e): best of "
+          f"{args.repeats} interleaved rounds\n")
+    print(table(["arm", "out tok/s", "all rounds", "TTFT p50 s", "TTFT p99 s", "TPOT p50 ms", "TPOT p99 ms"], rows))
     r = results
     print("\n" + table(["ratio", "measured", "target"], [
         ["(a)/(b) vs merged", r["a"] / r["b"], ">= 0.85"], ["(a)/(c) vs PEFT swap", r["a"] / r["c"], ">= 8"],
@@ -313,15 +329,20 @@ def prefix_ttfts(model_path: Path, threads: int) -> tuple[list[float], list[floa
 def section_prefix(args, model_path: Path) -> None:
     miss, hit = in_subprocess(prefix_ttfts, model_path, args.threads)
     ps = prompts(args.requests, args.prompt, seed=3)
-    on = run_engine(model_path, [(p, None) for p in ps], args.output, args.threads)
-    off = run_engine(model_path, [(p, None) for p in ps], args.output, args.threads, enable_prefix_caching=False)
+    ons, offs = [], []
+    for _ in range(args.repeats):  # interleaved rounds, best of each (the box drifts)
+        ons.append(run_engine(model_path, [(p, None) for p in ps], args.output, args.threads)["tok_s"])
+        offs.append(run_engine(model_path, [(p, None) for p in ps], args.output, args.threads,
+                               enable_prefix_caching=False)["tok_s"])
+    on, off = max(ons), max(offs)
     print(f"\nprefix caching: 1,024-token shared system prompt + 32-token suffixes, one request at a time; "
-          f"torch threads={args.threads}\n")
+          f"torch threads={args.threads}; caching on/off: best of {args.repeats} interleaved rounds "
+          f"(on {' / '.join(f'{x:.0f}' for x in ons)}, off {' / '.join(f'{x:.0f}' for x in offs)})\n")
     print(table(["measure", "value", "target"], [
         ["TTFT miss p50 (s)", statistics.median(miss), ""], ["TTFT hit p50 (s)", statistics.median(hit), ""],
         ["hit / miss", statistics.median(hit) / statistics.median(miss), "<= 0.15"],
-        [f"no shared prefixes, {args.requests}x{args.prompt}+{args.output}: caching on tok/s", on["tok_s"], ""],
-        ["caching off tok/s", off["tok_s"], ""], ["on / off", on["tok_s"] / off["tok_s"], ">= 0.97"]]))
+        [f"no shared prefixes, {args.requests}x{args.prompt}+{args.output}: caching on tok/s", on, ""],
+        ["caching off tok/s", off, ""], ["on / off", on / off, ">= 0.97"]]))
 
 
 def section_adapters(args, model_path: Path) -> None:
@@ -393,6 +414,7 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--output", type=int, default=64)
     ap.add_argument("--swap-requests", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds of the arms compared closely")
     ap.add_argument("--zipf-requests", type=int, default=256)
     ap.add_argument("--distinct-weights", type=int, default=64)
     ap.add_argument("--models-dir", type=Path, default=default_models_dir())
