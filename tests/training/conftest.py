@@ -57,6 +57,12 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def preference_rows(n: int = 8) -> list[dict[str, Any]]:
+    words = ["red", "green", "blue", "black"]
+    return [{"prompt": f"Say {words[i % 4]}", "chosen": f"{words[i % 4]} ok",
+             "rejected": f"{words[(i + 1) % 4]} no"} for i in range(n)]
+
+
 def repetitive_rows(n: int = 16) -> list[dict[str, Any]]:
     """A dataset the tiny model can fit quickly: a few questions, always the same style of reply."""
     words = ["red", "green", "blue", "black"]

@@ -1,5 +1,6 @@
-"""The SFT recipe on two CPU processes (torchrun + accelerate, gloo): both ranks end with identical LoRA
-weights, only one set of checkpoints is written, and the result matches what the data says."""
+"""Both recipes on two CPU processes (torchrun + accelerate, gloo): both ranks end with identical LoRA
+weights, only one set of checkpoints is written, the result matches what the data says, and the billed
+token count equals a single-process run's."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tenfold.training import checkpoints
+from tests.training.conftest import preference_rows
 
 
 def _free_port() -> int:
@@ -21,9 +23,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.timeout(300)
-def test_two_cpu_processes_agree_and_write_one_checkpoint(make_spec, tmp_path: Path) -> None:
-    spec = make_spec(n_epochs=2, batch_size=4, checkpoint_every=4, learning_rate=1e-2)
+def _torchrun_two_processes(spec, tmp_path: Path) -> list[dict]:
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(spec.model_dump_json())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -32,7 +32,13 @@ def test_two_cpu_processes_agree_and_write_one_checkpoint(make_spec, tmp_path: P
          "--master_port", str(_free_port()), "-m", "tenfold.training.ddp", "--spec", str(spec_path)],
         capture_output=True, text=True, env=env, timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.timeout(300)
+def test_two_cpu_processes_agree_and_write_one_checkpoint(make_spec, tmp_path: Path) -> None:
+    spec = make_spec(n_epochs=2, batch_size=4, checkpoint_every=4, learning_rate=1e-2)
+    events = _torchrun_two_processes(spec, tmp_path)
     ranks = {e["rank"]: e for e in events if e["type"] == "rank_done"}
     assert sorted(ranks) == [0, 1] and ranks[0]["world_size"] == 2 and ranks[0]["backend"] == "gloo"
     assert ranks[0]["checksum"] == ranks[1]["checksum"]  # identical weights on both ranks
@@ -48,3 +54,22 @@ def test_two_cpu_processes_agree_and_write_one_checkpoint(make_spec, tmp_path: P
     run_sft(spec.model_copy(update={"output_dir": str(tmp_path / "single")}), single.append)
     done = next(e for e in events if e["type"] == "done")
     assert done["trained_tokens"] == single[-1]["trained_tokens"]
+
+
+@pytest.mark.timeout(300)
+def test_dpo_on_two_cpu_processes(make_spec, tmp_path: Path) -> None:
+    spec = make_spec(rows=preference_rows(), method="dpo", n_epochs=4, batch_size=4, learning_rate=1e-2,
+                     dpo_beta=0.5, checkpoint_every=4)
+    events = _torchrun_two_processes(spec, tmp_path)
+    ranks = {e["rank"]: e for e in events if e["type"] == "rank_done"}
+    assert sorted(ranks) == [0, 1] and ranks[0]["checksum"] == ranks[1]["checksum"]
+    assert {e["rank"] for e in events if e["type"] != "rank_done"} == {0}
+    assert [c.step for c in checkpoints.list_checkpoints(spec.output_dir)] == [4, 8]
+    metrics = [e for e in events if e["type"] == "metrics"]
+    assert abs(metrics[0]["reward_margin"]) < 0.05  # the policy starts equal to its reference
+    assert metrics[-1]["reward_margin"] > metrics[0]["reward_margin"] + 0.5
+    from tenfold.training.dpo import run_dpo
+
+    single: list[dict] = []
+    run_dpo(spec.model_copy(update={"output_dir": str(tmp_path / "single")}), single.append)
+    assert next(e for e in events if e["type"] == "done")["trained_tokens"] == single[-1]["trained_tokens"]

@@ -18,6 +18,7 @@ from tenfold.training.dpo import run_dpo
 from tenfold.training.sft import run_sft, run_training
 from tenfold.training.spec import TrainingSpec
 from tenfold.training.tokenize import TokenizedExample
+from tests.training.conftest import preference_rows
 
 
 
@@ -135,12 +136,6 @@ def test_continued_fine_tuning_starts_from_the_given_adapter(make_spec, tmp_path
     bad = make_spec(output_dir=str(tmp_path / "bad"), lora_r=4, init_adapter=done["path"])
     with pytest.raises(Exception, match="does not match this LoRA config"):
         run(run_sft, bad)
-
-
-def preference_rows(n: int = 8) -> list[dict[str, Any]]:
-    words = ["red", "green", "blue", "black"]
-    return [{"prompt": f"Say {words[i % 4]}", "chosen": f"{words[i % 4]} ok",
-             "rejected": f"{words[(i + 1) % 4]} no"} for i in range(n)]
 
 
 def test_dpo_margin_grows_and_runs_on_top_of_sft(make_spec, tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ slice of every step's examples (``indices[rank::world]``), gradients are average
 optimizer step and the weights stay identical. Only the main process emits the event stream and writes
 checkpoints and the final adapter. At the end every process prints a ``rank_done`` event with a checksum of
 its LoRA weights so agreement can be checked.
-Does not own: the recipe (``tenfold.training.sft``) or the loop (``tenfold.training.runner``).
-DPO runs single-process for now.
+Both recipes run this way: SFT shards a step's examples, DPO its preference pairs (every process computes
+the reference log-probs of all pairs once, so none needs another's).
+Does not own: the recipes (``tenfold.training.sft``, ``tenfold.training.dpo``) or the loop
+(``tenfold.training.runner``).
 """
 
 from __future__ import annotations
@@ -42,13 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
     from accelerate.utils import reduce
 
-    from tenfold.training import sft
+    from tenfold.training.dpo import run_dpo
+    from tenfold.training.sft import run_sft
     from tenfold.training.spec import TrainingSpec
 
     state = PartialState(cpu=not _has_cuda())
     spec = TrainingSpec.model_validate_json(Path(args.spec).read_text())
-    if spec.method != "sft":
-        raise SystemExit("tenfold.training.ddp runs method 'sft' only")
     out = sys.stdout
 
     def emit(event: dict[str, Any]) -> None:
@@ -63,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             if p.requires_grad and p.grad is not None:
                 p.grad.copy_(reduce(p.grad, reduction="mean"))
 
-    done = sft.run_sft(spec, emit, is_main=state.is_main_process, reduce=average_gradients,
-                       shard=(state.process_index, state.num_processes))
+    recipe = run_dpo if spec.method == "dpo" else run_sft
+    done = recipe(spec, emit, is_main=state.is_main_process, reduce=average_gradients,
+                  shard=(state.process_index, state.num_processes))
     state.wait_for_everyone()
     model = holder.get("model")
     emit({"type": "rank_done", "world_size": state.num_processes, "train_loss": done["train_loss"],

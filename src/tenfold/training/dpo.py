@@ -71,27 +71,37 @@ def dpo_loss(policy: torch.Tensor, reference: torch.Tensor, beta: float, weights
     return loss, margin.detach()
 
 
-def run_dpo(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = never) -> dict[str, Any]:
-    """Train a LoRA adapter with DPO per ``spec``; return the ``done`` event (also emitted)."""
+def run_dpo(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = never, *,
+            is_main: bool = True, reduce: Callable[[Any], None] | None = None,
+            shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """Train a LoRA adapter with DPO per ``spec``; return the ``done`` event (also emitted).
+
+    ``shard=(rank, world)``: under DDP (``tenfold.training.ddp``) each process computes the loss of its
+    share of every step's pairs, ``reduce`` averages the gradients, and only ``is_main`` reports and writes.
+    """
     runner.setup_process(spec)
     device, dtype = runner.device_and_dtype()
     tokenizer, model = runner.build_model(spec, device, dtype)
     pad_id = runner.pad_id_of(tokenizer)
-    train = _pairs(spec.training_file, tokenizer, spec, emit)
-    valid = _pairs(spec.validation_file, tokenizer, spec, emit) if spec.validation_file else []
+    report = emit if is_main else (lambda event: None)  # one report, from the main process
+    train = _pairs(spec.training_file, tokenizer, spec, report)
+    valid = _pairs(spec.validation_file, tokenizer, spec, report) if spec.validation_file else []
     if should_stop():
         raise TrainingCancelled(0)
     batch_size = spec.resolved_batch_size(len(train))
+    rank, world = shard
     ref_train = reference_logps(model, train, pad_id, device, batch_size)
     ref_valid = reference_logps(model, valid, pad_id, device, batch_size) if valid else None
 
     def step(indices: list[int]) -> StepResult:
-        pairs = [train[i] for i in indices]
-        chosen, rejected, n_tokens = _logps(model, pairs, pad_id, device)
+        mine = indices[rank::world] or indices[:1]
+        pairs = [train[i] for i in mine]
+        chosen, rejected, _ = _logps(model, pairs, pad_id, device)
         weights = torch.tensor([p.weight for p in pairs], device=chosen.device)
-        loss, margin = dpo_loss(torch.stack([chosen, rejected], 1), ref_train[indices].to(chosen.device),
+        loss, margin = dpo_loss(torch.stack([chosen, rejected], 1), ref_train[mine].to(chosen.device),
                                 spec.dpo_beta, weights)
         loss.backward()
+        n_tokens = sum(train[i].n_tokens for i in indices)  # the whole step's, under DDP too
         return StepResult(float(loss.detach()), n_tokens, len(pairs), int((margin > 0).sum()),
                           {"reward_margin": float(margin.mean())})
 
@@ -113,4 +123,4 @@ def run_dpo(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
                 "valid_reward_accuracy": float((all_margins > 0).float().mean())}
 
     recipe = Recipe("dpo", len(train), step, evaluate if valid else None, "train_reward_accuracy")
-    return runner.run_loop(spec, emit, should_stop, model, recipe, device)
+    return runner.run_loop(spec, emit, should_stop, model, recipe, device, is_main=is_main, reduce=reduce)

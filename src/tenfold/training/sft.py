@@ -98,8 +98,9 @@ def run_sft(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
     device, dtype = runner.device_and_dtype()
     tokenizer, model = runner.build_model(spec, device, dtype)
     pad_id = runner.pad_id_of(tokenizer)
-    train = _load_examples(spec.training_file, tokenizer, spec, emit if is_main else (lambda e: None))
-    valid = _load_examples(spec.validation_file, tokenizer, spec, emit) if spec.validation_file else []
+    report = emit if is_main else (lambda event: None)  # one report, from the main process
+    train = _load_examples(spec.training_file, tokenizer, spec, report)
+    valid = _load_examples(spec.validation_file, tokenizer, spec, report) if spec.validation_file else []
     if should_stop():
         raise TrainingCancelled(0)
     batch_size = spec.resolved_batch_size(len(train))
