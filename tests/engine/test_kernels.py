@@ -118,13 +118,15 @@ def test_lora_kernel_matches_matmuls(group):
     from tenfold.engine.lora_stacks import LoraPlan, add_lora
 
     shape, st = _stacks(capacity=5, rank=4, seed=len(group))
-    x = torch.randn(11, shape.group_in(group))
-    y0 = torch.randn(11, sum(shape.group_out(group)))
-    segments = [(0, 1, 3), (1, 2, 0), (3, 1, 4), (4, 5, 3), (9, 2, 1)]  # rows 0..10, slots reused
+    x = torch.randn(50, shape.group_in(group))
+    y0 = torch.randn(50, sum(shape.group_out(group)))
+    # rows 0..49, slots reused; 1-16 rows (register tiles of 4 rows, remainders, a full piece), widths that
+    # are and are not multiples of the kernel's 16-column tile
+    segments = [(0, 1, 3), (1, 2, 0), (3, 1, 4), (4, 5, 3), (9, 2, 1), (11, 16, 2), (27, 8, 0), (35, 15, 4)]
     ref = y0.clone()
     add_lora(ref, x, LoraPlan(stacks=st, segments=tuple(segments)), 1, group)  # matmuls
     got = y0.clone()
-    add_lora(got, x, LoraPlan(stacks=st, short_segments=torch.tensor(segments)), 1, group)  # the C kernel
+    add_lora(got, x, LoraPlan(stacks=st, kernel_segments=torch.tensor(segments)), 1, group)  # the C kernel
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)
     expected = y0.clone()  # and both equal the definition, row by row
     a, offs = st.A[1][group], st.offsets[group]
@@ -137,18 +139,26 @@ def test_lora_kernel_matches_matmuls(group):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
 
 
+def test_long_segments_are_cut_into_kernel_pieces():
+    from tenfold.engine.lora_stacks import KERNEL_ROWS, kernel_pieces
+
+    assert KERNEL_ROWS == 16
+    assert kernel_pieces([(0, 1, 5), (1, 40, 2), (41, 16, 0)]) == [
+        (0, 1, 5), (1, 16, 2), (17, 16, 2), (33, 8, 2), (41, 16, 0)]
+
+
 def test_lora_kernel_rejects_out_of_range_segments():
-    from tenfold.engine.lora_stacks import GROUP_MODULES, lora_short_segments
+    from tenfold.engine.lora_stacks import GROUP_MODULES, lora_kernel_segments
 
     shape, st = _stacks(capacity=3, rank=2, seed=1)
     x, y = torch.randn(4, shape.hidden), torch.zeros(4, sum(shape.group_out("qkv")))
     b = [st.B[0][m] for m in GROUP_MODULES["qkv"]]
     for bad in ([0, 1, 3], [3, 2, 0], [0, 0, 0], [-1, 1, 0], [0, 17, 0]):  # slot, rows past y, empty, negative, too long
         with pytest.raises(ValueError, match="out of range"):
-            lora_short_segments(y, x, torch.tensor([bad]), st.A[0]["qkv"], b, st.offsets["qkv"])
+            lora_kernel_segments(y, x, torch.tensor([bad]), st.A[0]["qkv"], b, st.offsets["qkv"])
     assert not y.any()  # nothing was written
     with pytest.raises(EngineError):
-        lora_short_segments(y, x.double(), torch.tensor([[0, 1, 0]]), st.A[0]["qkv"], b, st.offsets["qkv"])
+        lora_kernel_segments(y, x.double(), torch.tensor([[0, 1, 0]]), st.A[0]["qkv"], b, st.offsets["qkv"])
 
 
 @pytest.mark.parametrize("full", [True, False])
@@ -170,5 +180,5 @@ def test_lora_kernel_matches_the_batched_decode_path(full):
     add_lora(ref, x, plan, 0, "gate_up")
     runs = [[i, 1, s] for i, s in enumerate(slots)]
     got = y0.clone()
-    add_lora(got, x, LoraPlan(stacks=st, short_segments=torch.tensor(runs)), 0, "gate_up")
+    add_lora(got, x, LoraPlan(stacks=st, kernel_segments=torch.tensor(runs)), 0, "gate_up")
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)

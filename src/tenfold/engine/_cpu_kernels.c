@@ -4,10 +4,11 @@
  * Owns: (1) paged decode attention in float32: every decode row's query heads attend over that sequence's
  * KV blocks read in place from the paged cache (no gathered copy), grouped-query heads sharing each key
  * and value row, two passes (scores, then the weighted sum of values), split over threads by row;
- * context lengths and block ids are checked before any read; (2) the batched LoRA delta of short row
- * segments (decode rows grouped by adapter slot) read in place from the slot stacks; rows and slots are
- * checked before any read. Does not own: shape, dtype and layout checks (the Python callers in
- * `layers.py` and `lora_stacks.py`), prefill attention (PyTorch's SDPA), long segments' LoRA (PyTorch).
+ * context lengths and block ids are checked before any read; (2) the batched LoRA delta of row segments
+ * (decode rows grouped by adapter slot, prefill chunks cut into pieces of at most 16 rows) read in place
+ * from the slot stacks, register-blocked; rows and slots are checked before any read. Does not own:
+ * shape, dtype and layout checks (the Python callers in `layers.py` and `lora_stacks.py`), prefill
+ * attention (PyTorch's SDPA).
  *
  * No PyTorch headers: tensors arrive as data pointers plus sizes, so this builds with any C compiler with
  * OpenMP in about a second. The GIL is released while it runs.
@@ -164,13 +165,19 @@ static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* ---- batched LoRA for short row segments ----------------------------------------------------------
+/* ---- batched LoRA for row segments ------------------------------------------------------------------
  * y[rows of a segment, off_i : off_i + out_i] += (x[rows] @ A[slot])[:, i*R : (i+1)*R] @ B_i[slot] for each
- * module i of a fused group, every segment with its own slot. Each segment's A and B are read once, in
- * place from the slot stacks (no gathered or zero-padded copies), so a decode step over many adapters
- * costs what reading their weights costs. */
+ * module i of a fused group, every segment (at most LORA_MAX_ROWS rows; callers split longer ones) with its
+ * own slot. Each segment's A and B are read in place from the slot stacks (no gathered or zero-padded
+ * copies), so a decode step over many adapters costs what reading their weights costs. Both products go
+ * through one register-blocked routine (`acc_gemm`): a tile of up to LORA_TR rows x LORA_TC columns of the
+ * output is held in registers while the inner dimension streams past, so each weight row is loaded once
+ * per tile and every load feeds LORA_TR fused multiply-adds. Rank-16 products are far from what MKL's
+ * GEMM is tuned for (K = 16, or N = 16..48); this runs them at several times its speed. */
 #define LORA_MAX_ROWS 16
 #define LORA_MAX_MODS 3
+#define LORA_TR 4
+#define LORA_TC 16
 
 typedef struct {
     float *y;
@@ -181,35 +188,70 @@ typedef struct {
     int64_t out[LORA_MAX_MODS], off[LORA_MAX_MODS];
 } lora_job;
 
+/* d[r, c] += sum_k xs[r * xst + k] * w[k * wst + c] for r < NR (<= LORA_TR), c < nc (<= LORA_TC). Inlined
+ * with a constant NR, and nc == LORA_TC in all but edge tiles, so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void acc_tile(float *d, int64_t dst, const float *xs, int64_t xst,
+                                                           const float *w, int64_t wst, int64_t K, const int NR,
+                                                           const int64_t nc) {
+    float acc[LORA_TR][LORA_TC];
+    for (int r = 0; r < NR; r++)
+#pragma omp simd
+        for (int64_t c = 0; c < LORA_TC; c++) acc[r][c] = c < nc ? d[r * dst + c] : 0.0f;
+    if (nc == LORA_TC) {
+        for (int64_t k = 0; k < K; k++) {
+            const float *wr = w + k * wst;
+            for (int r = 0; r < NR; r++) {
+                const float xv = xs[r * xst + k];
+#pragma omp simd
+                for (int64_t c = 0; c < LORA_TC; c++) acc[r][c] += xv * wr[c];
+            }
+        }
+    } else {
+        for (int64_t k = 0; k < K; k++) {
+            const float *wr = w + k * wst;
+            for (int r = 0; r < NR; r++) {
+                const float xv = xs[r * xst + k];
+                for (int64_t c = 0; c < nc; c++) acc[r][c] += xv * wr[c];
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int64_t c = 0; c < nc; c++) d[r * dst + c] = acc[r][c];
+}
+
+/* d[n, cols] += xs[n, K] @ w[K, cols] (row strides dst, xst, wst): full groups of LORA_TR rows in register
+ * tiles; the last rows (fewer than LORA_TR, e.g. a decode row) stream each weight row once, in order, into
+ * their output rows (held in L1), which is what a memory-bound single row wants. */
+static inline __attribute__((always_inline)) void acc_gemm(float *d, int64_t dst, const float *xs, int64_t xst,
+                                                           const float *w, int64_t wst, int64_t n, int64_t K,
+                                                           int64_t cols) {
+    const int64_t full = n - n % LORA_TR;
+    if (full)
+        for (int64_t c0 = 0; c0 < cols; c0 += LORA_TC) {
+            const int64_t nc = cols - c0 < LORA_TC ? cols - c0 : LORA_TC;
+            for (int64_t r0 = 0; r0 < full; r0 += LORA_TR)
+                acc_tile(d + r0 * dst + c0, dst, xs + r0 * xst, xst, w + c0, wst, K, LORA_TR, nc);
+        }
+    for (int64_t k = 0; k < K; k++) {
+        const float *wr = w + k * wst;
+        for (int64_t r = full; r < n; r++) {
+            const float xv = xs[r * xst + k];
+            float *dr = d + r * dst;
+#pragma omp simd
+            for (int64_t c = 0; c < cols; c++) dr[c] += xv * wr[c];
+        }
+    }
+}
+
 TF_CLONES
 static void lora_segment(const lora_job *job, int64_t seg, float *h) {
     const int64_t start = job->segs[3 * seg], n = job->segs[3 * seg + 1], slot = job->segs[3 * seg + 2];
     const int64_t in = job->in_dim, ac = job->a_cols, R = job->rank;
-    const float *a = job->a + slot * in * ac;
     memset(h, 0, (size_t)(n * ac) * sizeof(float));
-    for (int64_t k = 0; k < in; k++) {
-        const float *arow = a + k * ac;
-        for (int64_t r = 0; r < n; r++) {
-            const float xv = job->x[(start + r) * job->x_stride + k];
-            float *hr = h + r * ac;
-#pragma omp simd
-            for (int64_t c = 0; c < ac; c++) hr[c] += xv * arow[c];
-        }
-    }
-    for (int64_t i = 0; i < job->mods; i++) {
-        const int64_t out = job->out[i];
-        const float *b = job->b[i] + slot * R * out;
-        for (int64_t r = 0; r < n; r++) {
-            float *yr = job->y + (start + r) * job->y_stride + job->off[i];
-            const float *hr = h + r * ac + i * R;
-            for (int64_t j = 0; j < R; j++) {
-                const float hv = hr[j];
-                const float *brow = b + j * out;
-#pragma omp simd
-                for (int64_t c = 0; c < out; c++) yr[c] += hv * brow[c];
-            }
-        }
-    }
+    acc_gemm(h, ac, job->x + start * job->x_stride, job->x_stride, job->a + slot * in * ac, ac, n, in, ac);
+    for (int64_t i = 0; i < job->mods; i++)
+        acc_gemm(job->y + start * job->y_stride + job->off[i], job->y_stride, h + i * R, ac,
+                 job->b[i] + slot * R * job->out[i], job->out[i], n, R, job->out[i]);
 }
 
 /* lora_segments(y, y_stride, x, x_stride, rows_total, in_dim, segs, nsegs, a_stack, capacity, a_cols, rank,

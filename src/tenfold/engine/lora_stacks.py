@@ -3,9 +3,11 @@
 Owns: per layer, one stacked shrink matrix per fused group (``A[g]``: [capacity, in, modules*R], q/k/v
 and gate/up shrink together) and one stacked expand matrix per module (``B[m]``: [capacity, R, out]), in
 the ``x @ W`` orientation that batched matmul runs fastest on; growing capacity and rank (lower ranks are
-zero-padded); and ``add_lora``, which adds each row's own adapter delta to a base matmul's output:
-decode rows (one token of one sequence each) in one batched matmul over the slots they use, multi-token
-segments (prefill chunks) as plain matmuls on their slot's views. The base matmul is shared by all rows.
+zero-padded); and ``add_lora``, which adds each row's own adapter delta to a base matmul's output. On CPU
+float32 with the C extension every segment of rows sharing a slot (decode rows, prefill chunks cut into
+pieces of at most ``KERNEL_ROWS``) goes to its register-blocked kernel, which reads the slot's weights in
+place; elsewhere (GPU, no extension) decode rows take one batched matmul over the slots they use and
+multi-token segments plain matmuls on their slot's views. The base matmul is shared by all rows.
 Does not own: which adapter has which slot (``lora.AdapterStore``).
 """
 
@@ -131,14 +133,22 @@ class LoraPlan:
     decode_slots: torch.Tensor | None = None  # slots used, gathered; None: use the whole stack
     decode_width: int = 1  # most rows sharing one slot
     segments: tuple[tuple[int, int, int], ...] = ()  # (start row, rows, slot) of multi-token chunks
-    short_segments: torch.Tensor | None = None  # [S, 3] int64 (start, rows <= SHORT_ROWS, slot): the C kernel
+    kernel_segments: torch.Tensor | None = None  # [S, 3] int64 (start, rows <= KERNEL_ROWS, slot): the C kernel
 
 
-SHORT_ROWS = 8  # segments up to this many rows go to the C kernel; longer ones are matmuls worth their call
+KERNEL_ROWS = 16  # the C kernel's most rows per segment (LORA_MAX_ROWS in _cpu_kernels.c)
+
+
+def kernel_pieces(segments: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """``(start row, rows, slot)`` segments cut into pieces of at most ``KERNEL_ROWS`` rows, in order: the
+    C kernel spreads pieces over its threads, so one long prefill chunk still uses every core."""
+    return [(start + i, min(KERNEL_ROWS, rows - i), slot)
+            for start, rows, slot in segments for i in range(0, rows, KERNEL_ROWS)]
 
 
 def lora_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
-    """True when short segments (decode rows) take the C kernel (CPU, float32, extension built)."""
+    """True when every segment (decode rows and prefill chunks) takes the C kernel (CPU, float32, extension
+    built)."""
     return _cpu_kernels is not None and device.type == "cpu" and dtype == torch.float32
 
 
@@ -149,8 +159,8 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group
     mods = GROUP_MODULES[group]
     offs = st.offsets[group]
     R = st.rank
-    if plan.short_segments is not None:
-        lora_short_segments(y, x, plan.short_segments, a_all, [st.B[layer][m] for m in mods], offs)
+    if plan.kernel_segments is not None:
+        lora_kernel_segments(y, x, plan.kernel_segments, a_all, [st.B[layer][m] for m in mods], offs)
     if plan.decode_rows is not None:
         a = a_all if plan.decode_slots is None else a_all.index_select(0, plan.decode_slots)
         xp = x.new_zeros(a.shape[0], plan.decode_width, x.shape[1])
@@ -169,9 +179,9 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group
             y[start : start + rows, offs[i] : offs[i] + b.shape[1]].addmm_(h[:, i * R : (i + 1) * R], b)
 
 
-def lora_short_segments(y: torch.Tensor, x: torch.Tensor, segments: torch.Tensor, a_stack: torch.Tensor,
+def lora_kernel_segments(y: torch.Tensor, x: torch.Tensor, segments: torch.Tensor, a_stack: torch.Tensor,
                         b_stacks: list[torch.Tensor], offsets: list[int]) -> None:
-    """The C kernel's LoRA delta for short segments; shapes, dtypes and layouts are checked here, rows and
+    """The C kernel's LoRA delta for segments of at most ``KERNEL_ROWS`` rows; shapes, dtypes and layouts are checked here, rows and
     slots by the kernel (ValueError)."""
     cap, in_dim, a_cols = a_stack.shape
     rank = b_stacks[0].shape[1]
@@ -182,7 +192,7 @@ def lora_short_segments(y: torch.Tensor, x: torch.Tensor, segments: torch.Tensor
             or any(not b.is_contiguous() or b.shape[:2] != (cap, rank) for b in b_stacks)
             or segments.dtype != torch.long or not segments.is_contiguous() or segments.dim() != 2
             or segments.shape[1] != 3 or any(off + b.shape[2] > y.shape[1] for b, off in zip(b_stacks, offsets))):
-        raise EngineError("lora_short_segments: tensors of the wrong shape, dtype, device or layout")
+        raise EngineError("lora_kernel_segments: tensors of the wrong shape, dtype, device or layout")
     mods = tuple((b.data_ptr(), b.shape[2], off) for b, off in zip(b_stacks, offsets))
     _cpu_kernels.lora_segments(y.data_ptr(), y.stride(0), x.data_ptr(), x.stride(0), y.shape[0], in_dim,
                                segments.data_ptr(), segments.shape[0], a_stack.data_ptr(), cap, a_cols, rank, mods,

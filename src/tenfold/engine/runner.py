@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from tenfold.engine.layers import AttentionMeta, decode_kernel_available
-from tenfold.engine.lora_stacks import SHORT_ROWS, LoraPlan, lora_kernel_available
+from tenfold.engine.lora_stacks import LoraPlan, kernel_pieces, lora_kernel_available
 from tenfold.engine.lora import AdapterStore
 from tenfold.engine.model import LlamaModel
 from tenfold.engine.sampler import RowSampling, sample_rows
@@ -103,20 +103,17 @@ class ModelRunner:
     def _lora_plan(self, decode: list[tuple[int, int]], segments: list[tuple[int, int, int]]) -> LoraPlan:
         stacks = self.adapters.stacks
         if self.lora_kernel:
-            # Decode rows come sorted by slot: each run of one slot's rows is a segment. Short segments go to
-            # the C kernel (weights read once, in place), long ones to matmuls.
+            # Decode rows come sorted by slot: each run of one slot's rows is a segment. Every segment goes to
+            # the C kernel (weights read in place; rank-16 products run faster there than as matmuls), cut
+            # into pieces of at most KERNEL_ROWS rows that its threads share.
             runs: list[list[int]] = []
             for row, slot in decode:
                 if runs and runs[-1][2] == slot and runs[-1][0] + runs[-1][1] == row:
                     runs[-1][1] += 1
                 else:
                     runs.append([row, 1, slot])
-            every = [tuple(r) for r in runs] + segments
-            short = [seg for seg in every if seg[1] <= SHORT_ROWS]
-            plan = LoraPlan(stacks=stacks, segments=tuple(seg for seg in every if seg[1] > SHORT_ROWS))
-            if short:
-                plan.short_segments = torch.tensor(short, dtype=torch.long)
-            return plan
+            pieces = kernel_pieces([(r[0], r[1], r[2]) for r in runs] + segments)
+            return LoraPlan(stacks=stacks, kernel_segments=torch.tensor(pieces, dtype=torch.long))
         plan = LoraPlan(stacks=stacks, segments=tuple(segments))
         if decode:
             dev = self.device
