@@ -173,7 +173,8 @@ static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
  * through one register-blocked routine (`acc_gemm`): a tile of up to LORA_TR rows x LORA_TC columns of the
  * output is held in registers while the inner dimension streams past, so each weight row is loaded once
  * per tile and every load feeds LORA_TR fused multiply-adds. Rank-16 products are far from what MKL's
- * GEMM is tuned for (K = 16, or N = 16..48); this runs them at several times its speed. */
+ * GEMM is tuned for (K = 16, or N = 16..48): a 512-token prefill step's delta takes about a quarter less
+ * time this way than as matmuls (bench/RESULTS.md, 2026-12-03). */
 #define LORA_MAX_ROWS 16
 #define LORA_MAX_MODS 3
 #define LORA_TR 4

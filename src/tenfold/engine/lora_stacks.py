@@ -180,9 +180,9 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group
 
 
 def lora_kernel_segments(y: torch.Tensor, x: torch.Tensor, segments: torch.Tensor, a_stack: torch.Tensor,
-                        b_stacks: list[torch.Tensor], offsets: list[int]) -> None:
-    """The C kernel's LoRA delta for segments of at most ``KERNEL_ROWS`` rows; shapes, dtypes and layouts are checked here, rows and
-    slots by the kernel (ValueError)."""
+                         b_stacks: list[torch.Tensor], offsets: list[int]) -> None:
+    """The C kernel's LoRA delta for segments of at most ``KERNEL_ROWS`` rows; shapes, dtypes and layouts
+    are checked here, rows and slots by the kernel (ValueError)."""
     cap, in_dim, a_cols = a_stack.shape
     rank = b_stacks[0].shape[1]
     tensors = [y, x, a_stack, *b_stacks]
