@@ -97,15 +97,24 @@ def test_full_queue_answers_429_with_retry_after(tmp_path, model_cache):
                 with s.client() as c:
                     results.append(c.post("/completions", json=body, timeout=120).status_code)
 
-            threads = [threading.Thread(target=long_request) for _ in range(2)]
-            for t in threads:
-                t.start()
-            with s.client() as c:
-                for _ in range(400):  # wait until one request runs and the other waits
-                    m = re.search(r"tenfold_engine_waiting_sequences\{[^}]*\} (\S+)", c.get(s.url + "/metrics").text)
-                    if m and float(m.group(1)) >= 1:
-                        break
+            def gauge(c, name: str) -> float:
+                m = re.search(rf"tenfold_engine_{name}_sequences\{{[^}}]*\}} (\S+)", c.get(s.url + "/metrics").text)
+                return float(m.group(1)) if m else 0.0
+
+            def wait_for(c, name: str) -> None:
+                for _ in range(400):
+                    if gauge(c, name) >= 1:
+                        return
                     time.sleep(0.01)
+
+            threads = [threading.Thread(target=long_request) for _ in range(2)]
+            with s.client() as c:
+                # one request runs, then a second waits (sent together, the second could find the first
+                # still waiting and be refused itself), then the probe finds the queue full
+                threads[0].start()
+                wait_for(c, "running")
+                threads[1].start()
+                wait_for(c, "waiting")
                 refused = c.post("/completions", json={**body, "max_tokens": 1})
             for t in threads:
                 t.join()
