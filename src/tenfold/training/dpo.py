@@ -89,12 +89,11 @@ def run_dpo(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
     if should_stop():
         raise TrainingCancelled(0)
     batch_size = spec.resolved_batch_size(len(train))
-    rank, world = shard
     ref_train = reference_logps(model, train, pad_id, device, batch_size)
     ref_valid = reference_logps(model, valid, pad_id, device, batch_size) if valid else None
 
     def step(indices: list[int]) -> StepResult:
-        mine = indices[rank::world] or indices[:1]
+        mine = runner.share_of_step(indices, shard)
         pairs = [train[i] for i in mine]
         chosen, rejected, _ = _logps(model, pairs, pad_id, device)
         weights = torch.tensor([p.weight for p in pairs], device=chosen.device)

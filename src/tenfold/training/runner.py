@@ -5,7 +5,8 @@ continued fine-tuning), AdamW with the chosen schedule (linear, cosine or consta
 counter and deterministic data order (``batching.batch_indices``: a permutation per epoch from the seed, so
 a resumed run sees the same batches), ``metrics`` events per logged step (train loss, learning rate,
 tokens/s, elapsed, ETA and, every ``eval_every`` steps, the validation loss), checkpoints every
-``checkpoint_every`` steps with their metrics and resume state, the final adapter and the ``done`` event.
+``checkpoint_every`` steps with their metrics and resume state, the final adapter and the ``done`` event,
+and which examples of a step each process takes under DDP (``share_of_step``).
 Does not own: what a step computes; a recipe passes a ``Recipe`` with ``step(indices)`` (forward and
 backward, so a recipe may accumulate gradients over micro-batches) and ``evaluate()``.
 """
@@ -52,6 +53,14 @@ class Recipe:
     step: Callable[[list[int]], StepResult]  # forward and backward of one optimizer step's examples
     evaluate: Callable[[], dict[str, float]] | None  # validation metrics (valid_loss, …) or None
     accuracy_name: str  # train_mean_token_accuracy (sft) or train_reward_accuracy (dpo)
+
+
+def share_of_step(indices: list[int], shard: tuple[int, int]) -> list[int]:
+    """This process's examples of a step under DDP (``shard=(rank, world)``): every ``world``-th from
+    ``rank``. A process left with none (a step shorter than ``world``) takes the first, so every process
+    runs a backward and joins the gradient all-reduce."""
+    rank, world = shard
+    return indices[rank::world] or indices[:1]
 
 
 def device_and_dtype() -> tuple[torch.device, torch.dtype]:

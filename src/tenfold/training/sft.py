@@ -104,12 +104,11 @@ def run_sft(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
     if should_stop():
         raise TrainingCancelled(0)
     batch_size = spec.resolved_batch_size(len(train))
-    rank, world = shard
     budget = (spec.micro_batch_tokens if spec.micro_batch_tokens is not None
               else batching.default_micro_batch_tokens(device))
 
     def step(indices: list[int]) -> StepResult:
-        mine = [train[i] for i in (indices[rank::world] or indices[:1])]
+        mine = [train[i] for i in runner.share_of_step(indices, shard)]
         n_trained = sum(batching.n_targets(e) for e in mine)
         loss, n_correct = 0.0, 0
         for group in batching.micro_batches(mine, max_tokens=budget, packed=spec.packing):
