@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     max_resident_adapters: int = 64  # adapter slots used by running batches
     host_adapters: int = 256  # adapters kept in host memory (LRU) behind the slots; the rest reload from disk
     engine_device: str = "auto"  # auto: cuda (bfloat16) when present, else cpu (float32)
+    # Adapter slot dtype: auto = the model's. bfloat16 or float16 halve slot memory and the bytes a decode
+    # step over many adapters reads (its bottleneck on CPU), at the cost of rounding the stored weights.
+    lora_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     verify_max_tokens: int = 4
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     batch_concurrency: int = 4  # Batch API lines in flight at once (at engine priority 1)

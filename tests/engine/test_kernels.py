@@ -98,13 +98,17 @@ def test_decode_kernel_rejects_bad_inputs():
         decode_attention_kernel(out, q, ck, cv, tables, lens * 0, 0.25)
 
 
-def _stacks(capacity: int, rank: int, seed: int):
+def _stacks(capacity: int, rank: int, seed: int, *, dtype: torch.dtype = torch.float32, wide: bool = False):
     from tenfold.engine.lora_stacks import LoraStacks
     from tenfold.engine.model import ModelShape
 
-    shape = ModelShape(vocab_size=10, hidden=24, layers=2, heads=4, kv_heads=2, head_dim=6, intermediate=40, eps=1e-5,
-                       max_context=64, tied=True)
-    st = LoraStacks(shape, dtype=torch.float32, device=torch.device("cpu"))
+    if wide:  # inner dimensions past the kernel's register-tile threshold (64), not multiples of 4 or 16
+        shape = ModelShape(vocab_size=10, hidden=130, layers=2, heads=5, kv_heads=1, head_dim=26, intermediate=203,
+                           eps=1e-5, max_context=64, tied=True)
+    else:
+        shape = ModelShape(vocab_size=10, hidden=24, layers=2, heads=4, kv_heads=2, head_dim=6, intermediate=40,
+                           eps=1e-5, max_context=64, tied=True)
+    st = LoraStacks(shape, dtype=dtype, device=torch.device("cpu"))
     st.ensure(capacity, rank)
     g = torch.Generator().manual_seed(seed)
     for layer in range(shape.layers):
@@ -182,3 +186,80 @@ def test_lora_kernel_matches_the_batched_decode_path(full):
     got = y0.clone()
     add_lora(got, x, LoraPlan(stacks=st, kernel_segments=torch.tensor(runs)), 0, "gate_up")
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)
+
+
+MODULES = {"qkv": ["q_proj", "k_proj", "v_proj"], "o": ["o_proj"], "gate_up": ["gate_proj", "up_proj"],
+           "down": ["down_proj"]}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("group", ["qkv", "down"])
+def test_lora_kernel_on_long_inner_dimensions_and_16_bit_stacks(dtype, group):
+    """Inner dimensions of 130 and 203 (register tiles for the last rows too, with partial sums over k and a
+    remainder of k), and stacks in float16 / bfloat16: the kernel equals the definition computed in float32
+    from the stored (rounded) weights, and the matmul path given the same stacks."""
+    from tenfold.engine.lora_stacks import LoraPlan, add_lora
+
+    shape, st = _stacks(capacity=3, rank=5, seed=11, dtype=dtype, wide=True)
+    x = torch.randn(40, shape.group_in(group))
+    y0 = torch.randn(40, sum(shape.group_out(group)))
+    segments = [(0, 1, 2), (1, 2, 0), (3, 3, 1), (6, 4, 2), (10, 5, 0), (15, 7, 1), (22, 16, 2), (38, 2, 1)]
+    got = y0.clone()
+    add_lora(got, x, LoraPlan(stacks=st, kernel_segments=torch.tensor(segments)), 0, group)
+    expected = y0.clone()
+    a, offs = st.A[0][group].float(), st.offsets[group]
+    for start, n, slot in segments:
+        h = x[start : start + n] @ a[slot]
+        for i, m in enumerate(MODULES[group]):
+            b = st.B[0][m][slot].float()
+            expected[start : start + n, offs[i] : offs[i] + b.shape[1]] += h[:, i * 5 : (i + 1) * 5] @ b
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    fallback = y0.clone()  # the path without the extension (and on GPUs) reads 16-bit stacks too
+    add_lora(fallback, x, LoraPlan(stacks=st, segments=tuple(segments)), 0, group)
+    torch.testing.assert_close(fallback, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_lora_kernel_reads_every_finite_16_bit_value_exactly(dtype):
+    """Every finite float16 / bfloat16 bit pattern (subnormals, signed zeros, the largest values) comes out of
+    the kernel's conversion as the exact float32 PyTorch gives: one-hot rows pick rows of A, an identity B
+    passes them through."""
+    from tenfold.engine.lora_stacks import lora_kernel_segments
+
+    bits = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16)
+    values = bits.view(dtype)
+    values = values[torch.isfinite(values.float())]
+    rows = values.numel() // 16
+    a = values[: rows * 16].reshape(1, rows, 16).contiguous()
+    b = torch.eye(16, dtype=dtype).reshape(1, 16, 16)
+    x = torch.eye(rows)
+    y = torch.zeros(rows, 16)
+    sizes, segs, start = [1, 16, 2, 3, 4, 5, 16], [], 0
+    while start < rows:  # pieces of every size: full register tiles, the last rows' partial sums, single rows
+        n = min(sizes[len(segs) % len(sizes)], rows - start)
+        segs.append([start, n, 0])
+        start += n
+    lora_kernel_segments(y, x, torch.tensor(segs), a, [b], [0])
+    assert torch.equal(y, a[0].float())
+    assert y.abs().max().item() == values.float().abs().max().item()  # the range ends are in there
+
+
+def test_slot_writes_refuse_weights_their_dtype_cannot_hold():
+    """A float16 slot cannot hold |w| > 65504, no slot holds NaN: the write raises a clear AdapterError and
+    leaves the slot as it was."""
+    from tenfold.engine.types import AdapterError
+
+    for dtype, bad in ((torch.float16, 1e5), (torch.float32, float("nan"))):
+        shape, st = _stacks(capacity=2, rank=4, seed=3, dtype=dtype)
+        before = [t.clone() for layer in st.A + st.B for t in layer.values()]
+        mods = [{"q_proj": (torch.randn(4, shape.hidden), torch.randn(shape.heads * shape.head_dim, 4), 2.0),
+                 "down_proj": (torch.randn(4, shape.intermediate), torch.randn(shape.hidden, 4), 2.0)}
+                for _ in range(shape.layers)]
+        mods[1]["down_proj"][1][3, 2] = bad
+        with pytest.raises(AdapterError, match="not finite in " + str(dtype).removeprefix("torch.")):
+            st.write(1, mods)
+        after = [t for layer in st.A + st.B for t in layer.values()]
+        assert all(torch.equal(x, y) for x, y in zip(before, after, strict=True))
+        mods[1]["down_proj"][1][3, 2] = 1.0
+        st.write(1, mods)  # the same adapter without the bad weight goes in
+        assert torch.equal(st.B[1]["down_proj"][1][:4].float(), (mods[1]["down_proj"][1].T * 2.0).to(dtype).float())

@@ -8,6 +8,7 @@ Tolerance: max |logit difference| <= 2e-4 (tiny) / 2e-3 (embedded, 30 layers), o
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,10 @@ def reference_logits(model_path: Path, adapter: AdapterRef | None, tokens: list[
 
 
 def engine_logits(model_path: Path, name: str, adapter: AdapterRef | None, tokens: list[int], n_prompt: int,
-                  *, chunk: int, device: str = "cpu") -> torch.Tensor:
+                  *, chunk: int, device: str = "cpu", lora_dtype: str = "auto") -> torch.Tensor:
     """Our runner over the paged cache: the prompt in chunks of ``chunk`` tokens, then one token per decode step."""
     engine = LocalEngine(model_path, name, EngineOptions(kv_cache_bytes=64 << 20, block_size=4, torch_threads=1,
-                                                         device=device))
+                                                         device=device, lora_dtype=lora_dtype))
     engine._load()
     if adapter is not None:
         engine.adapters.load_now(adapter)
@@ -110,6 +111,31 @@ def test_tiny_greedy_token_identical_on_several_prompts(tiny_path, adapter_facto
                 want = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                       max_new_tokens=12)[0, len(p):].tolist()
             assert got == want, (ad, p)
+
+
+def rounded_adapter(adapter: AdapterRef, dtype: torch.dtype, out: Path) -> AdapterRef:
+    """A copy of ``adapter`` with every weight rounded to ``dtype`` (and stored back as float32)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(adapter.path, out)
+    file = out / "adapter_model.safetensors"
+    save_file({k: v.to(dtype).float() for k, v in load_file(str(file)).items()}, str(file))
+    return AdapterRef(digest=f"{adapter.digest}-{dtype}", path=out)
+
+
+@pytest.mark.parametrize("lora_dtype", ["bfloat16", "float16"])
+def test_16_bit_slots_match_the_reference_on_the_rounded_weights(tiny_path, adapter_factory, tmp_path, lora_dtype):
+    """``lora_dtype`` bfloat16 / float16 only rounds the stored adapter weights: the logits equal the
+    reference's for the adapter with its weights rounded the same way, within the float32 tolerance (the
+    scale, lora_alpha / r = 2, is a power of two, so folding it into B before or after rounding agrees)."""
+    adapter = adapter_factory("parity-r16-all", seed=5, **ADAPTERS["r16-all"])
+    tokens = list(range(300, 340))
+    ours = engine_logits(tiny_path, "tiny-random-llama", adapter, tokens, 30, chunk=7, lora_dtype=lora_dtype)
+    ref = reference_logits(tiny_path, rounded_adapter(adapter, getattr(torch, lora_dtype), tmp_path / "rounded"),
+                           tokens, 30)
+    assert (ours - ref).abs().max().item() <= 2e-4
+    full = engine_logits(tiny_path, "tiny-random-llama", adapter, tokens, 30, chunk=7)  # float32 slots differ
+    assert (ours - full).abs().max().item() > 0
 
 
 @pytest.fixture(scope="module")

@@ -174,103 +174,199 @@ static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
  * output is held in registers while the inner dimension streams past, so each weight row is loaded once
  * per tile and every load feeds LORA_TR fused multiply-adds. Rank-16 products are far from what MKL's
  * GEMM is tuned for (K = 16, or N = 16..48): a 512-token prefill step's delta takes about a quarter less
- * time this way than as matmuls (bench/RESULTS.md, 2026-12-03). */
+ * time this way than as matmuls (bench/RESULTS.md, 2026-12-03).
+ *
+ * The stacks hold float32, float16 or bfloat16 (the engine's `lora_dtype`); x, y and the rank-sized
+ * intermediate are float32 and every product accumulates in float32, so a 16-bit stack only rounds the
+ * stored weights. Decode reads every resident adapter's weights once per step and is bound by memory
+ * bandwidth, so 16-bit stacks halve its cost. The weight kind is a compile-time constant of each
+ * instantiation (`lora_segment_f32` ...): after inlining, a load is one load plus one conversion. */
 #define LORA_MAX_ROWS 16
 #define LORA_MAX_MODS 3
 #define LORA_TR 4
 #define LORA_TC 16
+#ifndef LORA_TILE_REST_K
+#define LORA_TILE_REST_K 64
+#endif
+
+enum { W_F32 = 0, W_F16 = 1, W_BF16 = 2 };
 
 typedef struct {
     float *y;
-    const float *x, *a;
-    const float *b[LORA_MAX_MODS];
+    const float *x;
+    const void *a;
+    const void *b[LORA_MAX_MODS];
     const int64_t *segs;
     int64_t y_stride, x_stride, in_dim, a_cols, rank, mods;
     int64_t out[LORA_MAX_MODS], off[LORA_MAX_MODS];
 } lora_job;
 
-/* d[r, c] += sum_k xs[r * xst + k] * w[k * wst + c] for r < NR (<= LORA_TR), c < nc (<= LORA_TC). Inlined
- * with a constant NR, and nc == LORA_TC in all but edge tiles, so the accumulators live in registers. */
+/* Element i of a weight array of kind `kind`, as float32 (exact for all three kinds): the scalar edge of
+ * the vector loads below, same arithmetic. */
+static inline __attribute__((always_inline)) float ldw(const void *w, int64_t i, const int kind) {
+    if (kind == W_F32) return ((const float *)w)[i];
+    const uint32_t h = ((const uint16_t *)w)[i];
+    uint32_t u;
+    float f;
+    if (kind == W_BF16) { /* bfloat16 is the high half of a float32 */
+        u = h << 16;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    /* IEEE half, finite: sign to bit 31, exponent and mantissa to bits 27..13, then one multiply by 2^112
+     * rebiases the exponent (subnormal halves come out normalised). */
+    u = ((h & 0x8000u) << 16) | ((h & 0x7fffu) << 13);
+    memcpy(&f, &u, sizeof f);
+    return f * 5.192296858534828e+33f; /* 2^112 */
+}
+
+/* LORA_TC floats as one GCC/Clang vector: the compiler lowers it to whatever registers each clone has (one
+ * zmm, two ymm, four xmm). Written with vector types rather than left to the auto-vectorizer, whose cost
+ * model (it depends on -mtune) turned the 16-bit conversions into code 3x slower. */
+typedef float vf __attribute__((vector_size(4 * LORA_TC)));
+typedef uint32_t vu __attribute__((vector_size(4 * LORA_TC)));
+typedef int32_t vi __attribute__((vector_size(4 * LORA_TC)));
+typedef uint16_t vh __attribute__((vector_size(2 * LORA_TC)));
+
+/* Elements i .. i + LORA_TC - 1 of a weight array, as float32 (unaligned loads). */
+static inline __attribute__((always_inline)) vf ldv(const void *w, int64_t i, const int kind) {
+    vf f;
+    if (kind == W_F32) {
+        memcpy(&f, (const float *)w + i, sizeof f);
+        return f;
+    }
+    vh h;
+    memcpy(&h, (const uint16_t *)w + i, sizeof h);
+    if (kind == W_BF16) return (vf)(__builtin_convertvector(h, vu) << 16);
+    /* IEEE half, finite (the stacks never hold Inf or NaN: `LoraStacks.write` refuses them): sign-extended,
+     * shifted so that the sign lands on bit 31 and exponent and mantissa on bits 27..13, the copies of the
+     * sign in bits 30..28 cleared, then the exponent rebiased by multiplying by 2^112. */
+    typedef int16_t vs __attribute__((vector_size(2 * LORA_TC)));
+    const vi s = __builtin_convertvector((vs)h, vi);
+    return (vf)((s << 13) & (int32_t)0x8fffe000) * 5.192296858534828e+33f;
+}
+
+static inline __attribute__((always_inline)) vf ldf(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void stf(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* d[r, c] += sum_k xs[r * xst + k] * w[w0 + k * wst + c] for r < NR (<= LORA_TR), c < nc (<= LORA_TC).
+ * Inlined with a constant NR and kind, and nc == LORA_TC in all but edge tiles: the accumulators live in
+ * registers and each weight row is loaded and converted once per tile. Fewer rows than a full tile (a
+ * decode row over a long K) keep P partial sums over k, so independent multiply-adds hide each other's
+ * latency. */
 static inline __attribute__((always_inline)) void acc_tile(float *d, int64_t dst, const float *xs, int64_t xst,
-                                                           const float *w, int64_t wst, int64_t K, const int NR,
-                                                           const int64_t nc) {
+                                                           const void *w, int64_t w0, int64_t wst, int64_t K,
+                                                           const int NR, const int64_t nc, const int kind) {
+    if (nc == LORA_TC) {
+        enum { P = 4 };
+        const int parts = NR < LORA_TR ? P : 1;
+        vf acc[P][LORA_TR];
+        for (int r = 0; r < NR; r++) {
+            acc[0][r] = ldf(d + r * dst);
+            for (int p = 1; p < P; p++) acc[p][r] = (vf){0};
+        }
+        int64_t k = 0;
+        for (; k + parts <= K; k += parts)
+            for (int p = 0; p < parts; p++) {
+                const vf wv = ldv(w, w0 + (k + p) * wst, kind);
+                for (int r = 0; r < NR; r++) acc[p][r] += xs[r * xst + k + p] * wv;
+            }
+        for (; k < K; k++) {
+            const vf wv = ldv(w, w0 + k * wst, kind);
+            for (int r = 0; r < NR; r++) acc[0][r] += xs[r * xst + k] * wv;
+        }
+        for (int r = 0; r < NR; r++)
+            stf(d + r * dst, parts == 1 ? acc[0][r] : (acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]));
+        return;
+    }
     float acc[LORA_TR][LORA_TC];
     for (int r = 0; r < NR; r++)
-#pragma omp simd
-        for (int64_t c = 0; c < LORA_TC; c++) acc[r][c] = c < nc ? d[r * dst + c] : 0.0f;
-    if (nc == LORA_TC) {
-        for (int64_t k = 0; k < K; k++) {
-            const float *wr = w + k * wst;
-            for (int r = 0; r < NR; r++) {
-                const float xv = xs[r * xst + k];
-#pragma omp simd
-                for (int64_t c = 0; c < LORA_TC; c++) acc[r][c] += xv * wr[c];
-            }
+        for (int64_t c = 0; c < nc; c++) acc[r][c] = d[r * dst + c];
+    for (int64_t k = 0; k < K; k++)
+        for (int r = 0; r < NR; r++) {
+            const float xv = xs[r * xst + k];
+            for (int64_t c = 0; c < nc; c++) acc[r][c] += xv * ldw(w, w0 + k * wst + c, kind);
         }
-    } else {
-        for (int64_t k = 0; k < K; k++) {
-            const float *wr = w + k * wst;
-            for (int r = 0; r < NR; r++) {
-                const float xv = xs[r * xst + k];
-                for (int64_t c = 0; c < nc; c++) acc[r][c] += xv * wr[c];
-            }
-        }
-    }
     for (int r = 0; r < NR; r++)
         for (int64_t c = 0; c < nc; c++) d[r * dst + c] = acc[r][c];
 }
 
-/* d[n, cols] += xs[n, K] @ w[K, cols] (row strides dst, xst, wst): full groups of LORA_TR rows in register
- * tiles; the last rows (fewer than LORA_TR, e.g. a decode row) stream each weight row once, in order, into
- * their output rows (held in L1), which is what a memory-bound single row wants. */
+/* d[n, cols] += xs[n, K] @ w[w0 + (K, cols)] (row strides dst, xst, wst; w0 an element offset into w): full
+ * groups of LORA_TR rows in register tiles, and with a long inner dimension (the shrink product, K =
+ * in_dim) the last rows too. Otherwise (the expand product, K = rank) the last rows (fewer than LORA_TR,
+ * e.g. a decode row) stream each weight row once, in order, into their output rows (held in L1), which is
+ * what a memory-bound single row wants. */
 static inline __attribute__((always_inline)) void acc_gemm(float *d, int64_t dst, const float *xs, int64_t xst,
-                                                           const float *w, int64_t wst, int64_t n, int64_t K,
-                                                           int64_t cols) {
-    const int64_t full = n - n % LORA_TR;
-    if (full)
-        for (int64_t c0 = 0; c0 < cols; c0 += LORA_TC) {
-            const int64_t nc = cols - c0 < LORA_TC ? cols - c0 : LORA_TC;
-            for (int64_t r0 = 0; r0 < full; r0 += LORA_TR)
-                acc_tile(d + r0 * dst + c0, dst, xs + r0 * xst, xst, w + c0, wst, K, LORA_TR, nc);
+                                                           const void *w, int64_t w0, int64_t wst, int64_t n,
+                                                           int64_t K, int64_t cols, const int kind) {
+    const int64_t rest = n % LORA_TR, full = n - rest;
+    const int64_t tiled = K >= LORA_TILE_REST_K ? n : full;
+    for (int64_t c0 = 0; c0 < cols && tiled; c0 += LORA_TC) {
+        const int64_t nc = cols - c0 < LORA_TC ? cols - c0 : LORA_TC;
+        for (int64_t r0 = 0; r0 < full; r0 += LORA_TR)
+            acc_tile(d + r0 * dst + c0, dst, xs + r0 * xst, xst, w, w0 + c0, wst, K, LORA_TR, nc, kind);
+        if (tiled > full) {
+            float *dr = d + full * dst + c0;
+            const float *xr = xs + full * xst;
+            if (rest == 1) acc_tile(dr, dst, xr, xst, w, w0 + c0, wst, K, 1, nc, kind);
+            else if (rest == 2) acc_tile(dr, dst, xr, xst, w, w0 + c0, wst, K, 2, nc, kind);
+            else acc_tile(dr, dst, xr, xst, w, w0 + c0, wst, K, 3, nc, kind);
         }
-    for (int64_t k = 0; k < K; k++) {
-        const float *wr = w + k * wst;
-        for (int64_t r = full; r < n; r++) {
+    }
+    const int64_t vec_cols = cols - cols % LORA_TC;
+    for (int64_t k = 0; k < K && tiled < n; k++) {
+        const int64_t wr = w0 + k * wst;
+        for (int64_t r = tiled; r < n; r++) {
             const float xv = xs[r * xst + k];
             float *dr = d + r * dst;
-#pragma omp simd
-            for (int64_t c = 0; c < cols; c++) dr[c] += xv * wr[c];
+            for (int64_t c = 0; c < vec_cols; c += LORA_TC) stf(dr + c, ldf(dr + c) + xv * ldv(w, wr + c, kind));
+            for (int64_t c = vec_cols; c < cols; c++) dr[c] += xv * ldw(w, wr + c, kind);
         }
     }
 }
 
-TF_CLONES
-static void lora_segment(const lora_job *job, int64_t seg, float *h) {
+static inline __attribute__((always_inline)) void lora_segment(const lora_job *job, int64_t seg, float *h,
+                                                               const int kind) {
     const int64_t start = job->segs[3 * seg], n = job->segs[3 * seg + 1], slot = job->segs[3 * seg + 2];
     const int64_t in = job->in_dim, ac = job->a_cols, R = job->rank;
     memset(h, 0, (size_t)(n * ac) * sizeof(float));
-    acc_gemm(h, ac, job->x + start * job->x_stride, job->x_stride, job->a + slot * in * ac, ac, n, in, ac);
+    acc_gemm(h, ac, job->x + start * job->x_stride, job->x_stride, job->a, slot * in * ac, ac, n, in, ac, kind);
     for (int64_t i = 0; i < job->mods; i++)
-        acc_gemm(job->y + start * job->y_stride + job->off[i], job->y_stride, h + i * R, ac,
-                 job->b[i] + slot * R * job->out[i], job->out[i], n, R, job->out[i]);
+        acc_gemm(job->y + start * job->y_stride + job->off[i], job->y_stride, h + i * R, ac, job->b[i],
+                 slot * R * job->out[i], job->out[i], n, R, job->out[i], kind);
 }
 
+TF_CLONES static void lora_segment_f32(const lora_job *job, int64_t seg, float *h) { lora_segment(job, seg, h, W_F32); }
+TF_CLONES static void lora_segment_f16(const lora_job *job, int64_t seg, float *h) { lora_segment(job, seg, h, W_F16); }
+TF_CLONES static void lora_segment_bf16(const lora_job *job, int64_t seg, float *h) { lora_segment(job, seg, h, W_BF16); }
+
 /* lora_segments(y, y_stride, x, x_stride, rows_total, in_dim, segs, nsegs, a_stack, capacity, a_cols, rank,
- *               (b_stack, out, off) * mods ..., threads)
+ *               (b_stack, out, off) * mods ..., threads, kind)
  * y [rows_total, *] and x [rows_total, in_dim] float32 with the given row strides (unit column stride);
  * segs int64 [nsegs, 3] = (start row, rows <= 16, slot); a_stack [capacity, in_dim, a_cols]; each
- * b_stack [capacity, rank, out]; a_cols = mods * rank. */
+ * b_stack [capacity, rank, out]; a_cols = mods * rank; the stacks' element kind: 0 float32, 1 float16,
+ * 2 bfloat16. */
 static PyObject *lora_segments(PyObject *self, PyObject *args) {
     unsigned long long y, x, segs, a, b[LORA_MAX_MODS] = {0};
     long long y_stride, x_stride, rows_total, in_dim, nsegs, capacity, a_cols, rank, threads;
     long long out[LORA_MAX_MODS] = {0}, off[LORA_MAX_MODS] = {0};
+    int kind = W_F32;
     PyObject *mods;
-    if (!PyArg_ParseTuple(args, "KLKLLLKLKLLLO!L", &y, &y_stride, &x, &x_stride, &rows_total, &in_dim, &segs, &nsegs,
-                          &a, &capacity, &a_cols, &rank, &PyTuple_Type, &mods, &threads))
+    if (!PyArg_ParseTuple(args, "KLKLLLKLKLLLO!L|i", &y, &y_stride, &x, &x_stride, &rows_total, &in_dim, &segs,
+                          &nsegs, &a, &capacity, &a_cols, &rank, &PyTuple_Type, &mods, &threads, &kind))
         return NULL;
     const Py_ssize_t nmods = PyTuple_GET_SIZE(mods);
     if (nmods < 1 || nmods > LORA_MAX_MODS || rank < 1 || a_cols != nmods * rank || in_dim < 1 || nsegs < 0) {
         PyErr_SetString(PyExc_ValueError, "lora_segments: bad sizes");
+        return NULL;
+    }
+    if (kind != W_F32 && kind != W_F16 && kind != W_BF16) {
+        PyErr_SetString(PyExc_ValueError, "lora_segments: the stacks' kind must be 0 (float32), 1 (float16) or 2 (bfloat16)");
         return NULL;
     }
     for (Py_ssize_t i = 0; i < nmods; i++) {
@@ -288,14 +384,16 @@ static PyObject *lora_segments(PyObject *self, PyObject *args) {
             return NULL;
         }
     }
-    lora_job job = {.y = (float *)(uintptr_t)y, .x = (const float *)(uintptr_t)x, .a = (const float *)(uintptr_t)a,
+    lora_job job = {.y = (float *)(uintptr_t)y, .x = (const float *)(uintptr_t)x, .a = (const void *)(uintptr_t)a,
                     .segs = sg, .y_stride = y_stride, .x_stride = x_stride, .in_dim = in_dim, .a_cols = a_cols,
                     .rank = rank, .mods = nmods};
     for (Py_ssize_t i = 0; i < nmods; i++) {
-        job.b[i] = (const float *)(uintptr_t)b[i];
+        job.b[i] = (const void *)(uintptr_t)b[i];
         job.out[i] = out[i];
         job.off[i] = off[i];
     }
+    void (*segment)(const lora_job *, int64_t, float *) =
+        kind == W_F16 ? lora_segment_f16 : kind == W_BF16 ? lora_segment_bf16 : lora_segment_f32;
     int n = threads < 1 ? 1 : (threads > nsegs ? (int)(nsegs > 0 ? nsegs : 1) : (int)threads);
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -305,7 +403,7 @@ static PyObject *lora_segments(PyObject *self, PyObject *args) {
         if (!h) failed = 1;
 #pragma omp for schedule(static)
         for (long long i = 0; i < nsegs; i++)
-            if (h) lora_segment(&job, i, h);
+            if (h) segment(&job, i, h);
         free(h);
     }
     Py_END_ALLOW_THREADS

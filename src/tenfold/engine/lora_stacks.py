@@ -20,7 +20,7 @@ import torch
 
 from tenfold.engine.layers import _cpu_kernels, empty_large
 from tenfold.engine.model import LORA_GROUPS, ModelShape
-from tenfold.engine.types import EngineError
+from tenfold.engine.types import AdapterError, EngineError
 
 GROUP_MODULES: dict[str, list[str]] = {}
 for _module, (_group, _index) in sorted(LORA_GROUPS.items(), key=lambda kv: kv[1]):
@@ -35,6 +35,7 @@ class LoraStacks:
         self.A: list[dict[str, torch.Tensor]] = []
         self.B: list[dict[str, torch.Tensor]] = []
         self.offsets = {g: _offsets(shape.group_out(g)) for g in GROUP_MODULES}
+        self._kernel: dict[tuple[int, str], KernelStack] = {}
 
     def shapes(self, capacity: int, rank: int) -> list[tuple[int, int, int]]:
         """The stacks' shapes at ``capacity`` x ``rank``, in buffer order (per layer and group: A, then each B)."""
@@ -91,23 +92,49 @@ class LoraStacks:
             new_a.append(a_layer)
             new_b.append(b_layer)
         self.A, self.B, self.capacity, self.rank = new_a, new_b, capacity, rank
+        self._kernel.clear()
+
+    def kernel_stack(self, layer: int, group: str) -> KernelStack:
+        """The C kernel's view of one layer's group (pointers into the current buffer; rebuilt after growth)."""
+        k = self._kernel.get((layer, group))
+        if k is None:
+            k = self._kernel[(layer, group)] = kernel_stack(
+                self.A[layer][group], [self.B[layer][m] for m in GROUP_MODULES[group]], self.offsets[group])
+        return k
 
     def write(self, slot: int, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]]) -> None:
         """Copy one adapter's per-layer ``{module: (A [r, in], B [out, r], scale)}`` into ``slot``, transposed,
-        with the scale folded into B and in the stacks' dtype (zeros elsewhere). Engine thread only."""
-        R = self.rank
+        with the scale folded into B and in the stacks' dtype (zeros elsewhere). Engine thread only.
+
+        Every weight is converted and checked before anything is written: an adapter with a weight that is
+        not finite, or not finite in the stacks' dtype (beyond ±65504 in float16), raises ``AdapterError``
+        and leaves the slot as it was."""
+        converted: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
         for layer, mods in enumerate(modules):
+            conv = {}
+            for m, (a_in, b_in, scale) in mods.items():
+                a = a_in.T.to(self.dtype)
+                b = (b_in.T.to(torch.float32) * scale).to(self.dtype)
+                if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+                    raise AdapterError(
+                        f"layer {layer} {m}: LoRA weights that are not finite in {str(self.dtype).removeprefix('torch.')}"
+                        + (" (beyond ±65504); serve with lora_dtype bfloat16 or float32" if self.dtype == torch.float16
+                           else "; the adapter file is corrupt or its training diverged"))
+                conv[m] = (a, b)
+            converted.append(conv)
+        R = self.rank
+        for layer, conv in enumerate(converted):
             for g, names in GROUP_MODULES.items():
                 a = self.A[layer][g][slot]
                 a.zero_()
                 for i, m in enumerate(names):
                     b = self.B[layer][m][slot]
                     b.zero_()
-                    if m in mods:
-                        a_in, b_in, scale = mods[m]
-                        r = a_in.shape[0]
-                        a[:, i * R : i * R + r].copy_(a_in.T)
-                        b[:r].copy_(b_in.T.to(torch.float32) * scale)
+                    if m in conv:
+                        a_t, b_t = conv[m]
+                        r = a_t.shape[1]
+                        a[:, i * R : i * R + r].copy_(a_t)
+                        b[:r].copy_(b_t)
 
     @property
     def nbytes(self) -> int:
@@ -135,7 +162,12 @@ class LoraPlan:
     segments: tuple[tuple[int, int, int], ...] = ()  # (start row, rows, slot) of multi-token chunks
     kernel_segments: torch.Tensor | None = None  # [S, 3] int64 (start, rows <= KERNEL_ROWS, slot): the C kernel
 
+    def __post_init__(self) -> None:
+        if self.kernel_segments is not None:
+            _check_segments(self.kernel_segments)
 
+
+STACK_KINDS = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}  # the C kernel's weight kinds
 KERNEL_ROWS = 16  # the C kernel's most rows per segment (LORA_MAX_ROWS in _cpu_kernels.c)
 
 
@@ -146,10 +178,11 @@ def kernel_pieces(segments: list[tuple[int, int, int]]) -> list[tuple[int, int, 
             for start, rows, slot in segments for i in range(0, rows, KERNEL_ROWS)]
 
 
-def lora_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
-    """True when every segment (decode rows and prefill chunks) takes the C kernel (CPU, float32, extension
-    built)."""
-    return _cpu_kernels is not None and device.type == "cpu" and dtype == torch.float32
+def lora_kernel_available(device: torch.device, dtype: torch.dtype, stack_dtype: torch.dtype | None = None) -> bool:
+    """True when every segment (decode rows and prefill chunks) takes the C kernel: CPU, float32
+    activations, stacks in float32, float16 or bfloat16, extension built."""
+    return (_cpu_kernels is not None and device.type == "cpu" and dtype == torch.float32
+            and (stack_dtype or dtype) in STACK_KINDS)
 
 
 def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group: str) -> None:
@@ -160,40 +193,75 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group
     offs = st.offsets[group]
     R = st.rank
     if plan.kernel_segments is not None:
-        lora_kernel_segments(y, x, plan.kernel_segments, a_all, [st.B[layer][m] for m in mods], offs)
+        run_kernel(y, x, plan.kernel_segments, st.kernel_stack(layer, group))
     if plan.decode_rows is not None:
         a = a_all if plan.decode_slots is None else a_all.index_select(0, plan.decode_slots)
+        a = a.to(x.dtype)
         xp = x.new_zeros(a.shape[0], plan.decode_width, x.shape[1])
         dn = plan.decode_rows.shape[0]
         xp[plan.decode_pos, plan.decode_within] = x[:dn]
         h = torch.bmm(xp, a)  # [slots, width, modules*R]
         for i, m in enumerate(mods):
             b_all = st.B[layer][m]
-            b = b_all if plan.decode_slots is None else b_all.index_select(0, plan.decode_slots)
+            b = (b_all if plan.decode_slots is None else b_all.index_select(0, plan.decode_slots)).to(x.dtype)
             out = torch.bmm(h[:, :, i * R : (i + 1) * R], b)  # [slots, width, out_m]
             y[:dn, offs[i] : offs[i] + out.shape[2]] += out[plan.decode_pos, plan.decode_within]
     for start, rows, slot in plan.segments:
-        h = x[start : start + rows] @ a_all[slot]
+        h = x[start : start + rows] @ a_all[slot].to(x.dtype)
         for i, m in enumerate(mods):
-            b = st.B[layer][m][slot]
+            b = st.B[layer][m][slot].to(x.dtype)
             y[start : start + rows, offs[i] : offs[i] + b.shape[1]].addmm_(h[:, i * R : (i + 1) * R], b)
+
+
+@dataclass(frozen=True)
+class KernelStack:
+    """One fused group's stacks as the C kernel takes them (checked once, when made)."""
+
+    a_ptr: int
+    capacity: int
+    in_dim: int
+    a_cols: int
+    rank: int
+    mods: tuple[tuple[int, int, int], ...]  # (B data pointer, out columns, column offset in y) per module
+    width: int  # columns of y the group writes up to
+    kind: int  # STACK_KINDS
+
+
+def kernel_stack(a_stack: torch.Tensor, b_stacks: list[torch.Tensor], offsets: list[int]) -> KernelStack:
+    cap, in_dim, a_cols = a_stack.shape
+    rank = b_stacks[0].shape[1]
+    kind = STACK_KINDS.get(a_stack.dtype)
+    if (kind is None or any(t.dtype != a_stack.dtype for t in b_stacks)
+            or any(t.device.type != "cpu" for t in (a_stack, *b_stacks))
+            or not a_stack.is_contiguous() or a_cols != rank * len(b_stacks)
+            or any(not b.is_contiguous() or b.shape[:2] != (cap, rank) for b in b_stacks)):
+        raise EngineError("lora kernel: slot stacks of the wrong shape, dtype, device or layout")
+    mods = tuple((b.data_ptr(), b.shape[2], off) for b, off in zip(b_stacks, offsets))
+    return KernelStack(a_stack.data_ptr(), cap, in_dim, a_cols, rank, mods,
+                       max(off + b.shape[2] for b, off in zip(b_stacks, offsets)), kind)
+
+
+def _check_segments(segments: torch.Tensor) -> None:
+    if (segments.dtype != torch.long or not segments.is_contiguous() or segments.dim() != 2
+            or segments.shape[1] != 3 or segments.device.type != "cpu"):
+        raise EngineError("lora kernel: segments must be a contiguous CPU int64 tensor of [start, rows, slot] rows")
+
+
+def run_kernel(y: torch.Tensor, x: torch.Tensor, segments: torch.Tensor, k: KernelStack) -> None:
+    """The C kernel's delta into ``y`` (segments already checked: ``_check_segments``). Per call this checks
+    only ``y`` and ``x``, which change every step: a decode step makes one call per layer and group."""
+    if (y.dtype != torch.float32 or x.dtype != torch.float32 or y.device.type != "cpu" or x.device.type != "cpu"
+            or y.dim() != 2 or x.dim() != 2 or y.stride(1) != 1 or x.stride(1) != 1 or x.shape[0] != y.shape[0]
+            or x.shape[1] != k.in_dim or y.shape[1] < k.width):
+        raise EngineError("lora kernel: activations of the wrong shape, dtype, device or layout")
+    _cpu_kernels.lora_segments(y.data_ptr(), y.stride(0), x.data_ptr(), x.stride(0), y.shape[0], k.in_dim,
+                               segments.data_ptr(), segments.shape[0], k.a_ptr, k.capacity, k.a_cols, k.rank, k.mods,
+                               torch.get_num_threads(), k.kind)
 
 
 def lora_kernel_segments(y: torch.Tensor, x: torch.Tensor, segments: torch.Tensor, a_stack: torch.Tensor,
                          b_stacks: list[torch.Tensor], offsets: list[int]) -> None:
     """The C kernel's LoRA delta for segments of at most ``KERNEL_ROWS`` rows; shapes, dtypes and layouts
-    are checked here, rows and slots by the kernel (ValueError)."""
-    cap, in_dim, a_cols = a_stack.shape
-    rank = b_stacks[0].shape[1]
-    tensors = [y, x, a_stack, *b_stacks]
-    if (any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors) or y.dim() != 2 or x.dim() != 2
-            or y.stride(1) != 1 or x.stride(1) != 1 or x.shape[0] != y.shape[0] or x.shape[1] != in_dim
-            or not a_stack.is_contiguous() or a_cols != rank * len(b_stacks)
-            or any(not b.is_contiguous() or b.shape[:2] != (cap, rank) for b in b_stacks)
-            or segments.dtype != torch.long or not segments.is_contiguous() or segments.dim() != 2
-            or segments.shape[1] != 3 or any(off + b.shape[2] > y.shape[1] for b, off in zip(b_stacks, offsets))):
-        raise EngineError("lora_kernel_segments: tensors of the wrong shape, dtype, device or layout")
-    mods = tuple((b.data_ptr(), b.shape[2], off) for b, off in zip(b_stacks, offsets))
-    _cpu_kernels.lora_segments(y.data_ptr(), y.stride(0), x.data_ptr(), x.stride(0), y.shape[0], in_dim,
-                               segments.data_ptr(), segments.shape[0], a_stack.data_ptr(), cap, a_cols, rank, mods,
-                               torch.get_num_threads())
+    are checked here (EngineError), rows and slots by the kernel (ValueError)."""
+    _check_segments(segments)
+    run_kernel(y, x, segments, kernel_stack(a_stack, b_stacks, offsets))

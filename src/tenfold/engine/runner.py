@@ -37,7 +37,8 @@ class ModelRunner:
         self.kv = model.allocate_kv(num_blocks, block_size)
         self.device = model.device
         self.decode_kernel = decode_kernel_available(model.device, model.dtype)
-        self.lora_kernel = lora_kernel_available(model.device, model.dtype)
+        self.lora_kernel = lora_kernel_available(model.device, model.dtype,
+                                                 adapters.stacks.dtype if adapters is not None else None)
 
     def execute(self, plan: StepPlan, interrupt: Callable[[], bool] | None = None) -> list[Sampled]:
         """Run one step; ``interrupt`` (asked between layers) may stop it with ``StepInterrupted``."""
