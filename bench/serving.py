@@ -13,7 +13,8 @@ minutes):
   (c) transformers + PEFT, adapter swapped per request (batch 1; measured on a subset, --swap-requests)
   (d) transformers + PEFT mixed-adapter batch (``adapter_names``)
   (e) transformers + PEFT, one adapter, batched ``generate`` (its best case)
-Sections: ``--section throughput`` (the arms above), ``prefix`` (1,024-token shared system prompt + 32-token
+Sections: ``--section throughput`` (the arms above), ``merged`` ((a), (a') and (b) only, more rounds: the
+ratio read per round), ``prefix`` (1,024-token shared system prompt + 32-token
 suffixes: TTFT hit vs miss; and caching on vs off on a workload without shared prefixes), ``adapters``
 (1,000 registered adapters, 64 slots, Zipf-popular traffic vs all resident; cold load time).
 
@@ -300,6 +301,29 @@ def section_throughput(args, model_path: Path) -> None:
     print(f"(a) preemptions: {a['preemptions']}")
 
 
+def section_merged(args, model_path: Path) -> None:
+    """(a), (a') and (b) only, in ``--repeats`` interleaved rounds: the ratio to the merged model is read per
+    round (runs minutes apart on this shared box differ by more than the effect) and summarised by its
+    median."""
+    n, p_len, o_len = args.requests, args.prompt, args.output
+    adapters = make_adapters(model_path, n)
+    merged = merged_folder(model_path, adapters[0])
+    ps = prompts(n, p_len)
+    rows, ratios, ratios16 = [], [], []
+    for i in range(args.repeats):
+        a = run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads)["tok_s"]
+        b = run_engine(merged, [(p, None) for p in ps], o_len, args.threads)["tok_s"]
+        a16 = run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads, lora_dtype="bfloat16")["tok_s"]
+        ratios.append(a / b)
+        ratios16.append(a16 / b)
+        rows.append([i + 1, a, a16, b, a / b, a16 / b])
+    print(f"\nmerged: {n} requests x ({p_len} prompt + {o_len} output) tokens, {n} rank-16 all-linear adapters, "
+          f"float32, torch threads={args.threads}; {args.repeats} interleaved rounds (a), (b), (a')\n")
+    print(table(["round", "(a) out tok/s", "(a') bfloat16 slots", "(b) merged", "(a)/(b)", "(a')/(b)"], rows))
+    print(f"\nmedian (a)/(b) {statistics.median(ratios):.3f}, (a')/(b) {statistics.median(ratios16):.3f} "
+          f"(target >= 0.85)")
+
+
 def prefix_ttfts(model_path: Path, threads: int) -> tuple[list[float], list[float]]:
     """TTFT one request at a time: a miss (new organization, so nothing shared), then hits (same organization)."""
     from tenfold.engine.async_engine import EngineOptions, LocalEngine
@@ -415,7 +439,7 @@ def run_engine_no_preload(model_path: Path, reqs, out_tokens: int, threads: int)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--section", choices=["throughput", "prefix", "adapters", "all"], default="throughput")
+    ap.add_argument("--section", choices=["throughput", "merged", "prefix", "adapters", "all"], default="throughput")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--prompt", type=int, default=128)
@@ -430,8 +454,8 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model(args.models_dir)
     for name in (["throughput", "prefix", "adapters"] if args.section == "all" else [args.section]):
-        {"throughput": section_throughput, "prefix": section_prefix, "adapters": section_adapters}[name](args,
-                                                                                                          model_path)
+        {"throughput": section_throughput, "merged": section_merged, "prefix": section_prefix,
+         "adapters": section_adapters}[name](args, model_path)
 
 
 if __name__ == "__main__":

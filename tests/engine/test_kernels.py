@@ -54,17 +54,20 @@ def _meta(tables, lens, block_size, *, masked: bool) -> AttentionMeta:
                          decode_blocks=tables, decode_lens=lens, decode_mask=mask, prefills=[])
 
 
+@pytest.mark.parametrize("head_dim", [16, 24, 64, 128])  # the scalar path, and whole 16- and 64-wide vectors
 @pytest.mark.parametrize("heads,kv_heads", [(4, 4), (6, 2), (9, 3), (8, 1)])
-def test_decode_kernel_matches_sdpa(heads, kv_heads):
-    q, ck, cv, tables, lens = _paged_case(heads * 10 + kv_heads, rows=7, heads=heads, kv_heads=kv_heads)
-    scale = 16**-0.5
+def test_decode_kernel_matches_sdpa(heads, kv_heads, head_dim):
+    q, ck, cv, tables, lens = _paged_case(heads * 10 + kv_heads, rows=7, heads=heads, kv_heads=kv_heads,
+                                          head_dim=head_dim)
+    scale = head_dim**-0.5
     ref = paged_attention(q, None, None, ck, cv, _meta(tables, lens, 4, masked=True), scale)  # gather + SDPA
     got = paged_attention(q, None, None, ck, cv, _meta(tables, lens, 4, masked=False), scale)  # the C kernel
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=2e-6)
 
 
-def test_decode_kernel_ignores_keys_past_each_rows_length():
-    q, ck, cv, tables, lens = _paged_case(3, rows=4, heads=4, kv_heads=2)
+@pytest.mark.parametrize("head_dim", [16, 64])
+def test_decode_kernel_ignores_keys_past_each_rows_length(head_dim):
+    q, ck, cv, tables, lens = _paged_case(3, rows=4, heads=4, kv_heads=2, head_dim=head_dim)
     out = torch.empty_like(q)
     decode_attention_kernel(out, q, ck, cv, tables, lens, 0.25)
     # poison every cache slot no row may see: the result must not change

@@ -196,3 +196,34 @@ def test_big_stack_growth_is_prepared_off_the_engine_thread(tiny_path, adapter_f
     assert got == expected
     assert capacity >= 3 and rank == 12 and consumed
     assert prepared and all(r >= 4 for _, r in prepared)  # every growth came from a prepared buffer
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_float16_slots_refuse_an_adapter_they_cannot_hold_and_keep_serving(tiny_path, adapter_a, tmp_path, slots):
+    """With ``lora_dtype=float16`` an adapter with a weight beyond float16's range fails its requests with a
+    clear error, before it takes a slot: with one slot the resident adapter is not evicted for it, with a
+    free slot the idle engine's prewarming skips it; the other adapter serves the same tokens throughout."""
+    big = copy_adapter(adapter_a, tmp_path / "big", "too-big-for-float16")
+    file = big.path / "adapter_model.safetensors"
+    weights = load_file(str(file))
+    key = next(k for k in weights if "lora_B" in k)
+    weights[key][0, 0] = 1e6
+    save_file(weights, str(file))
+
+    async def body(engine):
+        before = ids_of(await collect(engine, [5, 6, 7], adapter_a, max_tokens=6, temperature=0))
+        await engine.load_adapter(big)  # readable: the range is checked against the slots' dtype
+        await asyncio.sleep(0.3)  # the idle engine prewarms slots: it must skip this adapter, not crash
+        errors = []
+        for _ in range(2):  # the second request fails at once, with the same message
+            with pytest.raises(AdapterError) as info:
+                await collect(engine, [5, 6, 7], big, max_tokens=6, temperature=0)
+            errors.append(str(info.value))
+        after = ids_of(await collect(engine, [5, 6, 7], adapter_a, max_tokens=6, temperature=0))
+        return before, errors, after, engine.resident_adapters()
+
+    before, errors, after, resident = run_with_engine(tiny_path, body, adapter_slots=slots, lora_dtype="float16")
+    assert errors[0] == errors[1]
+    assert "too-big-for-float16" in errors[0] and "not finite in float16" in errors[0]
+    assert "lora_dtype bfloat16 or float32" in errors[0]
+    assert before == after and resident == [adapter_a.digest]

@@ -28,6 +28,35 @@
 #define TF_CLONES
 #endif
 
+/* VW floats as one GCC/Clang vector: the compiler lowers it to whatever registers each clone has (one zmm,
+ * two ymm, four xmm). The hot loops are written with vector types rather than left to the auto-vectorizer,
+ * whose cost model (it depends on -mtune) made the 16-bit conversions 3x slower and gave short runtime-
+ * length loops (a 64-wide head) a prologue and epilogue each. */
+#define VW 16
+typedef float vf __attribute__((vector_size(4 * VW)));
+typedef float vf8 __attribute__((vector_size(4 * VW / 2)));
+typedef uint32_t vu __attribute__((vector_size(4 * VW)));
+typedef int32_t vi __attribute__((vector_size(4 * VW)));
+typedef uint16_t vh __attribute__((vector_size(2 * VW)));
+
+static inline __attribute__((always_inline)) vf ldf(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void stf(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+static inline __attribute__((always_inline)) float hsum(vf v) {
+    vf8 lo, hi;
+    memcpy(&lo, &v, sizeof lo);
+    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
+    lo += hi;
+    float t[VW / 2];
+    memcpy(t, &lo, sizeof t);
+    return ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+}
+
 
 typedef struct {
     float *out;
@@ -61,7 +90,7 @@ TF_CLONES
 static void decode_tasks(decode_job *job) {
     const int64_t H = job->heads, KVH = job->kv_heads, hd = job->head_dim, bs = job->block_size;
     const int64_t G = H / KVH, max_len = job->width * bs, token_stride = KVH * hd;
-    float *scores = (float *)malloc((size_t)(H * max_len) * sizeof(float));
+    float *scores = (float *)malloc((size_t)(H * max_len + H) * sizeof(float)), *invs = scores + H * max_len;
     if (!scores) {
         job->failed = 1;
         return;
@@ -79,40 +108,110 @@ static void decode_tasks(decode_job *job) {
         }
         const float *q = job->q + row * H * hd;
         float *out = job->out + row * H * hd;
-        for (int64_t t = 0; t < len; t++) {
-            if (t % bs == 0 && t + bs < len) __builtin_prefetch(job->k + table[t / bs + 1] * bs * token_stride);
-            const float *k = job->k + (table[t / bs] * bs + t % bs) * token_stride;
-            for (int64_t h = 0; h < H; h++) {
-                const float *qh = q + h * hd, *kh = k + (h / G) * hd;
-                float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-                for (int64_t i = 0; i < hd; i++) acc += qh[i] * kh[i];
-                scores[h * max_len + t] = acc * job->scale;
+        const int64_t nblk = (len + bs - 1) / bs;
+        /* Blocks, then tokens within a block, then KV heads, then the query heads sharing each: no division
+         * in the inner loops (a runtime `h / G` per head and token cost as much as the dot products). */
+        for (int64_t bi = 0; bi < nblk; bi++) {
+            if (bi + 1 < nblk) __builtin_prefetch(job->k + table[bi + 1] * bs * token_stride);
+            const int64_t t0 = bi * bs, jn = len - t0 < bs ? len - t0 : bs;
+            for (int64_t j = 0; j < jn; j++) {
+                const float *k = job->k + (table[bi] * bs + j) * token_stride;
+                for (int64_t g = 0; g < KVH; g++) {
+                    const float *kh = k + g * hd;
+                    for (int64_t h = g * G; h < (g + 1) * G; h++) {
+                        const float *qh = q + h * hd;
+                        float dot;
+                        if (hd % VW == 0) { /* head_dim 64, 128, ...: whole vectors, one horizontal sum */
+                            vf acc = ldf(qh) * ldf(kh);
+                            for (int64_t i = VW; i < hd; i += VW) acc += ldf(qh + i) * ldf(kh + i);
+                            dot = hsum(acc);
+                        } else {
+                            dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                            for (int64_t i = 0; i < hd; i++) dot += qh[i] * kh[i];
+                        }
+                        scores[h * max_len + t0 + j] = dot * job->scale;
+                    }
+                }
             }
         }
         for (int64_t h = 0; h < H; h++) {
             float *s = scores + h * max_len;
             float m = s[0];
-            for (int64_t t = 1; t < len; t++) m = s[t] > m ? s[t] : m;
+            int64_t t = 0;
+            if (len >= VW) { /* the maximum over whole vectors, then the rest */
+                vf mv = ldf(s);
+                for (t = VW; t + VW <= len; t += VW) {
+                    const vf x = ldf(s + t);
+                    const vi gt = x > mv; /* all-ones lanes where x is larger */
+                    mv = (vf)(((vi)x & gt) | ((vi)mv & ~gt));
+                }
+                float lanes[VW];
+                memcpy(lanes, &mv, sizeof lanes);
+                for (int i = 0; i < VW; i++) m = lanes[i] > m ? lanes[i] : m;
+            }
+            for (; t < len; t++) m = s[t] > m ? s[t] : m;
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-            for (int64_t t = 0; t < len; t++) {
-                s[t] = exp_nonpositive(s[t] - m);
-                sum += s[t];
+            for (int64_t u = 0; u < len; u++) {
+                s[u] = exp_nonpositive(s[u] - m);
+                sum += s[u];
             }
-            const float inv = 1.0f / sum;
+            invs[h] = 1.0f / sum;
+            if (hd % (4 * VW) == 0) continue; /* the weighted sum below scales once, at the end */
+            const float inv = invs[h];
 #pragma omp simd
-            for (int64_t t = 0; t < len; t++) s[t] *= inv;
+            for (int64_t u = 0; u < len; u++) s[u] *= inv;
+        }
+        if (hd % (4 * VW) == 0) {
+            /* Per head and 64-wide slice of it, the weighted sum of values in four vector registers over all
+             * tokens (V of one sequence stays in L2 for the heads sharing it): no output row stored and
+             * reloaded per token, which made this pass 3x the rest of the kernel. */
+            for (int64_t h = 0; h < H; h++) {
+                const float *ps = scores + h * max_len;
+                const int64_t voff = (h / G) * hd;
+                for (int64_t d0 = 0; d0 < hd; d0 += 4 * VW) {
+                    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                    for (int64_t bi = 0; bi < nblk; bi++) {
+                        const int64_t t0 = bi * bs, jn = len - t0 < bs ? len - t0 : bs;
+                        const float *vb = job->v + table[bi] * bs * token_stride + voff + d0;
+                        for (int64_t j = 0; j < jn; j++) {
+                            const float p = ps[t0 + j], *vh = vb + j * token_stride;
+                            a0 += p * ldf(vh);
+                            a1 += p * ldf(vh + VW);
+                            a2 += p * ldf(vh + 2 * VW);
+                            a3 += p * ldf(vh + 3 * VW);
+                        }
+                    }
+                    float *o = out + h * hd + d0;
+                    const float inv = invs[h];
+                    stf(o, a0 * inv);
+                    stf(o + VW, a1 * inv);
+                    stf(o + 2 * VW, a2 * inv);
+                    stf(o + 3 * VW, a3 * inv);
+                }
+            }
+            continue;
         }
         memset(out, 0, (size_t)(H * hd) * sizeof(float));
-        for (int64_t t = 0; t < len; t++) {
-            if (t % bs == 0 && t + bs < len) __builtin_prefetch(job->v + table[t / bs + 1] * bs * token_stride);
-            const float *v = job->v + (table[t / bs] * bs + t % bs) * token_stride;
-            for (int64_t h = 0; h < H; h++) {
-                const float p = scores[h * max_len + t], *vh = v + (h / G) * hd;
-                float *o = out + h * hd;
+        for (int64_t bi = 0; bi < nblk; bi++) {
+            if (bi + 1 < nblk) __builtin_prefetch(job->v + table[bi + 1] * bs * token_stride);
+            const int64_t t0 = bi * bs, jn = len - t0 < bs ? len - t0 : bs;
+            for (int64_t j = 0; j < jn; j++) {
+                const float *v = job->v + (table[bi] * bs + j) * token_stride;
+                for (int64_t g = 0; g < KVH; g++) {
+                    const float *vh = v + g * hd;
+                    for (int64_t h = g * G; h < (g + 1) * G; h++) {
+                        const float p = scores[h * max_len + t0 + j];
+                        float *o = out + h * hd;
+                        if (hd % VW == 0) {
+                            for (int64_t i = 0; i < hd; i += VW) stf(o + i, ldf(o + i) + p * ldf(vh + i));
+                        } else {
 #pragma omp simd
-                for (int64_t i = 0; i < hd; i++) o[i] += p * vh[i];
+                            for (int64_t i = 0; i < hd; i++) o[i] += p * vh[i];
+                        }
+                    }
+                }
             }
         }
     }
@@ -184,7 +283,7 @@ static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
 #define LORA_MAX_ROWS 16
 #define LORA_MAX_MODS 3
 #define LORA_TR 4
-#define LORA_TC 16
+#define LORA_TC VW
 #ifndef LORA_TILE_REST_K
 #define LORA_TILE_REST_K 64
 #endif
@@ -220,13 +319,6 @@ static inline __attribute__((always_inline)) float ldw(const void *w, int64_t i,
     return f * 5.192296858534828e+33f; /* 2^112 */
 }
 
-/* LORA_TC floats as one GCC/Clang vector: the compiler lowers it to whatever registers each clone has (one
- * zmm, two ymm, four xmm). Written with vector types rather than left to the auto-vectorizer, whose cost
- * model (it depends on -mtune) turned the 16-bit conversions into code 3x slower. */
-typedef float vf __attribute__((vector_size(4 * LORA_TC)));
-typedef uint32_t vu __attribute__((vector_size(4 * LORA_TC)));
-typedef int32_t vi __attribute__((vector_size(4 * LORA_TC)));
-typedef uint16_t vh __attribute__((vector_size(2 * LORA_TC)));
 
 /* Elements i .. i + LORA_TC - 1 of a weight array, as float32 (unaligned loads). */
 static inline __attribute__((always_inline)) vf ldv(const void *w, int64_t i, const int kind) {
@@ -246,13 +338,6 @@ static inline __attribute__((always_inline)) vf ldv(const void *w, int64_t i, co
     return (vf)((s << 13) & (int32_t)0x8fffe000) * 5.192296858534828e+33f;
 }
 
-static inline __attribute__((always_inline)) vf ldf(const float *p) {
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline __attribute__((always_inline)) void stf(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
 /* d[r, c] += sum_k xs[r * xst + k] * w[w0 + k * wst + c] for r < NR (<= LORA_TR), c < nc (<= LORA_TC).
  * Inlined with a constant NR and kind, and nc == LORA_TC in all but edge tiles: the accumulators live in

@@ -51,6 +51,7 @@ class AdapterWeights:
     max_rank: int
     nbytes: int = 0
     ranks: dict[str, int] = field(default_factory=dict)
+    fits: torch.dtype | None = None  # the slot dtype these weights were checked against (``LoraStacks.check``)
 
 
 def _module_names(shape: ModelShape) -> dict[str, tuple[int, int]]:
@@ -275,6 +276,7 @@ class AdapterStore:
                     self._pool.submit(self._load, digest)
                 return False
             self._host.move_to_end(digest)
+        self._check(digest, host)
         if host.max_rank > self.stacks.rank and not self._grow(rank=host.max_rank):
             return False  # wider stacks are being prepared
         slot = self._take_slot()
@@ -285,6 +287,21 @@ class AdapterStore:
         with self._lock:
             self._evict_host(keep=digest)  # the evicted slot's host copy may now be over the host limit
         return True
+
+    def _check(self, digest: str, host: AdapterWeights) -> None:
+        """Make sure the slots can hold these weights before a slot is taken for them (so a refusal evicts
+        nothing); a refused adapter fails now and for every later request, like one that cannot be read."""
+        if host.fits == self.stacks.dtype:
+            return
+        try:
+            self.stacks.check(host.modules)
+        except AdapterError as exc:
+            err = AdapterError(f"adapter {digest}: {exc}")
+            with self._lock:
+                self._failed[digest] = err
+                self._host.pop(digest, None)
+            raise err from None
+        host.fits = self.stacks.dtype
 
     def _take_slot(self) -> int | None:
         used = len(self._slots)
@@ -366,6 +383,10 @@ class AdapterStore:
             with self._lock:
                 host = self._host.get(digest)
             if host is None:  # evicted from host memory meanwhile
+                continue
+            try:
+                self._check(digest, host)
+            except AdapterError:  # its first request will get the error
                 continue
             if host.max_rank > self.stacks.rank and not self._grow(rank=host.max_rank):
                 return False

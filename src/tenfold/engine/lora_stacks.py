@@ -106,22 +106,9 @@ class LoraStacks:
         """Copy one adapter's per-layer ``{module: (A [r, in], B [out, r], scale)}`` into ``slot``, transposed,
         with the scale folded into B and in the stacks' dtype (zeros elsewhere). Engine thread only.
 
-        Every weight is converted and checked before anything is written: an adapter with a weight that is
-        not finite, or not finite in the stacks' dtype (beyond ±65504 in float16), raises ``AdapterError``
-        and leaves the slot as it was."""
-        converted: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
-        for layer, mods in enumerate(modules):
-            conv = {}
-            for m, (a_in, b_in, scale) in mods.items():
-                a = a_in.T.to(self.dtype)
-                b = (b_in.T.to(torch.float32) * scale).to(self.dtype)
-                if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-                    raise AdapterError(
-                        f"layer {layer} {m}: LoRA weights that are not finite in {str(self.dtype).removeprefix('torch.')}"
-                        + (" (beyond ±65504); serve with lora_dtype bfloat16 or float32" if self.dtype == torch.float16
-                           else "; the adapter file is corrupt or its training diverged"))
-                conv[m] = (a, b)
-            converted.append(conv)
+        Every weight is converted and checked before anything is written (``check``): the slot is left as
+        it was when that raises."""
+        converted = self.check(modules)
         R = self.rank
         for layer, conv in enumerate(converted):
             for g, names in GROUP_MODULES.items():
@@ -135,6 +122,26 @@ class LoraStacks:
                         r = a_t.shape[1]
                         a[:, i * R : i * R + r].copy_(a_t)
                         b[:r].copy_(b_t)
+
+    def check(self, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]]
+              ) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """One adapter's weights as the stacks hold them (per layer ``{module: (A^T [in, r], scale * B^T
+        [r, out])}`` in the stacks' dtype). Raises ``AdapterError`` for a weight that is not finite, or not
+        finite in the stacks' dtype (beyond ±65504 in float16). Engine thread only."""
+        converted: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        for layer, mods in enumerate(modules):
+            conv = {}
+            for m, (a_in, b_in, scale) in mods.items():
+                a = a_in.T.to(self.dtype)
+                b = (b_in.T.to(torch.float32) * scale).to(self.dtype)
+                if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+                    raise AdapterError(
+                        f"layer {layer} {m}: LoRA weights that are not finite in {str(self.dtype).removeprefix('torch.')}"
+                        + (" (beyond ±65504); serve with lora_dtype bfloat16 or float32" if self.dtype == torch.float16
+                           else "; the adapter file is corrupt or its training diverged"))
+                conv[m] = (a, b)
+            converted.append(conv)
+        return converted
 
     @property
     def nbytes(self) -> int:
