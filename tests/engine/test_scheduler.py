@@ -228,7 +228,7 @@ class FakeWeights:
     """An adapter with no modules: exercises slot bookkeeping without real weights."""
 
     def __init__(self, digest: str) -> None:
-        self.digest, self.max_rank, self.modules = digest, 0, []
+        self.digest, self.max_rank, self.modules, self.fits = digest, 0, [], None
 
 
 def slot_store(slots: int, host: int) -> AdapterStore:
