@@ -386,7 +386,8 @@ class AdapterStore:
                 continue
             try:
                 self._check(digest, host)
-            except AdapterError:  # its first request will get the error
+            except AdapterError as exc:  # its first request will get the error
+                log.warning("%s", exc)
                 continue
             if host.max_rank > self.stacks.rank and not self._grow(rank=host.max_rank):
                 return False
