@@ -109,8 +109,7 @@ static void decode_tasks(decode_job *job) {
         const float *q = job->q + row * H * hd;
         float *out = job->out + row * H * hd;
         const int64_t nblk = (len + bs - 1) / bs;
-        /* Blocks, then tokens within a block, then KV heads, then the query heads sharing each: no division
-         * in the inner loops (a runtime `h / G` per head and token cost as much as the dot products). */
+        /* Blocks, then tokens within a block, then KV heads, then the query heads sharing each key row. */
         for (int64_t bi = 0; bi < nblk; bi++) {
             if (bi + 1 < nblk) __builtin_prefetch(job->k + table[bi + 1] * bs * token_stride);
             const int64_t t0 = bi * bs, jn = len - t0 < bs ? len - t0 : bs;
@@ -166,7 +165,7 @@ static void decode_tasks(decode_job *job) {
         if (hd % (4 * VW) == 0) {
             /* Per head and 64-wide slice of it, the weighted sum of values in four vector registers over all
              * tokens (V of one sequence stays in L2 for the heads sharing it): no output row stored and
-             * reloaded per token, which made this pass 3x the rest of the kernel. */
+             * reloaded per token, which made this pass take about twice the rest of the kernel. */
             for (int64_t h = 0; h < H; h++) {
                 const float *ps = scores + h * max_len;
                 const int64_t voff = (h / G) * hd;
