@@ -195,13 +195,15 @@ MODULES = {"qkv": ["q_proj", "k_proj", "v_proj"], "o": ["o_proj"], "gate_up": ["
            "down": ["down_proj"]}
 
 
-@pytest.mark.parametrize("rank", [5, 16])  # shrink outputs of 5-15 and 16-48 columns (one- and two-vector tiles)
+# shrink outputs of 5 to 81 columns: one- and two-vector tiles; for a lone row, strips of 1 to 4 vectors and
+# strips followed by an edge (rank 27: q/k/v 81 = 4 x 16 + 16 + 1, gate/up 54 = 3 x 16 + 6)
+@pytest.mark.parametrize("rank", [5, 16, 27])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("group", ["qkv", "down"])
+@pytest.mark.parametrize("group", ["qkv", "gate_up", "down"])
 def test_lora_kernel_on_long_inner_dimensions_and_16_bit_stacks(dtype, group, rank):
-    """Inner dimensions of 130 and 203 (register tiles for the last rows too, with partial sums over k and a
-    remainder of k), and stacks in float16 / bfloat16: the kernel equals the definition computed in float32
-    from the stored (rounded) weights, and the matmul path given the same stacks."""
+    """Inner dimensions of 130 and 203 (register tiles and strips for the last rows too, with partial sums
+    over k and a remainder of k), and stacks in float16 / bfloat16: the kernel equals the definition computed
+    in float32 from the stored (rounded) weights, and the matmul path given the same stacks."""
     from tenfold.engine.lora_stacks import LoraPlan, add_lora
 
     shape, st = _stacks(capacity=3, rank=rank, seed=11, dtype=dtype, wide=True)

@@ -404,16 +404,60 @@ static inline __attribute__((always_inline)) void acc_tile2(float *d, int64_t ds
     }
 }
 
+/* d[0, c] += sum_k xs[k] * w[w0 + k * wst + c] for c < NV * LORA_TC: one row (a decode row) over a long inner
+ * dimension, NV vectors wide, so that each weight row is read once, front to back. (With tiles one vector
+ * wide, a fused shrink matrix [in, modules * rank] was read in modules passes, each taking one 64-byte piece
+ * of every row: q/k/v's 48 columns ran at 17 GB/s where o's 16 ran at 28; a decode step's delta over 64
+ * adapters went from 68 to 59 ms in float32 and from 30 to 22 ms in bfloat16.) Fewer than four vectors
+ * keep partial sums over k, so that at least four independent multiply-add chains are in flight: with one
+ * chain per vector the one- and two-vector strips ran at half the speed of memory. */
+static inline __attribute__((always_inline)) void acc_strip(float *d, const float *xs, const void *w, int64_t w0,
+                                                            int64_t wst, int64_t K, const int NV, const int kind) {
+    enum { PMAX = 4 };
+    const int P = NV >= 4 ? 1 : NV >= 2 ? 2 : 4;
+    vf acc[PMAX][4];
+    for (int v = 0; v < NV; v++) {
+        acc[0][v] = ldf(d + v * LORA_TC);
+        for (int p = 1; p < P; p++) acc[p][v] = (vf){0};
+    }
+    int64_t k = 0;
+    for (; k + P <= K; k += P)
+        for (int p = 0; p < P; p++) {
+            const float xv = xs[k + p];
+            for (int v = 0; v < NV; v++) acc[p][v] += xv * ldv(w, w0 + (k + p) * wst + v * LORA_TC, kind);
+        }
+    for (; k < K; k++)
+        for (int v = 0; v < NV; v++) acc[0][v] += xs[k] * ldv(w, w0 + k * wst + v * LORA_TC, kind);
+    for (int v = 0; v < NV; v++) {
+        for (int p = 1; p < P; p++) acc[0][v] += acc[p][v];
+        stf(d + v * LORA_TC, acc[0][v]);
+    }
+}
+
 /* d[n, cols] += xs[n, K] @ w[w0 + (K, cols)] (row strides dst, xst, wst; w0 an element offset into w): full
  * groups of LORA_TR rows in register tiles, and with a long inner dimension (the shrink product, K =
- * in_dim) the last rows too. Otherwise (the expand product, K = rank) the last rows (fewer than LORA_TR,
- * e.g. a decode row) stream each weight row once, in order, into their output rows (held in L1), which is
- * what a memory-bound single row wants. */
+ * in_dim) the last rows too: a lone last row (a decode row) in strips up to four vectors wide when the
+ * output has two or more, else in a one-row tile. Otherwise (the expand product, K = rank) the last rows
+ * (fewer than LORA_TR) stream each weight row once, in order, into their output rows (held in L1), which
+ * is what a memory-bound single row wants. */
 static inline __attribute__((always_inline)) void acc_gemm(float *d, int64_t dst, const float *xs, int64_t xst,
                                                            const void *w, int64_t w0, int64_t wst, int64_t n,
                                                            int64_t K, int64_t cols, const int kind) {
     const int64_t rest = n % LORA_TR, full = n - rest;
-    const int64_t tiled = K >= LORA_TILE_REST_K ? n : full;
+    int64_t tiled = K >= LORA_TILE_REST_K ? n : full;
+    if (rest == 1 && tiled == n && cols >= 2 * LORA_TC) { /* one row left (a decode row): strips up to 4 vectors wide */
+        float *dr = d + full * dst;
+        const float *xr = xs + full * xst;
+        int64_t c0 = 0;
+        for (; c0 + 4 * LORA_TC <= cols; c0 += 4 * LORA_TC) acc_strip(dr + c0, xr, w, w0 + c0, wst, K, 4, kind);
+        const int64_t nv = (cols - c0) / LORA_TC;
+        if (nv == 3) acc_strip(dr + c0, xr, w, w0 + c0, wst, K, 3, kind);
+        else if (nv == 2) acc_strip(dr + c0, xr, w, w0 + c0, wst, K, 2, kind);
+        else if (nv == 1) acc_strip(dr + c0, xr, w, w0 + c0, wst, K, 1, kind);
+        c0 += nv * LORA_TC;
+        if (c0 < cols) acc_tile(dr + c0, dst, xr, xst, w, w0 + c0, wst, K, 1, cols - c0, kind);
+        n = tiled = full; /* that row is done */
+    }
     for (int64_t c0 = 0; c0 < cols && tiled; c0 += LORA_TC) {
         const int64_t nc = cols - c0 < LORA_TC ? cols - c0 : LORA_TC;
         if (nc == LORA_TC && cols - c0 >= 2 * LORA_TC && full) { /* two vectors wide: each x load feeds 2 FMAs */
