@@ -1,5 +1,5 @@
-"""The engine's CPU kernels against the PyTorch math they replace: oneDNN pre-packed linears against
-``F.linear``, and the C paged decode attention against gather + SDPA, on random paged caches with
+"""The engine's CPU kernels against the PyTorch math they replace: the packed base linears (C kernel, and
+oneDNN where the kernel is missing) against ``F.linear``, and the C paged decode attention against gather + SDPA, on random paged caches with
 grouped-query heads, ragged context lengths and scattered blocks. ``make install`` builds the C
 extension; these tests fail (not skip) when it is missing, because serving speed depends on it.
 """
@@ -21,16 +21,34 @@ def test_the_c_extension_is_built():
     assert not layers.decode_kernel_available(torch.device("cpu"), torch.bfloat16)
 
 
-@pytest.mark.parametrize("rows", [1, 5, 64])
-def test_packed_linear_matches_f_linear(rows):
-    torch.manual_seed(rows)
-    w, b, x = torch.randn(96, 40), torch.randn(96), torch.randn(rows, 40)
+@pytest.mark.parametrize("rows", [1, 5, 8, 13, 64])  # register tiles of 8 rows (4 without AVX-512) and the rest
+@pytest.mark.parametrize("out,inner", [(96, 40), (100, 37), (31, 7)])  # whole and partial 32-column blocks
+def test_packed_linear_matches_f_linear(rows, out, inner):
+    torch.manual_seed(rows * out)
+    w, b, x = torch.randn(out, inner), torch.randn(out), torch.randn(rows, inner)
     lin = Linear(w, b)
-    assert lin.packed is not None and lin.weight is None  # packed on CPU float32
+    assert lin.blocks is not None and lin.weight is None  # packed for the C kernel on CPU float32
     torch.testing.assert_close(lin(x), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(Linear(w)(x), F.linear(x, w), rtol=1e-5, atol=1e-4)
+    strided = torch.randn(inner, rows).t()  # a column stride other than 1: copied first
+    torch.testing.assert_close(lin(strided), F.linear(strided, w, b), rtol=1e-5, atol=1e-4)
+    wide = torch.randn(rows, inner + 9)[:, 3 : 3 + inner]  # a row stride other than the width: read in place
+    torch.testing.assert_close(lin(wide), F.linear(wide, w, b), rtol=1e-5, atol=1e-4)
     half = Linear(w.bfloat16())  # not packed: plain F.linear
-    assert half.packed is None
+    assert half.packed is None and half.blocks is None
     torch.testing.assert_close(half(x.bfloat16()), F.linear(x.bfloat16(), w.bfloat16()))
+    with pytest.raises(EngineError, match="float32 CPU activations"):
+        lin(x.bfloat16())
+
+
+def test_onednn_packed_linear_without_the_kernel(monkeypatch):
+    """Where the extension lacks the linear kernel, CPU float32 weights are pre-packed for oneDNN instead."""
+    monkeypatch.setattr(layers, "linear_kernel_available", lambda device, dtype: False)
+    torch.manual_seed(0)
+    w, b, x = torch.randn(96, 40), torch.randn(96), torch.randn(7, 40)
+    lin = Linear(w, b)
+    assert lin.blocks is None and lin.packed is not None and lin.weight is None
+    torch.testing.assert_close(lin(x), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
 
 
 def _paged_case(seed: int, *, rows: int, heads: int, kv_heads: int, head_dim: int = 16, block_size: int = 4):

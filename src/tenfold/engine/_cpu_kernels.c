@@ -584,9 +584,134 @@ static PyObject *lora_segments(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+
+/* ---- base linears -----------------------------------------------------------------------------------
+ * y[M, N] = x[M, K] @ W^T (+ bias) with W pre-packed once (`Linear`) into column blocks of LIN_NB: wp
+ * [ceil(N / LIN_NB), K, LIN_NB], zero-padded, so a block is one contiguous run that stays in L2 while every
+ * group of rows streams past it. A register tile of MR rows x 32 columns (two vectors) holds the outputs
+ * while k runs the whole inner dimension; each thread takes a contiguous share of the column blocks. On the
+ * project's reference CPU (AMD EPYC, 2 threads) this beats oneDNN's pre-packed kernel at every row count a
+ * serving step multiplies (`bench/serving.py --section linears`: 1.0-1.2x the speed at 64-512 rows,
+ * 1.0-1.3x at 16, 1.4-3x for one row). MR is 8 where AVX-512 gives 32 vector registers (16 accumulators),
+ * 4 elsewhere. */
+#define LIN_NB 32
+
+static inline __attribute__((always_inline)) void lin_micro(float *y, int64_t ys, const float *x, int64_t xs,
+                                                            const float *wp, int64_t K, const float *bias, const int NR) {
+    vf a[8], b[8];
+    for (int r = 0; r < NR; r++) a[r] = b[r] = (vf){0};
+    for (int64_t k = 0; k < K; k++) {
+        const vf w0 = ldf(wp + k * LIN_NB), w1 = ldf(wp + k * LIN_NB + VW);
+        for (int r = 0; r < NR; r++) {
+            const float xv = x[r * xs + k];
+            a[r] += xv * w0;
+            b[r] += xv * w1;
+        }
+    }
+    const vf b0 = bias ? ldf(bias) : (vf){0}, b1 = bias ? ldf(bias + VW) : (vf){0};
+    for (int r = 0; r < NR; r++) {
+        stf(y + r * ys, a[r] + b0);
+        stf(y + r * ys + VW, b[r] + b1);
+    }
+}
+
+/* Column blocks [nb0, nb1) of y, all M rows, in tiles of MR rows (the last tile: M % MR rows). */
+static inline __attribute__((always_inline)) void lin_blocks(float *y, int64_t ys, const float *x, int64_t xs,
+                                                             const float *wp, const float *bias, int64_t M, int64_t N,
+                                                             int64_t K, int64_t nb0, int64_t nb1, const int MR) {
+    float tmp[8 * LIN_NB];
+    for (int64_t nb = nb0; nb < nb1; nb++) {
+        const int64_t c0 = nb * LIN_NB, nc = N - c0 < LIN_NB ? N - c0 : LIN_NB;
+        const float *wb = wp + nb * K * LIN_NB, *bb = bias ? bias + c0 : NULL;
+        for (int64_t r0 = 0; r0 < M; r0 += MR) {
+            const int64_t nr = M - r0 < MR ? M - r0 : MR;
+            float *dst = nc == LIN_NB ? y + r0 * ys + c0 : tmp; /* a partial last block goes through tmp */
+            const int64_t dst_s = nc == LIN_NB ? ys : LIN_NB;
+            const float *xr = x + r0 * xs;
+            switch (nr) {
+            case 8: lin_micro(dst, dst_s, xr, xs, wb, K, bb, MR < 8 ? MR : 8); break;
+            case 7: lin_micro(dst, dst_s, xr, xs, wb, K, bb, MR < 7 ? MR : 7); break;
+            case 6: lin_micro(dst, dst_s, xr, xs, wb, K, bb, MR < 6 ? MR : 6); break;
+            case 5: lin_micro(dst, dst_s, xr, xs, wb, K, bb, MR < 5 ? MR : 5); break;
+            case 4: lin_micro(dst, dst_s, xr, xs, wb, K, bb, 4); break;
+            case 3: lin_micro(dst, dst_s, xr, xs, wb, K, bb, 3); break;
+            case 2: lin_micro(dst, dst_s, xr, xs, wb, K, bb, 2); break;
+            default: lin_micro(dst, dst_s, xr, xs, wb, K, bb, 1); break;
+            }
+            if (nc < LIN_NB)
+                for (int64_t r = 0; r < nr; r++) memcpy(y + (r0 + r) * ys + c0, tmp + r * LIN_NB, (size_t)nc * sizeof(float));
+        }
+    }
+}
+
+typedef void (*lin_fn)(float *, int64_t, const float *, int64_t, const float *, const float *, int64_t, int64_t,
+                       int64_t, int64_t, int64_t);
+
+static void lin_generic(float *y, int64_t ys, const float *x, int64_t xs, const float *wp, const float *bias, int64_t M,
+                        int64_t N, int64_t K, int64_t nb0, int64_t nb1) {
+    lin_blocks(y, ys, x, xs, wp, bias, M, N, K, nb0, nb1, 4);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void lin_avx2(float *y, int64_t ys, const float *x, int64_t xs,
+                                                           const float *wp, const float *bias, int64_t M, int64_t N,
+                                                           int64_t K, int64_t nb0, int64_t nb1) {
+    lin_blocks(y, ys, x, xs, wp, bias, M, N, K, nb0, nb1, 4);
+}
+
+__attribute__((target("avx512f,avx2,fma"))) static void lin_avx512(float *y, int64_t ys, const float *x, int64_t xs,
+                                                                     const float *wp, const float *bias, int64_t M,
+                                                                     int64_t N, int64_t K, int64_t nb0, int64_t nb1) {
+    lin_blocks(y, ys, x, xs, wp, bias, M, N, K, nb0, nb1, 8);
+}
+#endif
+
+static lin_fn lin_impl = lin_generic; /* set once at import: lin_pick() */
+
+static lin_fn lin_pick(void) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return lin_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return lin_avx2;
+#endif
+    return lin_generic;
+}
+
+/* linear_packed(y, y_stride, x, x_stride, M, wp, N, K, bias, threads): y [M, N] and x [M, K] float32 with
+ * the given row strides (unit column stride); wp [ceil(N / 32), K, 32] float32 as `Linear` packs it; bias
+ * 0 or a float32 [ceil(N / 32) * 32]. */
+static PyObject *linear_packed(PyObject *self, PyObject *args) {
+    unsigned long long y, x, wp, bias;
+    long long ys, xs, M, N, K, threads;
+    if (!PyArg_ParseTuple(args, "KLKLLKLLKL", &y, &ys, &x, &xs, &M, &wp, &N, &K, &bias, &threads)) return NULL;
+    if (M < 0 || N < 1 || K < 1 || ys < N || xs < K) {
+        PyErr_SetString(PyExc_ValueError, "linear_packed: bad sizes");
+        return NULL;
+    }
+    const lin_fn fn = lin_impl;
+    const int64_t blocks = (N + LIN_NB - 1) / LIN_NB;
+    int n = threads < 1 ? 1 : (threads > blocks ? (int)blocks : (int)threads);
+    if (M == 0) Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel num_threads(n)
+    {
+        int nt = 1, tid = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        tid = omp_get_thread_num();
+#endif
+        fn((float *)(uintptr_t)y, ys, (const float *)(uintptr_t)x, xs, (const float *)(uintptr_t)wp,
+           (const float *)(uintptr_t)bias, M, N, K, blocks * tid / nt, blocks * (tid + 1) / nt);
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"paged_decode_attention", paged_decode_attention, METH_VARARGS,
      "Paged decode attention in float32 over data pointers (see the C source)."},
+    {"linear_packed", linear_packed, METH_VARARGS,
+     "y = x @ W^T (+ bias) in float32 with W packed in 32-column blocks (see the C source)."},
     {"lora_segments", lora_segments, METH_VARARGS,
      "Batched LoRA delta for short row segments in float32 over data pointers (see the C source)."},
     {NULL, NULL, 0, NULL},
@@ -595,4 +720,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cpu_kernels", "CPU kernels of the tenfold engine.", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__cpu_kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__cpu_kernels(void) {
+    lin_impl = lin_pick();
+    return PyModule_Create(&module);
+}

@@ -53,27 +53,62 @@ def zeros_large_off_thread(numel: int, *, dtype: torch.dtype) -> torch.Tensor:
 class Linear:
     """``y = x @ W.T + b`` for one base weight, run by the fastest kernel this device has.
 
-    On CPU in float32 the weight is pre-packed once into oneDNN's blocked layout (what PyTorch's own
-    compiler does for frozen CPU linears): on this project's reference CPU that is 1.3-2x the GFLOP/s of
-    ``F.linear`` (MKL) for the 16-512 row matrices a serving step multiplies. Elsewhere (CUDA, other
-    dtypes, a PyTorch without the op) it is plain ``F.linear``.
+    On CPU in float32 with the C extension the weight is packed once into 32-column blocks for its
+    register-tiled kernel (``linear_packed`` in ``_cpu_kernels.c``): on this project's reference CPU it
+    beats oneDNN's pre-packed kernel at every row count a serving step multiplies: 1.0-1.2x at 64-512 rows,
+    1.0-1.3x at 16, 1.4-3x for one row (``bench/serving.py --section linears``). Without the extension, on CPU float32 the weight is pre-packed into
+    oneDNN's blocked layout (what PyTorch's own compiler does for frozen CPU linears; 1.3-2x ``F.linear``
+    there). Elsewhere (CUDA, other dtypes) it is plain ``F.linear``.
     """
 
-    __slots__ = ("weight", "bias", "packed", "out_features")
+    __slots__ = ("weight", "bias", "packed", "blocks", "block_bias", "out_features", "in_features")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        self.out_features = weight.shape[0]
+        self.out_features, self.in_features = weight.shape
         self.bias = bias
-        self.packed = None
+        self.packed = self.blocks = self.block_bias = None
         self.weight: torch.Tensor | None = weight
-        if _onednn_packing(weight):
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 64)
+        if linear_kernel_available(weight.device, weight.dtype):
+            n, k = weight.shape
+            nb = -(-n // LINEAR_BLOCK)
+            padded = weight.new_zeros(nb * LINEAR_BLOCK, k)
+            padded[:n] = weight
+            self.blocks = padded.view(nb, LINEAR_BLOCK, k).transpose(1, 2).contiguous()  # [blocks, in, 32]
+            if bias is not None:
+                self.block_bias = bias.new_zeros(nb * LINEAR_BLOCK)
+                self.block_bias[:n] = bias
             self.weight = None  # the packed copy replaces it
+        elif _onednn_packing(weight):
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 64)
+            self.weight = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.blocks is not None:
+            if x.dim() != 2 or x.dtype != torch.float32 or x.device.type != "cpu" or x.shape[1] != self.in_features:
+                raise EngineError(f"Linear: expected float32 CPU activations [rows, {self.in_features}], "
+                                  f"got {x.dtype} {tuple(x.shape)} on {x.device}")
+            rows = x.shape[0]
+            if x.stride(1) != 1 or (rows > 1 and x.stride(0) < self.in_features):
+                x = x.contiguous()
+            y = torch.empty(rows, self.out_features, dtype=torch.float32)
+            _cpu_kernels.linear_packed(y.data_ptr(), self.out_features, x.data_ptr(),
+                                       x.stride(0) if rows > 1 else self.in_features, rows,
+                                       self.blocks.data_ptr(), self.out_features, self.in_features,
+                                       self.block_bias.data_ptr() if self.block_bias is not None else 0,
+                                       torch.get_num_threads())
+            return y
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
+
+
+LINEAR_BLOCK = 32  # columns per packed block (LIN_NB in _cpu_kernels.c)
+
+
+def linear_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """True when base linears run the C kernel (CPU, float32, extension built with ``linear_packed``)."""
+    return (_cpu_kernels is not None and hasattr(_cpu_kernels, "linear_packed") and device.type == "cpu"
+            and dtype == torch.float32)
 
 
 def _onednn_packing(weight: torch.Tensor) -> bool:
