@@ -41,6 +41,23 @@ def test_packed_linear_matches_f_linear(rows, out, inner):
         lin(x.bfloat16())
 
 
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])  # 8-row tiles, 4-row tiles, portable code
+def test_packed_linear_on_each_instruction_set(isa):
+    kernels = layers._cpu_kernels
+    before = kernels.linear_isa()
+    try:
+        kernels.linear_isa(isa)
+    except ValueError:
+        pytest.skip(f"this CPU has no {isa}")
+    try:
+        torch.manual_seed(3)
+        for rows, out, inner in [(1, 31, 7), (7, 96, 40), (13, 100, 37), (64, 70, 130)]:
+            w, b, x = torch.randn(out, inner), torch.randn(out), torch.randn(rows, inner)
+            torch.testing.assert_close(Linear(w, b)(x), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+    finally:
+        kernels.linear_isa(before)
+
+
 def test_onednn_packed_linear_without_the_kernel(monkeypatch):
     """Where the extension lacks the linear kernel, CPU float32 weights are pre-packed for oneDNN instead."""
     monkeypatch.setattr(layers, "linear_kernel_available", lambda device, dtype: False)

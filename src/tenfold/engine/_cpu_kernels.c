@@ -677,6 +677,32 @@ static lin_fn lin_pick(void) {
     return lin_generic;
 }
 
+/* linear_isa([name]): the instruction set the linear kernel runs ("avx512", "avx2" or "generic"); with a
+ * name, switch to it (ValueError where this CPU lacks it). For tests: each path gets checked on one CPU. */
+static PyObject *linear_isa(PyObject *self, PyObject *args) {
+    const char *name = NULL;
+    if (!PyArg_ParseTuple(args, "|s", &name)) return NULL;
+    if (name) {
+        lin_fn want = NULL;
+        int ok = 0;
+        if (!strcmp(name, "generic")) want = lin_generic, ok = 1;
+#if defined(__GNUC__) && defined(__x86_64__)
+        else if (!strcmp(name, "avx2")) want = lin_avx2, ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        else if (!strcmp(name, "avx512")) want = lin_avx512, ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#endif
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError, "linear_isa: %s is not available on this CPU", name);
+            return NULL;
+        }
+        lin_impl = want;
+    }
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (lin_impl == lin_avx512) return PyUnicode_FromString("avx512");
+    if (lin_impl == lin_avx2) return PyUnicode_FromString("avx2");
+#endif
+    return PyUnicode_FromString("generic");
+}
+
 /* linear_packed(y, y_stride, x, x_stride, M, wp, N, K, bias, threads): y [M, N] and x [M, K] float32 with
  * the given row strides (unit column stride); wp [ceil(N / 32), K, 32] float32 as `Linear` packs it; bias
  * 0 or a float32 [ceil(N / 32) * 32]. */
@@ -712,6 +738,7 @@ static PyMethodDef methods[] = {
      "Paged decode attention in float32 over data pointers (see the C source)."},
     {"linear_packed", linear_packed, METH_VARARGS,
      "y = x @ W^T (+ bias) in float32 with W packed in 32-column blocks (see the C source)."},
+    {"linear_isa", linear_isa, METH_VARARGS, "The linear kernel's instruction set; with a name, switch to it."},
     {"lora_segments", lora_segments, METH_VARARGS,
      "Batched LoRA delta for short row segments in float32 over data pointers (see the C source)."},
     {NULL, NULL, 0, NULL},
