@@ -55,10 +55,11 @@ class Linear:
 
     On CPU in float32 with the C extension the weight is packed once into 32-column blocks for its
     register-tiled kernel (``linear_packed`` in ``_cpu_kernels.c``): on this project's reference CPU it
-    beats oneDNN's pre-packed kernel at every row count a serving step multiplies: 1.0-1.2x at 64-512 rows,
-    1.0-1.3x at 16, 1.4-3x for one row (``bench/serving.py --section linears``). Without the extension, on CPU float32 the weight is pre-packed into
-    oneDNN's blocked layout (what PyTorch's own compiler does for frozen CPU linears; 1.3-2x ``F.linear``
-    there). Elsewhere (CUDA, other dtypes) it is plain ``F.linear``.
+    beats oneDNN's pre-packed kernel at every row count a serving step multiplies: 1.0-1.2x at 64-512
+    rows, 1.0-1.3x at 16, 1.4-3x for one row (``bench/serving.py --section linears``). Without the
+    extension, on CPU float32 the weight is pre-packed into oneDNN's blocked layout (what PyTorch's own
+    compiler does for frozen CPU linears; 1.3-2x ``F.linear`` there). Elsewhere (CUDA, other dtypes) it is
+    plain ``F.linear``.
     """
 
     __slots__ = ("weight", "bias", "packed", "blocks", "block_bias", "out_features", "in_features")
