@@ -6,7 +6,9 @@
  * and value row, two passes (scores, then the weighted sum of values), split over threads by row;
  * context lengths and block ids are checked before any read; (2) the batched LoRA delta of row segments
  * (decode rows grouped by adapter slot, prefill chunks cut into pieces of at most 16 rows) read in place
- * from the slot stacks, register-blocked; rows and slots are checked before any read. Does not own:
+ * from the slot stacks, register-blocked; rows and slots are checked before any read; (3) the base linears,
+ * y = x W^T (+ b) with W packed once into 32-column blocks (`layers.Linear`), in register tiles, with an
+ * AVX-512, an AVX2 and a portable path picked at import. Does not own:
  * shape, dtype and layout checks (the Python callers in `layers.py` and `lora_stacks.py`), prefill
  * attention (PyTorch's SDPA).
  *

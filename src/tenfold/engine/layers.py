@@ -1,5 +1,6 @@
-"""Building blocks of the Llama-family forward: RMSNorm, rotary embeddings (with the model's scaling),
-and paged-KV attention for decode rows and prefill chunks (the batched LoRA delta is in ``lora_stacks``).
+"""Building blocks of the Llama-family forward: the base linears (``Linear``: packed weights, the fastest
+kernel the device has), RMSNorm, rotary embeddings (with the model's scaling), and paged-KV attention for
+decode rows and prefill chunks (the batched LoRA delta is in ``lora_stacks``).
 
 Owns: the tensor math, stateless. Does not own: weights (``model``), which tokens run (``scheduler``),
 or building the index tensors (``runner``).
