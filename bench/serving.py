@@ -447,16 +447,26 @@ def section_adapters(args, model_path: Path) -> None:
     ps = prompts(n, args.prompt, seed=5)
     reqs = list(zip(ps, picks))
     used = sorted(set(picks))
-    # all resident: every adapter the traffic uses is loaded into host memory and has a slot
-    resident = run_engine(model_path, reqs, args.output, args.threads, adapter_slots=len(used) + 1,
-                          host_adapters=len(used) + 1, max_num_seqs=64)
-    cold = in_subprocess(run_engine_no_preload, model_path, reqs, args.output, args.threads)
+    # all resident: every adapter the traffic uses is loaded into host memory and has a slot. The two arms
+    # run in --repeats interleaved rounds (the box drifts by 10-30 % over minutes); the ratio is read per round.
+    rounds = []
+    for _ in range(args.repeats):
+        resident = run_engine(model_path, reqs, args.output, args.threads, adapter_slots=len(used) + 1,
+                              host_adapters=len(used) + 1, max_num_seqs=64)
+        cold = in_subprocess(run_engine_no_preload, model_path, reqs, args.output, args.threads)
+        rounds.append((resident, cold))
     print(f"\nadapters: 1,000 registered, 64 slots, host LRU 256, Zipf(1.1) popularity, {n} requests "
-          f"({len(used)} distinct adapters), {args.prompt}+{args.output} tokens, 64 concurrent; threads={args.threads}\n")
+          f"({len(used)} distinct adapters), {args.prompt}+{args.output} tokens, 64 concurrent; threads={args.threads};"
+          f" {len(rounds)} interleaved rounds, median shown\n")
+    ratios = [c["tok_s"] / r["tok_s"] for r, c in rounds]
+    print("per round on demand / resident: " + ", ".join(f"{x:.2f}" for x in ratios))
+    resident = {"tok_s": statistics.median(r["tok_s"] for r, _ in rounds)}
+    cold = {"tok_s": statistics.median(c["tok_s"] for _, c in rounds),
+            "cold_loads": [x for _, c in rounds for x in c["cold_loads"]]}
     loads = cold["cold_loads"]
     print(table(["measure", "value", "target"], [
         ["all resident tok/s", resident["tok_s"], ""], ["64 slots, loaded on demand tok/s", cold["tok_s"], ""],
-        ["on demand / resident", cold["tok_s"] / resident["tok_s"], ">= 0.8"],
+        ["on demand / resident (median of rounds)", statistics.median(ratios), ">= 0.8"],
         ["cold adapter load p50 (ms, disk -> host)", 1000 * pct(loads, 50), ""],
         ["cold adapter load p99 (ms)", 1000 * pct(loads, 99), ""]]))
 
