@@ -135,9 +135,9 @@ class LoraStacks:
         dtype (beyond ±65504 in float16). Engine thread only.
 
         One pass: the largest magnitude of every tensor (``amax``: NaN stays NaN; ~3 ms for a 20 MB adapter,
-        where converting every weight took ~65 ms), scaled and converted like the weights. Rounding is monotonic, so a tensor converts to finite values
-        exactly when its largest magnitude does. Only when that finds a problem are the modules walked one
-        by one, to name the first bad one."""
+        where converting every weight took ~65 ms), scaled and converted like the weights. Rounding is
+        monotonic, so a tensor converts to finite values exactly when its largest magnitude does. Only when
+        that finds a problem are the modules walked one by one, to name the first bad one."""
         tensors, scales = [], []
         for mods in modules:
             for a_in, b_in, scale in mods.values():
