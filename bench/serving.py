@@ -55,7 +55,8 @@ def matmul_peak(threads: int) -> dict[str, float]:
     """Measured float32 GEMM peak (GFLOP/s, 1024^3) with ``threads`` threads: ``torch.matmul`` (MKL, what
     transformers runs), oneDNN with a pre-packed weight, and the engine's own packed kernel (what our
     engine runs on CPU float32 when the C extension is built; ``tenfold.engine.layers.Linear``)."""
-    from tenfold.engine.layers import Linear, linear_kernel_available
+    from tenfold.engine.kernels import linear_kernel_available
+    from tenfold.engine.layers import Linear
 
     torch.set_num_threads(threads)
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
@@ -85,8 +86,9 @@ def section_linears(args, model_path: Path) -> None:
     ``F.linear`` (MKL), interleaved, median of ``--repeats`` (at least 5) rounds of all 30 layers."""
     import torch.nn.functional as F
 
-    from tenfold.engine.layers import Linear, linear_kernel_available
-    from tenfold.engine.model import model_shape, read_config
+    from tenfold.engine.kernels import linear_kernel_available
+    from tenfold.engine.layers import Linear
+    from tenfold.engine.shapes import model_shape, read_config
 
     if not linear_kernel_available(torch.device("cpu"), torch.float32):
         raise SystemExit("the C extension with linear_packed is not built: run `make install`")

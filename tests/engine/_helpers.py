@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 
 from tenfold.engine.async_engine import EngineOptions, LocalEngine
 from tenfold.engine.types import AdapterRef, GenerationDelta, GenerationRequest, SamplingParams
+from tenfold.inference.prompts import Prompter
 from tenfold.models.registry import load_causal_lm
 
 TINY = "tiny-random-llama"
@@ -26,6 +28,16 @@ def make_adapter(base_path: Path, out: Path, *, seed: int, base_name: str = TINY
     model.peft_config["default"].base_model_name_or_path = base_name
     model.save_pretrained(str(out), save_embedding_layers=False)
     return AdapterRef(digest=f"digest-{out.name}", path=out)
+
+
+@functools.lru_cache(maxsize=4)
+def _prompter(path: Path) -> Prompter:
+    return Prompter(path)
+
+
+def prompter(engine: LocalEngine) -> Prompter:
+    """The api-side chat template and tokenizer of the engine's model (prompts reach engines as token ids)."""
+    return _prompter(engine.model_path)
 
 
 def run_with_engine(
@@ -47,9 +59,9 @@ def run_with_engine(
 
 async def collect(engine: LocalEngine, prompt: list[int], adapter: AdapterRef | None = None, rid: str = "r", **sampling):
     """All deltas of one request."""
-    salt = sampling.pop("cache_salt", "")
+    organization = sampling.pop("organization", "")
     priority = sampling.pop("priority", 0)
-    request = GenerationRequest(rid, prompt, SamplingParams(**sampling), adapter=adapter, cache_salt=salt,
+    request = GenerationRequest(rid, prompt, SamplingParams(**sampling), adapter=adapter, organization=organization,
                                 priority=priority)
     return [delta async for delta in engine.generate(request)]
 

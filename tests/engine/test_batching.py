@@ -105,8 +105,8 @@ def test_top_k_penalties_stop_token_ids_and_logprobs(tiny_path):
 
 def test_metrics_report_load_cache_hits_and_tokens(tiny_path):
     async def body(engine):
-        await collect(engine, PROMPTS[2], max_tokens=3, cache_salt="org-m")
-        await collect(engine, PROMPTS[2], max_tokens=3, cache_salt="org-m")
+        await collect(engine, PROMPTS[2], max_tokens=3, organization="org-m")
+        await collect(engine, PROMPTS[2], max_tokens=3, organization="org-m")
         return generate_latest().decode()
 
     text = run_with_engine(tiny_path, body)
@@ -197,9 +197,9 @@ def test_an_interrupted_step_changes_nothing(tiny_path, adapter_a):
         engine.adapters.load_now(adapter_a)
         runner = ModelRunner(engine.model, num_blocks=64, block_size=4, adapters=engine.adapters)
         sched = Scheduler(BlockManager(64, 4), max_num_seqs=4, max_batched_tokens=8, adapters=engine.adapters)
-        ns = f"{adapter_a.digest}|o"
         seq = Sequence("s", list(range(300, 321)), SamplingParams(max_tokens=8, temperature=0),
-                       adapter_digest=adapter_a.digest, cache_namespace=ns, priority=1, hash_seed=namespace_seed(ns))
+                       adapter_digest=adapter_a.digest, organization="o", priority=1)
+        seq.hash_seed = namespace_seed(seq.cache_namespace)
         seq.state = type("State", (), {"generator": torch.Generator()})()
         sched.add(seq)
         forward, logits = engine.model.forward, []

@@ -11,7 +11,7 @@ import torch
 from tenfold.engine.types import AdapterRef, EngineError, GenerationRequest, SamplingParams
 from tenfold.models.registry import load_causal_lm
 
-from ._helpers import collect, ids_of, run_with_engine, text_of
+from ._helpers import collect, ids_of, prompter, run_with_engine, text_of
 
 MESSAGES = [{"role": "user", "content": "Tell me a story about a cat."}]
 
@@ -33,7 +33,7 @@ def reference_greedy(tiny_path, prompt: list[int], max_new_tokens: int, adapter:
 
 def test_greedy_matches_transformers_and_peft(tiny_path, adapter_a):
     async def body(engine):
-        prompt = engine.chat_prompt(MESSAGES)
+        prompt = prompter(engine).chat_prompt(MESSAGES)
         base = await collect(engine, prompt, max_tokens=16, temperature=0)
         tuned = await collect(engine, prompt, adapter_a, max_tokens=16, temperature=0)
         return prompt, base, tuned
@@ -48,23 +48,9 @@ def test_greedy_matches_transformers_and_peft(tiny_path, adapter_a):
     assert all(d.finish_reason is None for d in base[:-1])
 
 
-def test_chat_prompt_uses_template_and_text_parts(tiny_path):
-    async def body(engine):
-        plain = engine.chat_prompt([{"role": "user", "content": "hi there"}])
-        parts = engine.chat_prompt([{"role": "user", "content": [{"type": "text", "text": "hi there"}]}])
-        with pytest.raises(EngineError, match="text content parts"):
-            engine.chat_prompt([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}])
-        return plain, parts, engine.encode("<|im_start|>user\nhi there<|im_end|>\n<|im_start|>assistant\n")
-
-    plain, parts, tail = run_with_engine(tiny_path, body)
-    assert plain == parts
-    assert plain[0] == 1  # <|im_start|> once, no extra BOS
-    assert plain[-len(tail) :] == tail
-
-
 def test_seed_reproducible_and_sampling_varies(tiny_path):
     async def body(engine):
-        prompt = engine.encode("Once upon a time")
+        prompt = prompter(engine).encode("Once upon a time")
         runs = [await collect(engine, prompt, max_tokens=12, temperature=1.0, seed=s) for s in (7, 7, 8)]
         nucleus = await collect(engine, prompt, max_tokens=12, temperature=1.0, top_p=1e-6, seed=9)
         greedy = await collect(engine, prompt, max_tokens=12, temperature=0)
@@ -78,7 +64,7 @@ def test_seed_reproducible_and_sampling_varies(tiny_path):
 
 def test_stop_strings_cut_text_and_are_not_returned(tiny_path):
     async def body(engine):
-        prompt = engine.encode("The weather today")
+        prompt = prompter(engine).encode("The weather today")
         full = await collect(engine, prompt, max_tokens=24, temperature=0)
         text = text_of(full)
         stop = text[10:14]
@@ -96,7 +82,7 @@ def test_stop_strings_cut_text_and_are_not_returned(tiny_path):
 
 def test_eos_token_finishes_with_stop(tiny_path):
     async def body(engine):
-        prompt = engine.encode("Hello")
+        prompt = prompter(engine).encode("Hello")
         first = ids_of(await collect(engine, prompt, max_tokens=3, temperature=0))
         engine.eos_token_ids.add(first[1])  # pretend the second greedy token is an end-of-turn token
         return first, await collect(engine, prompt, max_tokens=3, temperature=0)
@@ -128,7 +114,7 @@ def test_context_overflow_and_bad_values_raise_before_starting(tiny_path):
 
 def test_concurrent_requests_never_mix_adapters(tiny_path, adapter_a, adapter_b):
     async def body(engine):
-        prompt = engine.chat_prompt(MESSAGES)
+        prompt = prompter(engine).chat_prompt(MESSAGES)
         adapters = [None, adapter_a, adapter_b, adapter_a, None]
         alone = [ids_of(await collect(engine, prompt, ad, max_tokens=10, temperature=0)) for ad in adapters]
         progress: list[str] = []
@@ -153,7 +139,7 @@ def test_concurrent_requests_never_mix_adapters(tiny_path, adapter_a, adapter_b)
 
 def test_short_request_is_not_blocked_by_a_long_one(tiny_path):
     async def body(engine):
-        prompt = engine.encode("Count with me")
+        prompt = prompter(engine).encode("Count with me")
         order: list[str] = []
 
         async def run(name, n):
@@ -168,7 +154,7 @@ def test_short_request_is_not_blocked_by_a_long_one(tiny_path):
 
 def test_cancelled_consumer_drops_request(tiny_path):
     async def body(engine):
-        prompt = engine.encode("Go on forever")
+        prompt = prompter(engine).encode("Go on forever")
         stream = engine.generate(GenerationRequest("c", prompt, SamplingParams(max_tokens=1500, temperature=0)))
         got = 0
         async for _ in stream:
@@ -193,7 +179,7 @@ def test_bad_request_does_not_kill_the_engine(tiny_path, tmp_path):
     missing = AdapterRef(digest="missing", path=tmp_path / "nope")
 
     async def body(engine):
-        prompt = engine.encode("Hi")
+        prompt = prompter(engine).encode("Hi")
         with pytest.raises(EngineError, match="does not exist"):
             await collect(engine, prompt, missing, max_tokens=2)
         return await collect(engine, prompt, max_tokens=2, temperature=0)
@@ -207,7 +193,7 @@ def test_stop_aborts_active_requests(tiny_path):
 
         engine = LocalEngine(tiny_path, "tiny-random-llama", EngineOptions(torch_threads=1, kv_cache_bytes=32 << 20))
         await engine.start()
-        request = GenerationRequest("s", engine.encode("Hi"), SamplingParams(max_tokens=1500, temperature=0))
+        request = GenerationRequest("s", prompter(engine).encode("Hi"), SamplingParams(max_tokens=1500, temperature=0))
         stream = engine.generate(request)
         first = await stream.__anext__()
         await engine.stop()
@@ -222,7 +208,7 @@ def test_stop_aborts_active_requests(tiny_path):
 
 
 def test_model_shape_serves_sliding_window_models_up_to_their_window():
-    from tenfold.engine.model import model_shape
+    from tenfold.engine.shapes import model_shape
 
     base = {"num_attention_heads": 4, "hidden_size": 32, "vocab_size": 10, "num_hidden_layers": 1,
             "intermediate_size": 64, "max_position_embeddings": 32768}

@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tenfold.engine import layers
+from tenfold.engine import kernels, layers
 from tenfold.engine.layers import AttentionMeta, Linear, decode_attention_kernel, paged_attention
 from tenfold.engine.types import EngineError
 
 
 def test_the_c_extension_is_built():
-    assert layers._cpu_kernels is not None, "tenfold.engine._cpu_kernels is missing: run `make install`"
-    assert layers.decode_kernel_available(torch.device("cpu"), torch.float32)
-    assert not layers.decode_kernel_available(torch.device("cpu"), torch.bfloat16)
+    assert kernels.ext is not None, "tenfold.engine._cpu_kernels is missing: run `make install`"
+    assert kernels.decode_kernel_available(torch.device("cpu"), torch.float32)
+    assert not kernels.decode_kernel_available(torch.device("cpu"), torch.bfloat16)
 
 
 @pytest.mark.parametrize("rows", [1, 5, 8, 13, 64])  # register tiles of 8 rows (4 without AVX-512) and the rest
@@ -43,10 +43,10 @@ def test_packed_linear_matches_f_linear(rows, out, inner):
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])  # 8-row tiles, 4-row tiles, portable code
 def test_packed_linear_on_each_instruction_set(isa):
-    kernels = layers._cpu_kernels
-    before = kernels.linear_isa()
+    ext = kernels.ext
+    before = ext.linear_isa()
     try:
-        kernels.linear_isa(isa)
+        ext.linear_isa(isa)
     except ValueError:
         pytest.skip(f"this CPU has no {isa}")
     try:
@@ -55,7 +55,7 @@ def test_packed_linear_on_each_instruction_set(isa):
             w, b, x = torch.randn(out, inner), torch.randn(out), torch.randn(rows, inner)
             torch.testing.assert_close(Linear(w, b)(x), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
     finally:
-        kernels.linear_isa(before)
+        ext.linear_isa(before)
 
 
 def test_onednn_packed_linear_without_the_kernel(monkeypatch):
@@ -138,7 +138,7 @@ def test_decode_kernel_rejects_bad_inputs():
 
 def _stacks(capacity: int, rank: int, seed: int, *, dtype: torch.dtype = torch.float32, wide: bool = False):
     from tenfold.engine.lora_stacks import LoraStacks
-    from tenfold.engine.model import ModelShape
+    from tenfold.engine.shapes import ModelShape
 
     if wide:  # inner dimensions past the kernel's register-tile threshold (64), not multiples of 4 or 16
         shape = ModelShape(vocab_size=10, hidden=130, layers=2, heads=5, kv_heads=1, head_dim=26, intermediate=203,

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from tenfold.engine.types import AdapterError, AdapterRef, GenerationRequest, SamplingParams
 
-from ._helpers import collect, ids_of, run_with_engine
+from ._helpers import collect, ids_of, prompter, run_with_engine
 
 
 def copy_adapter(ref: AdapterRef, dest, digest: str) -> AdapterRef:
@@ -90,7 +90,7 @@ def test_slots_evict_least_recently_used_and_reload_from_host_and_disk(tiny_path
     refs = [adapter_factory(f"lru{i}", seed=10 + i) for i in range(3)]
 
     async def body(engine):
-        prompt = engine.encode("Hello")
+        prompt = prompter(engine).encode("Hello")
         first = ids_of(await collect(engine, prompt, refs[0], max_tokens=6, temperature=0))
         await collect(engine, prompt, refs[1], max_tokens=2)
         slots_after_two = engine.resident_adapters()
@@ -111,7 +111,7 @@ def test_adapter_in_use_is_never_evicted(tiny_path, adapter_factory):
     busy, other = adapter_factory("busy", seed=21), adapter_factory("other", seed=22)
 
     async def body(engine):
-        prompt = engine.encode("Hello")
+        prompt = prompter(engine).encode("Hello")
         alone = ids_of(await collect(engine, prompt, busy, max_tokens=40, temperature=0))
         request = GenerationRequest("long", prompt, SamplingParams(max_tokens=1000, temperature=0), adapter=busy)
         stream = engine.generate(request)
@@ -137,7 +137,7 @@ def test_digest_with_dots_and_colons_is_a_valid_name(tiny_path, adapter_a, tmp_p
     same = AdapterRef(digest="digest-plain", path=ref.path)
 
     async def body(engine):
-        prompt = engine.encode("Hello")
+        prompt = prompter(engine).encode("Hello")
         weird = ids_of(await collect(engine, prompt, ref, max_tokens=5, temperature=0))
         plain = ids_of(await collect(engine, prompt, same, max_tokens=5, temperature=0))
         await engine.load_adapter(ref)  # idempotent
@@ -159,7 +159,7 @@ def test_idle_engine_prewarms_slots_for_loaded_adapters_without_evicting(tiny_pa
                     break
                 await asyncio.sleep(0.01)
         warm, host = engine.resident_adapters(), engine.adapters.in_host()
-        out = await collect(engine, engine.encode("Hello"), c, max_tokens=3, temperature=0)
+        out = await collect(engine, prompter(engine).encode("Hello"), c, max_tokens=3, temperature=0)
         return warm, host, out, engine.resident_adapters()
 
     warm, host, out, after = run_with_engine(tiny_path, body, adapter_slots=2)

@@ -54,9 +54,9 @@ def engine_logits(model_path: Path, name: str, adapter: AdapterRef | None, token
     blocks = BlockManager(64, 4)
     runner = ModelRunner(engine.model, num_blocks=64, block_size=4, adapters=engine.adapters)
     sched = Scheduler(blocks, max_num_seqs=4, max_batched_tokens=chunk, adapters=engine.adapters)
-    ns = f"{adapter.digest if adapter else 'base'}|o"
     seq = Sequence("p", tokens[:n_prompt], SamplingParams(max_tokens=64), adapter_digest=adapter.digest if adapter else None,
-                   cache_namespace=ns, hash_seed=namespace_seed(ns))
+                   organization="o")
+    seq.hash_seed = namespace_seed(seq.cache_namespace)
     sched.add(seq)
     captured: list[torch.Tensor] = []
     forward = engine.model.forward

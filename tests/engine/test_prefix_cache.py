@@ -11,9 +11,9 @@ from ._helpers import ids_of, run_with_engine
 PROMPT = list(range(1000, 1050))  # 50 tokens: three whole blocks of 16 are reusable
 
 
-async def _run(engine, prompt, *, adapter=None, salt="org-1", rid="r", max_tokens=6):
+async def _run(engine, prompt, *, adapter=None, organization="org-1", rid="r", max_tokens=6):
     req = GenerationRequest(rid, prompt, SamplingParams(max_tokens=max_tokens, temperature=0.0), adapter=adapter,
-                            cache_salt=salt)
+                            organization=organization)
     return [d async for d in engine.generate(req)]
 
 
@@ -50,10 +50,10 @@ def test_multi_turn_reuses_the_generated_answer(tiny_path):
 
 def test_no_sharing_across_adapters_or_organizations(tiny_path, adapter_a):
     async def body(engine):
-        await _run(engine, PROMPT, salt="org-1")
-        other_org = await _run(engine, PROMPT, salt="org-2")
-        with_adapter = await _run(engine, PROMPT, salt="org-1", adapter=adapter_a)
-        same_again = await _run(engine, PROMPT, salt="org-1", adapter=adapter_a)
+        await _run(engine, PROMPT, organization="org-1")
+        other_org = await _run(engine, PROMPT, organization="org-2")
+        with_adapter = await _run(engine, PROMPT, organization="org-1", adapter=adapter_a)
+        same_again = await _run(engine, PROMPT, organization="org-1", adapter=adapter_a)
         spaces = ["base|org-1", "base|org-2", f"{adapter_a.digest}|org-1"]
         blocks = {ns: engine.blocks.cached_block_ids(ns) for ns in spaces}
         return other_org, with_adapter, same_again, blocks
@@ -73,7 +73,7 @@ def test_prefix_hit_is_token_identical_under_sampling_with_a_seed(tiny_path):
         req = dict(max_tokens=12, temperature=0.9, top_k=50, seed=3)
         runs = []
         for rid in ("miss", "hit"):
-            request = GenerationRequest(rid, PROMPT, SamplingParams(**req), cache_salt="org-x")
+            request = GenerationRequest(rid, PROMPT, SamplingParams(**req), organization="org-x")
             runs.append([d async for d in engine.generate(request)])
         return runs
 

@@ -9,16 +9,19 @@ import torch
 
 from tenfold.engine.kv_cache import BlockManager, namespace_seed
 from tenfold.engine.lora import AdapterStore
-from tenfold.engine.model import ModelShape
 from tenfold.engine.scheduler import Scheduler
 from tenfold.engine.sequence import Sequence, Status
+from tenfold.engine.shapes import ModelShape
 from tenfold.engine.types import AdapterError, AdapterRef, SamplingParams
 
 
 def seq(n_prompt: int, *, ns: str = "base|o", priority: int = 0, adapter: str | None = None, first: int = 0) -> Sequence:
-    return Sequence(request_id=f"r{first}", prompt_token_ids=list(range(first, first + n_prompt)),
-                    sampling=SamplingParams(max_tokens=100), adapter_digest=adapter, cache_namespace=ns,
-                    priority=priority, hash_seed=namespace_seed(ns))
+    digest, organization = ns.split("|")
+    s = Sequence(request_id=f"r{first}", prompt_token_ids=list(range(first, first + n_prompt)),
+                 sampling=SamplingParams(max_tokens=100), adapter_digest=adapter or (None if digest == "base" else digest),
+                 organization=organization, priority=priority)
+    s.hash_seed = namespace_seed(s.cache_namespace)
+    return s
 
 
 def run_step(s: Scheduler, plan) -> None:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tenfold.jobs import queue
+from tenfold.jobs import lifecycle
 from tenfold.store import repo
 from tenfold.store.db import Database
 from tests.conftest import fresh_pg_database
@@ -71,7 +71,7 @@ def test_exactly_one_worker_claims_each_job(db):
 
     def worker(n: int) -> None:
         while True:
-            got = queue.claim_next(db, worker_id=f"w{n}")
+            got = lifecycle.claim_next(db, worker_id=f"w{n}")
             if got is None:
                 with db.session() as s:
                     if repo.next_queued_job_id(s) is None:
@@ -91,14 +91,14 @@ def test_exactly_one_worker_claims_each_job(db):
 def test_stale_job_is_requeued(db):
     org = _org(db)
     job_id = _job(db, org)
-    assert queue.claim_next(db, worker_id="w") == job_id
-    assert queue.requeue_stale(db, lease_seconds=3600) == []
+    assert lifecycle.claim_next(db, worker_id="w") == job_id
+    assert lifecycle.requeue_stale(db, lease_seconds=3600) == []
     with db.session() as s:
         repo.update_job(s, job_id=job_id, heartbeat_at=0.0)
-    assert queue.requeue_stale(db, lease_seconds=60) == [job_id]
+    assert lifecycle.requeue_stale(db, lease_seconds=60) == [job_id]
     with db.session() as s:
         assert repo.get_job(s, job_id=job_id, organization_id=None).status == "queued"
-    assert queue.claim_next(db, worker_id="w2") == job_id
+    assert lifecycle.claim_next(db, worker_id="w2") == job_id
     with db.session() as s:
         assert repo.get_job(s, job_id=job_id, organization_id=None).attempt == 2
 
@@ -111,16 +111,16 @@ def _status(d: Database, job_id: str) -> str:
 def test_validation_claim_lease_release_and_cancel(db):
     org = _org(db)
     job_id = _job(db, org, status="validating_files")
-    assert queue.claim_next(db, worker_id="t") is None  # training never takes a job that is not validated
-    assert queue.claim_validation(db, worker_id="a", lease_seconds=60) == job_id
-    assert queue.claim_validation(db, worker_id="b", lease_seconds=60) is None  # a holds it
+    assert lifecycle.claim_next(db, worker_id="t") is None  # training never takes a job that is not validated
+    assert lifecycle.claim_validation(db, worker_id="a", lease_seconds=60) == job_id
+    assert lifecycle.claim_validation(db, worker_id="b", lease_seconds=60) is None  # a holds it
     with db.session() as s:
         repo.update_job(s, job_id=job_id, heartbeat_at=0.0)  # a stopped renewing its lease
-    assert queue.claim_validation(db, worker_id="b", lease_seconds=60) == job_id
+    assert lifecycle.claim_validation(db, worker_id="b", lease_seconds=60) == job_id
     with db.session() as s:
         assert not repo.finish_validation(s, job_id=job_id, worker_id="a")  # a's late result is dropped
-    queue.release_validations(db, worker_id="b")  # b stops cleanly: another worker may take it at once
-    assert queue.claim_validation(db, worker_id="c", lease_seconds=60) == job_id
+    lifecycle.release_validations(db, worker_id="b")  # b stops cleanly: another worker may take it at once
+    assert lifecycle.claim_validation(db, worker_id="c", lease_seconds=60) == job_id
     with db.session() as s:
         assert repo.finish_job(s, job_id=job_id, status="cancelled")
     with db.session() as s:
@@ -128,11 +128,11 @@ def test_validation_claim_lease_release_and_cancel(db):
     assert _status(db, job_id) == "cancelled"
 
     other = _job(db, org, status="validating_files")
-    assert queue.claim_validation(db, worker_id="c", lease_seconds=60) == other
+    assert lifecycle.claim_validation(db, worker_id="c", lease_seconds=60) == other
     with db.session() as s:
         assert repo.finish_validation(s, job_id=other, worker_id="c")
     assert _status(db, other) == "queued"
-    assert queue.claim_next(db, worker_id="t") == other
+    assert lifecycle.claim_next(db, worker_id="t") == other
 
 
 def test_usage_recorded_once_per_request(db):

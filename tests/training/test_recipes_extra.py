@@ -15,11 +15,11 @@ from safetensors.torch import load_file
 from tenfold.training import batching
 from tenfold.training.data import DatasetError, parse_jsonl
 from tenfold.training.dpo import run_dpo
-from tenfold.training.sft import run_sft, run_training
+from tenfold.training.main import run_training
+from tenfold.training.sft import run_sft
 from tenfold.training.spec import TrainingSpec
 from tenfold.training.tokenize import TokenizedExample
 from tests.training.conftest import preference_rows
-
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -1,4 +1,4 @@
-"""``python -m tenfold.training.sft --spec spec.json`` end to end: the stdout event protocol, exit codes,
+"""``python -m tenfold.training.main --spec spec.json`` end to end: the stdout event protocol, exit codes,
 user errors and prompt stopping on SIGTERM with completed checkpoints left intact."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tenfold.training import checkpoints
 def start(spec, tmp_path: Path) -> subprocess.Popen[str]:
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(spec.model_dump_json())
-    return subprocess.Popen([sys.executable, "-m", "tenfold.training.sft", "--spec", str(spec_path)],
+    return subprocess.Popen([sys.executable, "-m", "tenfold.training.main", "--spec", str(spec_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

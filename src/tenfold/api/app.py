@@ -1,20 +1,21 @@
-"""The FastAPI application: wires routes, error handlers and the server context, and runs the engine
-and the training worker for the lifetime of the app.
+"""The FastAPI application: wires routes, error handlers and the server context, and runs what the
+composition root hands it (``runtime``: the engine, worker and batch runner) for the app's lifetime.
 
-Owns: ``create_app``. Does not own: process start-up, credentials bootstrap or printing (``server.py``).
+Owns: ``create_app``. Does not own: process start-up, what runs beside the api, or printing
+(``tenfold.server``).
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
 
 from tenfold import __version__
-from tenfold.api import errors
-from tenfold.api.deps import ServerContext
 from tenfold.api import (
+    errors,
     routes_adapters,
     routes_admin,
     routes_batches,
@@ -25,27 +26,22 @@ from tenfold.api import (
     routes_models,
     routes_usage,
 )
+from tenfold.context import ServerContext
 
 log = logging.getLogger("tenfold.api")
 
 
-def create_app(context: ServerContext, *, run_engine: bool = True, run_worker: bool = True) -> FastAPI:
+class Runtime(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def create_app(context: ServerContext, *, runtime: Runtime | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        worker = None
-        if run_engine and context.engine is not None:
-            await context.engine.start()
-        if run_worker:
-            from tenfold.jobs.worker import Worker
-
-            worker = Worker(context.settings, context.db, context.artifacts)
-            worker.start()
-        batch_runner = None
-        if run_engine and context.engine is not None:
-            from tenfold.batch.runner import BatchRunner
-
-            batch_runner = BatchRunner(context)
-            batch_runner.start()
+        if runtime is not None:
+            await runtime.start()
         app.state.ready = True
         on_ready = getattr(app.state, "on_ready", None)
         if on_ready:
@@ -54,12 +50,8 @@ def create_app(context: ServerContext, *, run_engine: bool = True, run_worker: b
             yield
         finally:
             app.state.ready = False
-            if batch_runner is not None:
-                await batch_runner.stop()
-            if worker is not None:
-                worker.stop()
-            if run_engine and context.engine is not None:
-                await context.engine.stop()
+            if runtime is not None:
+                await runtime.stop()
 
     app = FastAPI(title="tenfold", version=__version__, lifespan=lifespan,
                   description="Fine-tune LoRA adapters, deploy any checkpoint, serve them OpenAI-compatibly.")

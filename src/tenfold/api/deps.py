@@ -1,63 +1,33 @@
-"""Request dependencies: the server context (settings, database, engine, artifacts) and authentication.
+"""Request dependencies: the server context, the authenticated principal and list pagination.
 
-Owns: turning ``Authorization: Bearer tf-…`` into a ``Principal`` (organization, key, admin flag), and
-list pagination parameters. Ownership checks live in the repo functions, which always filter by the
-principal's organization, so another organization's resource is indistinguishable from a missing one.
+Owns: reading the ``Authorization`` header and handing it to ``tenfold.accounts.authenticate``, the
+admin-only dependency, and the ``limit``/``after`` query parameters with the OpenAI list envelope.
+Ownership checks live in the services and store, which always filter by the principal's organization.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
-from tenfold.api.errors import APIError
-from tenfold.store import repo
-
-if TYPE_CHECKING:
-    from tenfold.artifacts.storage import ArtifactStore
-    from tenfold.billing.meter import Meter
-    from tenfold.config import Settings
-    from tenfold.engine.types import Engine
-    from tenfold.store.db import Database
-
-
-@dataclass
-class ServerContext:
-    settings: Settings
-    db: Database
-    artifacts: ArtifactStore
-    meter: Meter
-    engine: Engine | None = None
-
-
-@dataclass(frozen=True)
-class Principal:
-    organization_id: str
-    api_key_id: str
-    is_admin: bool
+from tenfold import accounts
+from tenfold.context import Principal, ServerContext
 
 
 def ctx(request: Request) -> ServerContext:
     return request.app.state.ctx
 
 
-def principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if not header:
-        raise APIError(401, "Missing API key. Send 'Authorization: Bearer tf-…' (the admin key is in "
-                            "$TENFOLD_HOME/admin_key; `tenfold login --api-key …` stores it for the CLI).",
-                       code="missing_api_key")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise APIError(401, "Malformed Authorization header: expected 'Bearer tf-…'.", code="invalid_api_key")
-    with ctx(request).db.session() as s:
-        key = repo.find_api_key(s, secret=secret.strip())
-        if key is None:
-            raise APIError(401, "Invalid API key. Check the key, or create one with `tenfold keys create`.",
-                           code="invalid_api_key")
-        return Principal(organization_id=key.organization_id, api_key_id=key.id, is_admin=key.is_admin)
+async def principal(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer tf-…`` (the key lookup runs off the event loop)."""
+    return await run_in_threadpool(accounts.authenticate, ctx(request).db, request.headers.get("authorization"))
+
+
+def admin(p: Principal = Depends(principal)) -> Principal:
+    accounts.require_admin(p)
+    return p
 
 
 @dataclass(frozen=True)
@@ -66,7 +36,9 @@ class PageParams:
     after: str | None
 
 
-def page_params(limit: int = Query(20, ge=1, le=100), after: str | None = Query(None)) -> PageParams:
+def page_params(limit: int = Query(20, ge=1, le=100, description="How many objects to return (1-100)."),
+                after: str | None = Query(None, description="Return objects after this id (from `last_id`).")
+                ) -> PageParams:
     return PageParams(limit=limit, after=after)
 
 

@@ -1,54 +1,71 @@
-"""OpenAI-shaped errors: the ``APIError`` exception services raise and the handlers that render every
-failure (ours, FastAPI's validation errors, unknown routes, crashes) as
-``{"error": {"message", "type", "param", "code"}}``.
+"""Every failure as an OpenAI-shaped error ``{"error": {"message", "type", "param", "code"}}``: the one
+mapping from domain errors (``tenfold.errors``) to HTTP status codes, and the handlers that render ours,
+FastAPI's validation errors (400, never a bare 422), unknown routes and methods, and crashes.
 
-Owns: status codes and error types. Request validation failures are 400, never a bare 422.
+Owns: status codes, error types, ``Retry-After`` and ``render`` (also handed to the batch runner, so a
+failed batch line carries the status and body the same request would have got over HTTP).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tenfold.engine.types import EngineOverloaded
+from tenfold.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServiceError,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger("tenfold.api")
 
-_TYPES = {
+STATUS: dict[type[ServiceError], int] = {
+    InvalidRequest: 400, Unauthenticated: 401, PermissionDenied: 403, NotFound: 404, Conflict: 409, TooLarge: 413,
+    RateLimited: 429, Unavailable: 503,
+}
+TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable",
+    405: "invalid_request_error", 409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error",
+    500: "api_error", 503: "service_unavailable",
 }
 
 
-class APIError(Exception):
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        return error_body(self.status, self.message, code=self.code, param=self.param)
+def status_of(exc: ServiceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
 
 
 def error_body(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": _TYPES.get(status, "api_error"), "param": param, "code": code}}
+    return {"error": {"message": message, "type": TYPES.get(status, "api_error"), "param": param, "code": code}}
 
 
-def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> APIError:
-    return APIError(400, message, param=param, code=code)
+def render(exc: ServiceError) -> tuple[int, dict]:
+    """``(status, OpenAI error body)`` of a domain error."""
+    status = status_of(exc)
+    return status, error_body(status, exc.message, code=exc.code, param=exc.param)
 
 
-def not_found(kind: str, ident: str, *, hint: str = "") -> APIError:
-    msg = f"No {kind} with id '{ident}' was found."
-    return APIError(404, msg + (" " + hint if hint else ""), code=f"{kind.replace(' ', '_')}_not_found")
+def _headers(exc: ServiceError) -> dict[str, str]:
+    retry = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(max(1, math.ceil(retry)))} if retry is not None else {}
+
+
+def response(exc: ServiceError) -> JSONResponse:
+    status, body = render(exc)
+    return JSONResponse(body, status_code=status, headers=_headers(exc))
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -57,7 +74,7 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
         loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "header")]
         where = ".".join(loc)
         param = param or (where or None)
-        msg = err.get("msg", "invalid value")
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if err.get("type") == "json_invalid":
             msg = "request body is not valid JSON"
         parts.append(f"{where}: {msg}" if where else msg)
@@ -65,15 +82,9 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def _api_error(_req: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-    @app.exception_handler(EngineOverloaded)
-    async def _overloaded(_req: Request, exc: EngineOverloaded) -> JSONResponse:
-        retry = str(max(1, round(exc.retry_after)))
-        return JSONResponse(error_body(429, str(exc), code="engine_overloaded"), status_code=429,
-                            headers={"Retry-After": retry})
+    @app.exception_handler(ServiceError)
+    async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
+        return response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,39 +4,39 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from tenfold.api.deps import Principal, ctx, list_body, principal
-from tenfold.api.errors import not_found
-from tenfold.api.serialize import adapter_obj
+from tenfold.api.deps import ctx, list_body, principal
+from tenfold.api.serialize import adapter_dry_run_obj, adapter_obj
+from tenfold.context import Principal
 from tenfold.deployments import adapters
-from tenfold.store import repo
 from tenfold.types.fine_tuning import AdapterDeploy
 
 router = APIRouter(prefix="/v1/adapters")
 
 
+def _endpoint(request: Request) -> str:
+    return ctx(request).settings.url + "/v1"
+
+
 @router.post("")
 async def deploy(request: Request, body: AdapterDeploy, p: Principal = Depends(principal)) -> dict:
-    return await adapters.deploy(ctx(request), p, model=body.model, dry_run=body.dry_run, verify=body.verify)
+    out = await adapters.deploy(ctx(request), p, model=body.model, dry_run=body.dry_run, verify=body.verify)
+    if isinstance(out, adapters.DryRun):
+        return adapter_dry_run_obj(out, endpoint=_endpoint(request))
+    return adapter_obj(out.row, endpoint=_endpoint(request), replaced=out.replaced)
 
 
 @router.get("")
 def list_adapters(request: Request, p: Principal = Depends(principal)) -> dict:
-    c = ctx(request)
-    with c.db.session() as s:
-        rows = repo.list_adapters(s, organization_id=p.organization_id)
-        return list_body([adapter_obj(r, endpoint=c.settings.url + "/v1") for r in rows], False)
+    rows = adapters.list_adapters(ctx(request), p)
+    return list_body([adapter_obj(r, endpoint=_endpoint(request)) for r in rows], False)
 
 
 @router.get("/{model}")
 def get_adapter(request: Request, model: str, p: Principal = Depends(principal)) -> dict:
-    c = ctx(request)
-    with c.db.session() as s:
-        row = repo.get_adapter(s, model=model, organization_id=p.organization_id)
-        if row is None:
-            raise not_found("deployed adapter", model, hint="See `tenfold adapters` for what is deployed.")
-        return adapter_obj(row, endpoint=c.settings.url + "/v1")
+    return adapter_obj(adapters.get(ctx(request), p, model=model), endpoint=_endpoint(request))
 
 
 @router.delete("/{model}")
 def undeploy(request: Request, model: str, p: Principal = Depends(principal)) -> dict:
-    return adapters.undeploy(ctx(request), p, model=model)
+    adapters.undeploy(ctx(request), p, model=model)
+    return {"id": model, "object": "adapter", "deleted": True}

@@ -1,4 +1,4 @@
-"""``/v1/batches``: create, retrieve, list (newest first, ``after``/``limit``) and cancel (OpenAI Batch API)."""
+"""``/v1/batches``: the OpenAI Batch API (create, list, retrieve, cancel)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
-from tenfold.api.deps import PageParams, Principal, ctx, list_body, page_params, principal
+from tenfold.api.deps import PageParams, ctx, list_body, page_params, principal
 from tenfold.api.serialize import batch_obj
 from tenfold.batch import service
-from tenfold.store import repo
+from tenfold.context import Principal
 from tenfold.store.tables import Batch
 
 router = APIRouter(prefix="/v1/batches")
@@ -25,8 +25,7 @@ class BatchCreate(BaseModel):
 
 
 def _objs(request: Request, rows: list[Batch]) -> list[dict]:
-    with ctx(request).db.session() as s:
-        usage = repo.batch_usage(s, batch_ids=[r.id for r in rows])
+    usage = service.usage(ctx(request).db, batch_ids=[r.id for r in rows])
     return [batch_obj(r, usage.get(r.id)) for r in rows]
 
 
@@ -40,8 +39,8 @@ def create(request: Request, body: BatchCreate, p: Principal = Depends(principal
 
 @router.get("")
 def list_batches(request: Request, page: PageParams = Depends(page_params), p: Principal = Depends(principal)) -> dict:
-    with ctx(request).db.session() as s:
-        rows, more = repo.list_batches(s, organization_id=p.organization_id, limit=page.limit, after=page.after)
+    rows, more = service.list_batches(ctx(request).db, organization_id=p.organization_id, limit=page.limit,
+                                      after=page.after)
     return list_body(_objs(request, rows), more)
 
 

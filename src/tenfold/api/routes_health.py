@@ -7,18 +7,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tenfold import __version__
-from tenfold.api.deps import Principal, ctx, principal
-from tenfold.api.errors import APIError
+from tenfold import __version__, accounts
+from tenfold.api.deps import ctx, principal
+from tenfold.context import Principal
 
 router = APIRouter()
 
 
 @router.get("/health")
 def health(request: Request) -> dict:
-    c = ctx(request)
     return {"status": "ok" if getattr(request.app.state, "ready", False) else "starting",
-            "base_model": c.settings.base_model, "version": __version__}
+            "base_model": ctx(request).settings.base_model, "version": __version__}
 
 
 @router.get("/v1/me")
@@ -29,7 +28,5 @@ def me(p: Principal = Depends(principal)) -> dict:
 
 @router.get("/metrics")
 def metrics(p: Principal = Depends(principal)) -> Response:
-    if not p.is_admin:
-        raise APIError(403, "Metrics carry every organization's labels; scrape them with an admin key.",
-                       code="admin_required")
+    accounts.require_admin(p, "Metrics carry every organization's labels; scraping them")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

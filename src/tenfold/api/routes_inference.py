@@ -1,34 +1,58 @@
 """``POST /v1/chat/completions`` and ``POST /v1/completions``: OpenAI contracts, streaming (SSE) or not.
 
-Owns: the HTTP plumbing only: reading the expected-checkpoint header and answering JSON or an event
-stream. Parsing into an engine request, response shapes and metering live in ``tenfold.api.inference_core``,
-which the batch runner shares.
+Owns: the HTTP plumbing only: the checkpoint headers, JSON or an event stream (``data: {...}`` chunks, an
+error event if the request fails mid-stream, then ``data: [DONE]``). Building calls, running and metering
+them live in ``tenfold.inference``, which the batch runner shares.
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from tenfold.api import inference_core as core
-from tenfold.api.deps import Principal, ctx, principal
+from tenfold.api import errors
+from tenfold.api.deps import ctx, principal
+from tenfold.context import Principal
+from tenfold.errors import ServiceError
+from tenfold.inference import requests, streams
+from tenfold.inference.requests import Call
 from tenfold.types.inference import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(prefix="/v1")
-DEFAULT_MAX_TOKENS = core.DEFAULT_MAX_TOKENS
-CHECKPOINT_HEADER = core.CHECKPOINT_HEADER
+CHECKPOINT_HEADER = "X-Tenfold-Checkpoint"
 EXPECTED_HEADER = "x-tenfold-expected-checkpoint"
+
+
+def _sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def _events(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
+    try:
+        async for chunk in chunks:
+            yield _sse(chunk)
+        yield "data: [DONE]\n\n"
+    except ServiceError as e:  # failed mid-stream: the status line is sent, so the error is an event
+        yield _sse(errors.render(e)[1])
+
+
+def _headers(call: Call) -> dict[str, str]:
+    return {CHECKPOINT_HEADER: call.route.checkpoint} if call.route.checkpoint else {}
 
 
 async def _serve(request: Request, p: Principal, kind: str, body):
     c = ctx(request)
-    call = await core.prepare(c, p, kind, body, expected_checkpoint=request.headers.get(EXPECTED_HEADER))
+    call = await requests.prepare(c, p, kind, body, expected_checkpoint=request.headers.get(EXPECTED_HEADER))
     if not call.stream:
-        return JSONResponse(await core.complete(c, p, call), headers=core.headers(call))
-    opened = await core.open_stream(c, p, call)
-    return StreamingResponse(opened.events, media_type="text/event-stream", background=BackgroundTask(opened.finish),
-                             headers={**core.headers(call), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return JSONResponse(await streams.complete(c, p, call), headers=_headers(call))
+    opened = await streams.open_stream(c, p, call)
+    return StreamingResponse(_events(opened.chunks), media_type="text/event-stream",
+                             background=BackgroundTask(opened.finish),
+                             headers={**_headers(call), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.post("/chat/completions")

@@ -1,19 +1,31 @@
-"""Rows → wire objects (OpenAI field names). The only place that knows both ORM rows and wire shapes.
+"""Rows and service results → wire objects (OpenAI field names). The only place that knows both ORM rows
+and wire shapes.
 
-Owns: the JSON shape of files, jobs, events, checkpoints, adapter deployments and usage records.
+Owns: the JSON shape of files, jobs, events, checkpoints, adapter deployments, models, organizations, keys,
+spend limits, usage records and batches.
 """
 
 from __future__ import annotations
 
-from tenfold.store.tables import AdapterDeployment, Checkpoint, File, FineTuningJob, JobEvent, UsageRecord
+from tenfold.accounts import NewKey
+from tenfold.billing.limits import SpendLimit
+from tenfold.billing.pricing import usd
+from tenfold.deployments.adapters import DryRun
+from tenfold.deployments.catalog import ModelEntry
+from tenfold.jobs.refs import checkpoint_name
+from tenfold.store.tables import (
+    AdapterDeployment,
+    Checkpoint,
+    File,
+    FineTuningJob,
+    JobEvent,
+    Organization,
+    UsageRecord,
+)
 
 
 def _t(x: float | None) -> int | None:
     return int(x) if x is not None else None
-
-
-def checkpoint_name(job_id: str, step: int | None) -> str | None:
-    return f"{job_id}/step-{step}" if step is not None else None
 
 
 def file_obj(r: File) -> dict:
@@ -35,7 +47,7 @@ def job_obj(r: FineTuningJob, checkpoints: list[int] | None = None) -> dict:
         "training_file": r.training_file, "validation_file": r.validation_file, "result_files": [],
         "trained_tokens": r.trained_tokens, "seed": r.seed, "suffix": r.suffix, "user_provided_suffix": r.suffix,
         "estimated_finish": _t(r.heartbeat_at + r.eta_seconds) if r.eta_seconds and r.heartbeat_at else None,
-        "integrations": [], "metadata": None,
+        "integrations": [], "metadata": r.metadata_,
         "progress": {"step": r.step, "total_steps": r.total_steps, "loss": r.last_loss, "eta_seconds": r.eta_seconds},
         "checkpoints": [checkpoint_name(r.id, s) for s in (checkpoints or [])],
         "has_final_adapter": r.final_adapter_path is not None,
@@ -69,6 +81,39 @@ def adapter_obj(r: AdapterDeployment, *, endpoint: str, status: str = "deployed"
             "replaced": replaced}
 
 
+def adapter_dry_run_obj(d: DryRun, *, endpoint: str) -> dict:
+    src = d.source
+    ckpt = checkpoint_name(src.job_id, src.step)
+    return {"id": src.job_id, "object": "adapter", "model": src.job_id, "base_model": src.base_model,
+            "checkpoint": ckpt, "source": src.name, "status": "dry_run", "endpoint": endpoint, "verified": False,
+            "digest": src.digest, "replaced": None, "would_replace": d.would_replace, "created_at": None,
+            "updated_at": None, "message": d.message}
+
+
+def model_obj(m: ModelEntry) -> dict:
+    return {"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by, "root": m.root,
+            "parent": m.parent, "checkpoint": m.checkpoint}
+
+
+def organization_obj(org: Organization) -> dict:
+    return {"id": org.id, "object": "organization", "name": org.name, "created_at": int(org.created_at)}
+
+
+def api_key_obj(k: NewKey) -> dict:
+    row = k.row
+    return {"id": row.id, "object": "api_key", "organization_id": row.organization_id, "name": row.name,
+            "is_admin": row.is_admin, "created_at": int(row.created_at), "key": k.secret,
+            "note": "The key is shown only once; store it now."}
+
+
+def spend_limit_obj(x: SpendLimit) -> dict:
+    limit = x.limit_micro_usd
+    return {"object": "organization.spend_limit", "organization_id": x.organization_id,
+            "monthly_spend_limit_micro_usd": limit, "monthly_spend_limit_usd": usd(limit) if limit is not None else None,
+            "spent_this_month_micro_usd": x.spent_this_month_micro_usd,
+            "spent_this_month_usd": usd(x.spent_this_month_micro_usd)}
+
+
 def usage_obj(r: UsageRecord) -> dict:
     return {"object": "usage.record", "id": r.id, "created_at": _t(r.created_at),
             "organization_id": r.organization_id, "api_key_id": r.api_key_id, "request_id": r.request_id,
@@ -86,7 +131,7 @@ def batch_obj(r, usage: tuple[int, int, int] | None = None) -> dict:
     return {"usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
                       "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
                       "total_tokens": prompt + completion},
-            "model": None,"id": r.id, "object": "batch", "endpoint": r.endpoint, "errors": r.errors,
+            "model": None, "id": r.id, "object": "batch", "endpoint": r.endpoint, "errors": r.errors,
             "input_file_id": r.input_file_id, "completion_window": r.completion_window, "status": r.status,
             "output_file_id": r.output_file_id, "error_file_id": r.error_file_id, "created_at": _t(r.created_at),
             "in_progress_at": _t(r.in_progress_at), "expires_at": _t(r.expires_at),

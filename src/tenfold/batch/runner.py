@@ -1,13 +1,15 @@
 """The batch runner: an asyncio task in the server process (started by the app lifespan, like the training
 worker) that moves batches through ``validating → in_progress → finalizing → completed`` (or ``failed``,
 ``expired``, ``cancelling → cancelled``) and feeds their lines to the engine at priority 1 (spare capacity
-only), through the same inference core as ``/v1/chat/completions``.
+only), through the same inference path (``tenfold.inference``) as ``/v1/chat/completions``.
 
 Owns: per-line progress in the database (``batch_lines``): a line is finished exactly once, together with
 its output line and the batch's counts, so a server killed mid-batch resumes with the lines still pending
 and never repeats a finished one. Each line has a request id derived from (batch, line), so a line cut off
 by a restart and run again is never charged twice. Writing the output and error files (OpenAI line format,
-joined on ``custom_id``). Does not own: the API contract of create/cancel (``tenfold.batch.service``).
+joined on ``custom_id``); a failed line carries the status code and OpenAI error body the same request would
+have got over HTTP, rendered by the function the composition root hands in (the mapping lives in the api).
+Does not own: the API contract of create/cancel (``tenfold.batch.service``).
 Limitation: one runner per database (run batches in one api process).
 """
 
@@ -18,11 +20,12 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 
-from tenfold.api import inference_core as core
-from tenfold.api.deps import Principal, ServerContext
-from tenfold.api.errors import APIError
 from tenfold.batch.validate import BatchFileError, BatchLineSpec, parse_batch_file
+from tenfold.context import Principal, ServerContext
+from tenfold.errors import RateLimited, ServiceError
+from tenfold.inference import requests, streams
 from tenfold.store import repo
 
 log = logging.getLogger("tenfold.batch")
@@ -36,9 +39,13 @@ def _error_line(rid: str, custom_id: str, code: str, message: str) -> dict:
     return {"id": rid, "custom_id": custom_id, "response": None, "error": {"code": code, "message": message}}
 
 
+RenderError = Callable[[ServiceError], tuple[int, dict]]  # an error → (HTTP status, OpenAI error body)
+
+
 class BatchRunner:
-    def __init__(self, c: ServerContext) -> None:
+    def __init__(self, c: ServerContext, *, render_error: RenderError) -> None:
         self.c = c
+        self.render_error = render_error
         self.db = c.db
         self.poll = c.settings.batch_poll_seconds
         self.concurrency = max(1, c.settings.batch_concurrency)
@@ -152,7 +159,7 @@ class BatchRunner:
         """Start no batch line while interactive requests are in flight or ran within the last
         ``batch_idle_seconds`` (bounded by ``max_yield_seconds``, so steady interactive traffic slows a batch
         down but cannot stall it for ever)."""
-        t = core.traffic(self.c)
+        t = self.c.traffic
         deadline = time.monotonic() + self.max_yield_seconds
         while t.idle_for() < self.idle_seconds and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -208,18 +215,19 @@ class BatchRunner:
     async def _run_line(self, b, line_no: int, custom_id: str, spec: BatchLineSpec) -> str:
         rid = line_request_id(b.id, line_no)
         p = Principal(organization_id=b.organization_id, api_key_id=b.api_key_id, is_admin=False)
-        kind = core.ENDPOINTS[spec.url]
+        kind = requests.ENDPOINTS[spec.url]
         try:
-            body = core.parse_body(kind, spec.body)
-            call = await core.prepare(self.c, p, kind, body, request_id=rid, priority=1, batch_id=b.id)
-            response = await core.complete(self.c, p, call)
+            body = requests.parse_body(kind, spec.body)
+            call = await requests.prepare(self.c, p, kind, body, request_id=rid, priority=1, batch_id=b.id)
+            response = await streams.complete(self.c, p, call)
             status, result = "completed", {"id": rid, "custom_id": custom_id, "error": None,
                                            "response": {"status_code": 200, "request_id": rid, "body": response}}
-        except APIError as e:
-            if e.status == 429 and e.code != "spend_limit_exceeded":
+        except ServiceError as e:
+            if isinstance(e, RateLimited) and e.code != "spend_limit_exceeded":
                 return "retry"  # engine busy: the line stays pending and runs later
+            code, error_body = self.render_error(e)
             status, result = "failed", {"id": rid, "custom_id": custom_id, "error": None,
-                                        "response": {"status_code": e.status, "request_id": rid, "body": e.body()}}
+                                        "response": {"status_code": code, "request_id": rid, "body": error_body}}
         except Exception as e:  # an internal failure fails this line, not the batch or the runner
             log.exception("batch %s line %d failed", b.id, line_no)
             status, result = "failed", _error_line(rid, custom_id, "server_error",

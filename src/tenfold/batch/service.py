@@ -4,15 +4,15 @@ Owns: the OpenAI create contract (``input_file_id`` of purpose ``batch``, ``endp
 ``/v1/chat/completions`` or ``/v1/completions``, ``completion_window`` ``24h``, ``metadata`` of at most 16
 string pairs) and the cancel transition (``validating|in_progress → cancelling``; the runner finishes the
 lines in flight, keeps every finished result and moves it to ``cancelled``). Does not own: running lines
-(``tenfold.batch.runner``) or HTTP (``tenfold.api.routes_batches``).
+(``tenfold.batch.runner``) or HTTP.
 """
 
 from __future__ import annotations
 
 import time
 
-from tenfold.api.errors import APIError, bad_request, not_found
-from tenfold.api.inference_core import ENDPOINTS
+from tenfold.errors import Conflict, InvalidRequest, not_found
+from tenfold.inference.requests import ENDPOINTS
 from tenfold.store import repo
 from tenfold.store.db import Database
 from tenfold.store.tables import Batch
@@ -24,10 +24,10 @@ def _check_metadata(metadata: object) -> dict | None:
     if metadata is None:
         return None
     if not isinstance(metadata, dict) or len(metadata) > 16:
-        raise bad_request("metadata must be an object of at most 16 key-value pairs.", param="metadata")
+        raise InvalidRequest("metadata must be an object of at most 16 key-value pairs.", param="metadata")
     for k, v in metadata.items():
         if not isinstance(v, str) or len(k) > 64 or len(v) > 512:
-            raise bad_request("metadata keys must be at most 64 characters and values strings of at most 512.",
+            raise InvalidRequest("metadata keys must be at most 64 characters and values strings of at most 512.",
                               param="metadata")
     return dict(metadata)
 
@@ -35,9 +35,9 @@ def _check_metadata(metadata: object) -> dict | None:
 def create(db: Database, *, organization_id: str, api_key_id: str, input_file_id: str, endpoint: str,
            completion_window: str, metadata: object = None) -> Batch:
     if endpoint not in ENDPOINTS:
-        raise bad_request(f"Unsupported endpoint '{endpoint}'. Use one of: {', '.join(ENDPOINTS)}.", param="endpoint")
+        raise InvalidRequest(f"Unsupported endpoint '{endpoint}'. Use one of: {', '.join(ENDPOINTS)}.", param="endpoint")
     if completion_window not in WINDOWS:
-        raise bad_request(f"Unsupported completion_window '{completion_window}'. Use '24h'.",
+        raise InvalidRequest(f"Unsupported completion_window '{completion_window}'. Use '24h'.",
                           param="completion_window")
     meta = _check_metadata(metadata)
     with db.session() as s:
@@ -45,11 +45,23 @@ def create(db: Database, *, organization_id: str, api_key_id: str, input_file_id
         if f is None:
             raise not_found("file", input_file_id, hint="Upload the requests with POST /v1/files (purpose 'batch').")
         if f.purpose != "batch":
-            raise bad_request(f"File '{input_file_id}' has purpose '{f.purpose}'; a batch needs a file uploaded with "
+            raise InvalidRequest(f"File '{input_file_id}' has purpose '{f.purpose}'; a batch needs a file uploaded with "
                               "purpose 'batch'.", param="input_file_id")
         return repo.create_batch(s, organization_id=organization_id, api_key_id=api_key_id, endpoint=endpoint,
                                  input_file_id=input_file_id, completion_window=completion_window, metadata=meta,
                                  expires_at=time.time() + WINDOWS[completion_window])
+
+
+def list_batches(db: Database, *, organization_id: str, limit: int, after: str | None
+                 ) -> tuple[list[Batch], bool]:
+    with db.session() as s:
+        return repo.list_batches(s, organization_id=organization_id, limit=limit, after=after)
+
+
+def usage(db: Database, *, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Billed (prompt, cached, completion) tokens per batch."""
+    with db.session() as s:
+        return repo.batch_usage(s, batch_ids=batch_ids)
 
 
 def get(db: Database, *, organization_id: str, batch_id: str) -> Batch:
@@ -66,6 +78,6 @@ def cancel(db: Database, *, organization_id: str, batch_id: str) -> Batch:
         moved = repo.move_batch(s, batch_id=batch_id, from_status=("validating", "in_progress"),
                                 to_status="cancelling", cancelling_at=time.time())
     if not moved and row.status not in ("cancelling", "cancelled"):
-        raise APIError(409, f"Batch {batch_id} is {row.status} and can no longer be cancelled.",
+        raise Conflict(f"Batch {batch_id} is {row.status} and can no longer be cancelled.",
                        code="batch_not_cancellable")
     return get(db, organization_id=organization_id, batch_id=batch_id)

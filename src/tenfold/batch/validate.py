@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from tenfold.api.errors import APIError
-from tenfold.api.inference_core import ENDPOINTS, parse_body
+from tenfold.errors import ServiceError
+from tenfold.inference.requests import ENDPOINTS, parse_body
 
 MAX_LINES = 50_000
 
@@ -85,7 +85,7 @@ def parse_batch_file(data: bytes) -> list[BatchLineSpec]:
             raise BatchFileError(n, "body.stream must be false or absent: batch requests are not streamed")
         try:
             parse_body(ENDPOINTS[url], body)
-        except APIError as e:
+        except ServiceError as e:
             raise BatchFileError(n, f"body: {e.message}") from None
         out.append(BatchLineSpec(custom_id=custom_id, url=url, body=body))
     return out

@@ -1,10 +1,11 @@
 """The usage ledger: exactly one row per inference request, streaming or not, finished or cut off,
-interactive or batch.
+interactive or batch, and one per fine-tuning job that succeeds.
 
 Owns: ``Meter.record``, keyed by the request id (a unique column), so a second call for the same
 request is a no-op rather than a double charge; choosing the price row (the model called if configured,
-else its base model) and the batch discount. Does not own: counting tokens (the inference core) or
-reading the ledger (``tenfold.billing.export`` and ``tenfold.api.routes_usage``).
+else its base model) and the batch discount; ``add_training_usage``, the job's row for its trained tokens,
+written in the same transaction as its move to ``succeeded``. Does not own: counting tokens
+(``tenfold.inference``) or reading the ledger (``tenfold.billing.export``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
-from tenfold.billing.pricing import inference_cost
+from tenfold.billing.pricing import inference_cost, training_cost
 from tenfold.config import Settings
 from tenfold.store import repo
 from tenfold.store.db import Database
+from tenfold.store.tables import FineTuningJob
 
 log = logging.getLogger("tenfold.billing")
 
@@ -89,3 +92,13 @@ class Meter:
             log.warning("usage for request %s already recorded; not charging twice", e.request_id)
             return False
         return True
+
+
+def add_training_usage(s: Session, settings: Settings, *, job: FineTuningJob, trained_tokens: int,
+                       digest: str) -> None:
+    """The job's one usage row (keyed by its id) for ``trained_tokens`` at its base model's training rate."""
+    cost = training_cost(settings.price_for(job.model), tokens=trained_tokens)
+    repo.add_usage(s, organization_id=job.organization_id, api_key_id=job.api_key_id or "", request_id=job.id,
+                   endpoint="fine_tuning.jobs", model=job.id, base_model=job.model, adapter_digest=digest,
+                   checkpoint=None, prompt_tokens=trained_tokens, cached_tokens=0, completion_tokens=0,
+                   cost_micro_usd=cost, finish_reason=None)

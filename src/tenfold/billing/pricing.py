@@ -1,9 +1,9 @@
 """Cost of a request in integer micro-dollars from the per-base-model price table (``Settings.prices``).
 
-Owns: the arithmetic. Cached prompt tokens bill at the cached-input rate, the rest of the prompt at the
+Owns: the arithmetic of inference and training. Cached prompt tokens bill at the cached-input rate, the rest of the prompt at the
 input rate, completion tokens at the output rate; a batch request then takes the batch discount (basis
 points). Everything is integer arithmetic with one half-up rounding per request, never per token, so the
-ledger sums exactly. Does not own: which price row applies (``Settings.price_for``) or writing rows.
+ledger sums exactly; training bills its tokens at the training rate. Does not own: which price row applies (``Settings.price_for``) or writing rows.
 """
 
 from __future__ import annotations
@@ -29,11 +29,8 @@ def inference_cost(price: Price, *, prompt_tokens: int, cached_tokens: int, comp
 
 
 def training_cost(price: Price, *, tokens: int) -> int:
-    return (tokens * price.training_per_mtok + MICRO // 2) // MICRO
-
-
-def replica_cost(price: Price, *, seconds: int) -> int:
-    return seconds * price.replica_per_second
+    """Micro-dollars for ``tokens`` trained (one half-up rounding per job)."""
+    return (int(tokens) * price.training_per_mtok + MICRO // 2) // MICRO
 
 
 def usd(micro: int) -> str:

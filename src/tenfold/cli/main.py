@@ -54,7 +54,7 @@ def serve(
     role: str = typer.Option("all", "--role", help="all (api + engine + worker) | api (api + engine) | worker"),
 ) -> None:
     """Run the tenfold server (api + engine + worker by default) in this process."""
-    from tenfold.api.server import serve as run_server  # lazy: pulls in torch and the web stack
+    from tenfold.server import serve as run_server  # lazy: pulls in torch and the web stack
 
     run_server(host=host, port=port, role=role)
 

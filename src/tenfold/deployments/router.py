@@ -1,7 +1,8 @@
 """Model routing: the ``model`` field of an inference request → base model, adapter and checkpoint.
 
 Owns: the addressing rules of DESIGN §2 (base model name; job id → whatever was last deployed for it)
-and the ``X-Tenfold-Expected-Checkpoint`` pin. Does not own: generation or billing.
+and the ``X-Tenfold-Expected-Checkpoint`` pin. Does not own: which engine runs a route
+(``tenfold.inference.routing``), generation or billing.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenfold.api.deps import Principal, ServerContext
-from tenfold.api.errors import APIError
-from tenfold.api.serialize import checkpoint_name
+from tenfold.context import Principal, ServerContext
 from tenfold.engine.types import AdapterRef
+from tenfold.errors import Conflict, NotFound
+from tenfold.jobs.refs import checkpoint_name
 from tenfold.store import repo
 
 
@@ -23,6 +24,7 @@ class Route:
     base_model: str
     adapter: AdapterRef | None
     checkpoint: str | None  # "<job>/step-N" when a checkpoint serves; None for base models and final adapters
+    deployment_id: str | None = None  # a dedicated deployment; None for shared serving
 
 
 _STEP = re.compile(r"^(?:(?P<job>ftjob-[A-Za-z0-9]+)/)?step-(?P<step>\d+)$")
@@ -40,10 +42,10 @@ def resolve(c: ServerContext, p: Principal, model: str) -> Route:
         return Route(name, row.base_model, AdapterRef(digest=row.digest, path=Path(row.path)),
                      checkpoint_name(row.job_id, row.step))
     if job is not None:
-        raise APIError(404, f"Model '{name}' is not deployed. Deploy it with `tenfold deploy {name}` "
-                            "(POST /v1/adapters), then call it again.", param="model", code="model_not_deployed")
-    raise APIError(404, f"The model '{name}' does not exist or you do not have access to it. "
-                        "GET /v1/models lists what you can call.", param="model", code="model_not_found")
+        raise NotFound(f"Model '{name}' is not deployed. Deploy it with `tenfold deploy {name}` "
+                       "(POST /v1/adapters), then call it again.", param="model", code="model_not_deployed")
+    raise NotFound(f"The model '{name}' does not exist or you do not have access to it. "
+                   "GET /v1/models lists what you can call.", param="model", code="model_not_found")
 
 
 def check_expected_checkpoint(route: Route, expected: str | None) -> None:
@@ -61,6 +63,6 @@ def check_expected_checkpoint(route: Route, expected: str | None) -> None:
         ok = want == live or (m is not None and m["job"] is None and live.endswith("/" + want))
     if not ok:
         shown = live or "no checkpoint (the final adapter or a base model)"
-        raise APIError(409, f"Model '{route.model}' is serving {shown}, not the expected checkpoint "
-                            f"'{want or '(none)'}'. It was redeployed; retry without the pin or pin the live one.",
+        raise Conflict(f"Model '{route.model}' is serving {shown}, not the expected checkpoint "
+                       f"'{want or '(none)'}'. It was redeployed; retry without the pin or pin the live one.",
                        param="X-Tenfold-Expected-Checkpoint", code="checkpoint_mismatch")

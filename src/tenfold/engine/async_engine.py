@@ -3,7 +3,9 @@
 Owns: ``LocalEngine`` (the ``Engine`` interface): loading the model, sizing the KV pool from a byte
 budget, validating requests, the bounded waiting queue (``EngineOverloaded`` → 429), the step loop
 (schedule → run → sample → finish), turning tokens into text deltas with stop strings, eos and stop
-token ids, cancelling sequences whose clients went away, and updating metrics. Does not own: the
+token ids, the text of tokens reported with logprobs, cancelling sequences whose clients went away, and
+updating metrics. Prompts arrive as token ids (chat templates are the api's, ``tenfold.inference.prompts``).
+Does not own: the
 forward (``model``/``runner``), who runs (``scheduler``), KV/prefix accounting (``kv_cache``) or
 adapter residency (``lora``).
 """
@@ -11,27 +13,28 @@ adapter residency (``lora``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tenfold.engine.chat import eos_token_ids, render_chat
-from tenfold.engine.detokenize import IncrementalDetokenizer, StopStringMatcher
+from tenfold.engine.detokenize import IncrementalDetokenizer, StopStringMatcher, eos_token_ids
 from tenfold.engine.kv_cache import BlockManager, namespace_seed
 from tenfold.engine.lora import AdapterStore
 from tenfold.engine.metrics import EngineMetrics
-from tenfold.engine.model import LlamaModel, StepInterrupted, model_shape, read_config
+from tenfold.engine.model import LlamaModel, StepInterrupted
 from tenfold.engine.runner import ModelRunner
 from tenfold.engine.sampler import make_generator, validate_sampling
 from tenfold.engine.scheduler import Scheduler
 from tenfold.engine.sequence import Sequence
+from tenfold.engine.shapes import model_shape, read_config
 from tenfold.engine.types import (
     AdapterRef,
     EngineError,
@@ -125,8 +128,8 @@ class _DeltaStream:
     """What ``generate`` returns: an async iterator of deltas; closing it (or dropping it unfinished) aborts
     the sequence, which the engine frees at its next step, even if it was never iterated."""
 
-    def __init__(self, seq: Sequence, wake: threading.Event) -> None:
-        self._seq, self._wake = seq, wake
+    def __init__(self, seq: Sequence, wake: threading.Event, decode: Callable[[int], str]) -> None:
+        self._seq, self._wake, self._decode = seq, wake, decode
         self._closed = False
 
     def __aiter__(self) -> "_DeltaStream":
@@ -145,7 +148,14 @@ class _DeltaStream:
             raise item
         if item.finish_reason is not None:
             self._closed = True
+        if item.logprobs:
+            item.logprobs = [self._with_text(lp) for lp in item.logprobs]
         return item
+
+    def _with_text(self, lp: TokenLogprob) -> TokenLogprob:
+        """The entry with its token's text and its alternatives' (decoded here, on the event loop's tokenizer)."""
+        return dataclasses.replace(lp, text=self._decode(lp.token_id),
+                                   top_text=tuple(self._decode(tid) for tid, _ in lp.top))
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -268,16 +278,8 @@ class LocalEngine:
         if self._stopped:
             raise EngineError("the engine is stopped")
 
-    # ---- prompts -------------------------------------------------------------------------------
-    def chat_prompt(self, messages: list[dict], *, add_generation_prompt: bool = True) -> list[int]:
-        self._require_running()
-        return render_chat(self._tokenizer, messages, add_generation_prompt=add_generation_prompt)
-
-    def encode(self, text: str) -> list[int]:
-        self._require_running()
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def decode_token(self, token_id: int) -> str:
+    # ---- token text ----------------------------------------------------------------------------
+    def _decode_token(self, token_id: int) -> str:
         return self._tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     # ---- adapters ------------------------------------------------------------------------------
@@ -313,10 +315,10 @@ class LocalEngine:
         if request.adapter is not None:
             self.adapters.register(request.adapter)
         digest = request.adapter.digest if request.adapter else None
-        namespace = f"{digest or 'base'}|{request.cache_salt}"
         seq = Sequence(request_id=request.request_id, prompt_token_ids=list(request.prompt_token_ids),
-                       sampling=request.sampling, adapter_digest=digest, cache_namespace=namespace,
-                       priority=request.priority, hash_seed=namespace_seed(namespace))
+                       sampling=request.sampling, adapter_digest=digest, organization=request.organization,
+                       priority=request.priority)
+        seq.hash_seed = namespace_seed(seq.cache_namespace)
         seq.state = _Stream(loop=asyncio.get_running_loop(), queue=asyncio.Queue(), outbox=self._outbox,
                             detokenizer=IncrementalDetokenizer(self._thread_tokenizer, request.prompt_token_ids),
                             stops=StopStringMatcher(request.sampling.stop))
@@ -324,7 +326,7 @@ class LocalEngine:
         if seq.priority == 0:
             self._interactive.set()
         self._wake.set()
-        return _DeltaStream(seq, self._wake)
+        return _DeltaStream(seq, self._wake, self._decode_token)
 
     # ---- engine thread -------------------------------------------------------------------------
     def _run(self, ready: threading.Event) -> None:
@@ -394,7 +396,7 @@ class LocalEngine:
             seq = item.seq
             if not seq.state.counted:
                 seq.state.counted = True
-                self.metrics.request_tokens(organization=seq.cache_namespace.split("|", 1)[1],
+                self.metrics.request_tokens(organization=seq.organization,
                                             adapter=seq.adapter_digest, prompt=len(seq.prompt_token_ids),
                                             cached=seq.cached_tokens or 0)
         started = time.perf_counter()
@@ -436,7 +438,7 @@ class LocalEngine:
         st.pending_ids.append(token)
         if lp is not None:
             st.pending_logprobs.append(lp)
-        self.metrics.generated(organization=seq.cache_namespace.split("|", 1)[1], adapter=seq.adapter_digest)
+        self.metrics.generated(organization=seq.organization, adapter=seq.adapter_digest)
         wants = params.logprobs is not None
         if seq.aborted:
             return  # dropped at the next schedule

@@ -1,8 +1,8 @@
 """Incremental detokenization and stop-string handling for streamed generation.
 
 Owns: turning a growing list of token ids into text deltas without splitting multi-byte characters
-(prefix-offset technique), and holding back text that might be the start of a stop string. Does not own:
-choosing tokens (``sampler``) or EOS handling (``simple``).
+(prefix-offset technique), holding back text that might be the start of a stop string, and which token ids
+end generation (``eos_token_ids``). Does not own: choosing tokens (``sampler``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 
 REPLACEMENT_CHAR = "\ufffd"
 CONTEXT_TOKENS = 5  # prompt tokens decoded as context so leading spaces come out right
+# End-of-turn tokens of common chat templates; each one counts as EOS when the vocabulary has it.
+END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>")
 
 
 class IncrementalDetokenizer:
@@ -95,3 +97,18 @@ class StopStringMatcher:
         out = self._text[self._emitted :]
         self._emitted = len(self._text)
         return out
+
+
+def eos_token_ids(tokenizer: Any, generation_config: Any) -> set[int]:
+    """Token ids that end generation with finish reason ``stop``."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    configured = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif isinstance(configured, (list, tuple)):
+        ids.update(int(i) for i in configured)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[token] for token in END_TOKENS if token in vocab)
+    return ids

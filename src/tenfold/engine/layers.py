@@ -16,13 +16,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tenfold.engine.kernels import ext as _cpu_kernels
+from tenfold.engine.kernels import linear_kernel_available
 from tenfold.engine.types import EngineError
-
-try:  # the optional C extension (built at install when a C compiler is present)
-    from tenfold.engine import _cpu_kernels
-except ImportError:  # pragma: no cover - depends on the install
-    _cpu_kernels = None
-
 
 _HUGE_PAGE = 2 << 20
 _MADV_HUGEPAGE = 14
@@ -107,12 +103,6 @@ class Linear:
 LINEAR_BLOCK = 32  # columns per packed block (LIN_NB in _cpu_kernels.c)
 
 
-def linear_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
-    """True when base linears run the C kernel (CPU, float32, extension built with ``linear_packed``)."""
-    return (_cpu_kernels is not None and hasattr(_cpu_kernels, "linear_packed") and device.type == "cpu"
-            and dtype == torch.float32)
-
-
 def _onednn_packing(weight: torch.Tensor) -> bool:
     return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
@@ -194,11 +184,6 @@ class AttentionMeta:
     decode_lens: torch.Tensor | None  # [D] keys visible to each decode row (its context length)
     decode_mask: torch.Tensor | None  # [D, 1, 1, max_blocks*block_size] True where visible; None with the kernel
     prefills: list[tuple[int, int, torch.Tensor, torch.Tensor]]  # (row start, rows, block table, mask [rows, L])
-
-
-def decode_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
-    """True when decode rows attend through the C kernel (CPU, float32, extension built)."""
-    return _cpu_kernels is not None and device.type == "cpu" and dtype == torch.float32
 
 
 def write_kv(cache_k: torch.Tensor, cache_v: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor):

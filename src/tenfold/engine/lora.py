@@ -25,7 +25,7 @@ import torch
 
 from tenfold.engine.layers import zeros_large_off_thread
 from tenfold.engine.lora_stacks import LoraStacks
-from tenfold.engine.model import LORA_GROUPS, ModelShape
+from tenfold.engine.shapes import LORA_GROUPS, ModelShape
 from tenfold.engine.types import AdapterError, AdapterRef
 from tenfold.models.registry import is_same_base
 

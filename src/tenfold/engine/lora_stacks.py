@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
-from tenfold.engine.layers import _cpu_kernels, empty_large
-from tenfold.engine.model import LORA_GROUPS, ModelShape
+from tenfold.engine.kernels import STACK_KINDS
+from tenfold.engine.kernels import ext as _cpu_kernels
+from tenfold.engine.layers import empty_large
+from tenfold.engine.shapes import LORA_GROUPS, ModelShape
 from tenfold.engine.types import AdapterError, EngineError
 
 GROUP_MODULES: dict[str, list[str]] = {}
@@ -189,7 +191,6 @@ class LoraPlan:
             _check_segments(self.kernel_segments)
 
 
-STACK_KINDS = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}  # the C kernel's weight kinds
 KERNEL_ROWS = 16  # the C kernel's most rows per segment (LORA_MAX_ROWS in _cpu_kernels.c)
 
 
@@ -198,13 +199,6 @@ def kernel_pieces(segments: list[tuple[int, int, int]]) -> list[tuple[int, int, 
     C kernel spreads pieces over its threads, so one long prefill chunk still uses every core."""
     return [(start + i, min(KERNEL_ROWS, rows - i), slot)
             for start, rows, slot in segments for i in range(0, rows, KERNEL_ROWS)]
-
-
-def lora_kernel_available(device: torch.device, dtype: torch.dtype, stack_dtype: torch.dtype | None = None) -> bool:
-    """True when every segment (decode rows and prefill chunks) takes the C kernel: CPU, float32
-    activations, stacks in float32, float16 or bfloat16, extension built."""
-    return (_cpu_kernels is not None and device.type == "cpu" and dtype == torch.float32
-            and (stack_dtype or dtype) in STACK_KINDS)
 
 
 def add_lora(y: torch.Tensor, x: torch.Tensor, plan: LoraPlan, layer: int, group: str) -> None:

@@ -8,90 +8,21 @@ over one scheduler step's flattened tokens. Does not own: index tensors (``runne
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from tenfold.engine.layers import AttentionMeta, Linear, Rotary, empty_large, paged_attention, rms_norm, write_kv
+from tenfold.engine.lora_stacks import LoraPlan, add_lora
+from tenfold.engine.shapes import model_shape, read_config
 from tenfold.engine.types import EngineError
-
-if TYPE_CHECKING:
-    from tenfold.engine.lora_stacks import LoraPlan
-
-SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"}
-# Adapter target module → (fused group, part index). Parts are concatenated in this order inside a group.
-LORA_GROUPS = {
-    "q_proj": ("qkv", 0), "k_proj": ("qkv", 1), "v_proj": ("qkv", 2),
-    "o_proj": ("o", 0),
-    "gate_proj": ("gate_up", 0), "up_proj": ("gate_up", 1),
-    "down_proj": ("down", 0),
-}
 
 
 class StepInterrupted(Exception):
     """``forward`` stopped between layers because its ``interrupt`` said so. Nothing of the step counts:
     the KV it wrote for its tokens is rewritten identically when the step runs again."""
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    vocab_size: int
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    eps: float
-    max_context: int
-    tied: bool
-
-    def group_out(self, group: str) -> list[int]:
-        """Output width of each part of a fused LoRA group."""
-        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        return {"qkv": [q, kv, kv], "o": [self.hidden], "gate_up": [self.intermediate] * 2,
-                "down": [self.hidden]}[group]
-
-    def group_in(self, group: str) -> int:
-        return {"qkv": self.hidden, "o": self.heads * self.head_dim, "gate_up": self.hidden,
-                "down": self.intermediate}[group]
-
-    def kv_bytes_per_token(self, dtype: torch.dtype) -> int:
-        return 2 * self.layers * self.kv_heads * self.head_dim * torch.empty((), dtype=dtype).element_size()
-
-
-def read_config(path: Path) -> dict:
-    file = Path(path) / "config.json"
-    if not file.is_file():
-        raise EngineError(f"base model folder {path} has no config.json")
-    config = json.loads(file.read_text())
-    archs = set(config.get("architectures") or [])
-    if not archs & SUPPORTED:
-        raise EngineError(f"{path}: architecture {sorted(archs)} is not served by the tenfold engine; "
-                          f"supported: {sorted(SUPPORTED)}")
-    return config
-
-
-def model_shape(config: dict) -> ModelShape:
-    heads = int(config["num_attention_heads"])
-    hidden = int(config["hidden_size"])
-    max_context = int(config.get("max_position_embeddings") or 2048)
-    window = config.get("sliding_window")
-    if window and config.get("use_sliding_window", True):
-        # Sliding-window attention (Mistral v0.1) equals full attention up to the window: serve that much.
-        max_context = min(max_context, int(window))
-    return ModelShape(
-        vocab_size=int(config["vocab_size"]), hidden=hidden, layers=int(config["num_hidden_layers"]), heads=heads,
-        kv_heads=int(config.get("num_key_value_heads") or heads),
-        head_dim=int(config.get("head_dim") or hidden // heads), intermediate=int(config["intermediate_size"]),
-        eps=float(config.get("rms_norm_eps", 1e-6)), max_context=max_context,
-        tied=bool(config.get("tie_word_embeddings", False)),
-    )
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -149,12 +80,10 @@ class LlamaModel:
                  empty_large(shape, dtype=self.dtype, device=self.device).zero_()) for _ in range(s.layers)]
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMeta,
-                kv: list[tuple[torch.Tensor, torch.Tensor]], lora: "LoraPlan | None",
+                kv: list[tuple[torch.Tensor, torch.Tensor]], lora: LoraPlan | None,
                 logit_rows: torch.Tensor, interrupt: Callable[[], bool] | None = None) -> torch.Tensor:
         """Run the step's ``T`` tokens; return logits [len(logit_rows), vocab] (float32). ``interrupt`` is
         asked before each layer; when it says True the step stops (``StepInterrupted``)."""
-        from tenfold.engine.lora_stacks import add_lora
-
         s = self.shape
         h = F.embedding(input_ids, self.embed)
         rope = self.rotary.tables(positions)

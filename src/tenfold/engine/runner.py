@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from tenfold.engine.layers import AttentionMeta, decode_kernel_available
-from tenfold.engine.lora_stacks import LoraPlan, kernel_pieces, lora_kernel_available
+from tenfold.engine.kernels import decode_kernel_available, lora_kernel_available
+from tenfold.engine.layers import AttentionMeta
 from tenfold.engine.lora import AdapterStore
+from tenfold.engine.lora_stacks import LoraPlan, kernel_pieces
 from tenfold.engine.model import LlamaModel
 from tenfold.engine.sampler import RowSampling, sample_rows
 from tenfold.engine.scheduler import ScheduledSeq, StepPlan

@@ -30,7 +30,7 @@ class Sequence:
     prompt_token_ids: list[int]
     sampling: SamplingParams
     adapter_digest: str | None = None
-    cache_namespace: str = "base|"  # adapter content digest | organization: set by the server
+    organization: str = ""  # who asked (set by the server): the prefix-cache namespace and metrics label
     priority: int = 0
     hash_seed: int = 0
     seq_id: int = field(default_factory=lambda: next(_ids))
@@ -45,6 +45,11 @@ class Sequence:
     aborted: bool = False
     finish_reason: str | None = None
     state: Any = None  # the front end's per-request handle (sampler generator, output stream)
+
+    @property
+    def cache_namespace(self) -> str:
+        """Prefix-cache entries are shared only between sequences of one adapter (by content) and organization."""
+        return f"{self.adapter_digest or 'base'}|{self.organization}"
 
     @property
     def all_token_ids(self) -> list[int]:

@@ -1,8 +1,11 @@
 """Engine-facing dataclasses and the ``Engine`` interface every backend implements.
 
-Owns: what the api hands to an engine (prompt tokens, sampling, adapter reference) and what comes back
-(text deltas, finish reason, token counts). Does not own: HTTP shapes (``tenfold.types``) or ORM rows.
-No torch here, so the api can import it cheaply.
+Owns: what the api hands to an engine (prompt token ids, sampling, adapter reference, the organization) and
+what comes back (text deltas with token text for logprobs, finish reason, token counts), all plain data, so
+an engine in another process (a replica over HTTP, vLLM) can implement the same interface. Engine errors
+are domain errors (``tenfold.errors``): a request the engine cannot serve is an ``InvalidRequest``, a full
+queue a ``RateLimited``. Does not own: chat templates and tokenizing prompts (the api side,
+``tenfold.inference.prompts``), HTTP shapes (``tenfold.types``) or ORM rows. No torch here.
 """
 
 from __future__ import annotations
@@ -12,17 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from tenfold.errors import InvalidRequest, RateLimited
 
-class EngineError(Exception):
+
+class EngineError(InvalidRequest):
     """A request the engine cannot serve (bad sampling values, prompt too long)."""
 
 
-class EngineOverloaded(EngineError):
+class EngineOverloaded(RateLimited):
     """The engine's waiting queue is full; the api answers 429 with ``Retry-After``."""
 
+    default_code = "engine_overloaded"
+
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
 class AdapterError(EngineError):
@@ -48,7 +54,9 @@ class SamplingParams:
 class TokenLogprob:
     token_id: int
     logprob: float
-    top: tuple[tuple[int, float], ...] = ()
+    top: tuple[tuple[int, float], ...] = ()  # (token id, logprob) of the most likely alternatives
+    text: str = ""  # the token's text; the engine fills it (and ``top_text``) before delivering a delta
+    top_text: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,9 @@ class GenerationRequest:
     prompt_token_ids: list[int]
     sampling: SamplingParams
     adapter: AdapterRef | None = None
-    # Namespace for prefix caching, set by the server (the organization), never by the client.
-    cache_salt: str = ""
+    # The organization asking, set by the server, never by the client: prefix-cache entries are shared only
+    # within it (with the adapter's content digest), and metrics count tokens by it.
+    organization: str = ""
     # Scheduling class: 0 is interactive; higher numbers (the Batch API uses 1) run only in spare capacity.
     priority: int = 0
 
@@ -85,13 +94,10 @@ class GenerationDelta:
 
 
 class Engine(Protocol):
+    """Everything the api and its services ask of an engine."""
+
     base_model: str
-    max_context: int
-
-    def chat_prompt(self, messages: list[dict], *, add_generation_prompt: bool = True) -> list[int]:
-        """Token ids of ``messages`` rendered with the base model's chat template."""
-
-    def encode(self, text: str) -> list[int]: ...
+    max_context: int  # prompt plus generated tokens of one request
 
     async def load_adapter(self, adapter: AdapterRef) -> None:
         """Make the adapter resident; raise ``AdapterError`` with a helpful message if it cannot serve."""

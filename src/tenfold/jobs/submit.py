@@ -2,12 +2,12 @@
 resolve hyperparameters ("auto" → defaults), check the files, the base model and ``from_checkpoint``, build
 the ``TrainingSpec`` and insert the row.
 
-Owns: hyperparameter defaults as users see them, the mapping of OpenAI names onto ours, the cheap checks
-that answer 400/404 at creation and leave nothing behind (spec bounds, the files exist, are yours, have
-purpose ``fine-tune`` and hold the format the method trains on), the creation event, the dry run (which
-tokenizes synchronously and returns the estimate), and resume of a failed or cancelled job. Does not own:
-the spec's bounds (``TrainingSpec``), the deep validation that follows creation (``tenfold.jobs.validate``:
-tokenizing, truncation events, estimate, ``validating_files → queued``) or training (``tenfold.jobs.worker``).
+Owns: the mapping of OpenAI names onto ours ("auto" → the spec's defaults), the cheap checks that answer
+400/404 at creation and leave nothing behind (spec bounds, the files exist, are yours, have purpose
+``fine-tune`` and hold the format the method trains on), the dry run (which tokenizes synchronously and
+returns the estimate), and resume of a failed or cancelled job. Does not own: the hyperparameters' defaults
+and bounds (``TrainingSpec``), status changes and their events (``tenfold.jobs.lifecycle``), the deep
+validation that follows creation (``tenfold.jobs.validate``) or training (``tenfold.jobs.worker``).
 """
 
 from __future__ import annotations
@@ -20,21 +20,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tenfold.api.deps import Principal, ServerContext
-from tenfold.api.errors import APIError, bad_request
-from tenfold.jobs.validate import FileCheckError, estimate, tokenize_files
+from tenfold.context import Principal, ServerContext
+from tenfold.errors import Conflict, InvalidRequest, NotFound, not_found
+from tenfold.jobs import lifecycle, refs
+from tenfold.jobs.validate import Estimate, FileCheckError, estimate, tokenize_files
 from tenfold.store import repo
 from tenfold.store.tables import FineTuningJob
-from tenfold.training.spec import TrainingSpec
+from tenfold.training.spec import BASE_LEARNING_RATE, TrainingSpec, hyperparameter_defaults
 from tenfold.types.fine_tuning import JobCreate
-
-BASE_LEARNING_RATE = 1e-3  # learning_rate_multiplier scales this
-DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate": BASE_LEARNING_RATE, "lr_scheduler": "linear",
-            "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
-            "checkpoint_every": 0, "n_checkpoints": 0, "warmup_ratio": 0.0, "max_seq_length": 1024,
-            "train_on_inputs": "auto", "packing": False, "eval_every": 0}
-DPO_DEFAULTS = {"dpo_beta": 0.1}
-_CHECKPOINT_RE = re.compile(r"^(ftjob-[A-Za-z0-9]+)(?:/step-(\d+))?$")
 
 
 def method_of(body: JobCreate) -> str:
@@ -49,7 +42,7 @@ def resolve_hyperparameters(body: JobCreate) -> dict:
         nested = body.method.dpo if method == "dpo" else body.method.supervised
         other = body.method.supervised if method == "dpo" else body.method.dpo
         if other is not None:
-            raise bad_request(f"method.type is '{body.method.type}' but the request also has "
+            raise InvalidRequest(f"method.type is '{body.method.type}' but the request also has "
                               f"method.{'supervised' if method == 'dpo' else 'dpo'}; give one.", param="method")
     for hp in (body.hyperparameters, nested.hyperparameters if nested else None):
         if hp is not None:
@@ -57,79 +50,58 @@ def resolve_hyperparameters(body: JobCreate) -> dict:
     for old, new in (("max_length", "max_seq_length"), ("beta", "dpo_beta")):
         if old in given:
             if new in given:
-                raise bad_request(f"Give {new} only ({old} is another name for it).", param=f"hyperparameters.{old}")
+                raise InvalidRequest(f"Give {new} only ({old} is another name for it).", param=f"hyperparameters.{old}")
             given[new] = given.pop(old)
     if "dpo_beta" in given and method != "dpo":
-        raise bad_request("dpo_beta applies to method 'dpo' only; set method: {\"type\": \"dpo\"}.",
+        raise InvalidRequest("dpo_beta applies to method 'dpo' only; set method: {\"type\": \"dpo\"}.",
                           param="hyperparameters.dpo_beta")
     mult = given.pop("learning_rate_multiplier", None)
     if mult is not None:
         if "learning_rate" in given:
-            raise bad_request("Give either learning_rate or learning_rate_multiplier, not both.",
+            raise InvalidRequest("Give either learning_rate or learning_rate_multiplier, not both.",
                               param="hyperparameters.learning_rate")
         if mult <= 0:
-            raise bad_request("learning_rate_multiplier must be > 0.", param="hyperparameters")
+            raise InvalidRequest("learning_rate_multiplier must be > 0.", param="hyperparameters")
         given["learning_rate"] = BASE_LEARNING_RATE * mult
     if "n_checkpoints" in given and "checkpoint_every" not in given:
         given["checkpoint_every"] = 0
-    return {**DEFAULTS, **(DPO_DEFAULTS if method == "dpo" else {}), **given}
+    return {**hyperparameter_defaults(method), **given}
 
 
 def served_base_models(c: ServerContext) -> list[str]:
     return [c.settings.base_model]
 
 
-def _resolve_checkpoint(s, c: ServerContext, p: Principal, body: JobCreate, given: dict) -> tuple[str, dict]:
+def _resolve_checkpoint(s, p: Principal, body: JobCreate, given: dict) -> tuple[str, dict]:
     """(adapter folder, LoRA fields it fixes) for ``from_checkpoint``."""
     name = (body.from_checkpoint or "").strip()
-    match = _CHECKPOINT_RE.match(name)
-    if match is None:
-        raise bad_request(f"from_checkpoint '{name}' is not '<job id>' or '<job id>/step-<N>'.",
-                          param="from_checkpoint")
-    source = repo.get_job(s, job_id=match.group(1), organization_id=p.organization_id)
-    if source is None:
-        raise APIError(404, f"No fine-tuning job '{match.group(1)}' was found; from_checkpoint names one of your "
-                            "jobs (GET /v1/fine_tuning/jobs).", param="from_checkpoint", code="not_found")
-    if source.model != body.model:
-        raise bad_request(f"{name} was trained on '{source.model}', not '{body.model}'; continue it on the "
-                          "same base model.", param="from_checkpoint")
-    if match.group(2) is not None:
-        ckpt = repo.get_checkpoint(s, job_id=source.id, step=int(match.group(2)))
-        if ckpt is None:
-            steps = sorted(ck.step for ck in repo.list_checkpoints(s, job_id=source.id))
-            raise APIError(404, f"Job {source.id} has no checkpoint at step {match.group(2)}; saved steps: "
-                                f"{', '.join(map(str, steps)) or 'none'}.", param="from_checkpoint",
-                           code="not_found")
-        folder = ckpt.path
-    elif source.final_adapter_path:
-        folder = source.final_adapter_path
-    else:
-        steps = sorted(ck.step for ck in repo.list_checkpoints(s, job_id=source.id))
-        hint = f" Use one of its checkpoints, e.g. {source.id}/step-{steps[-1]}." if steps else ""
-        raise bad_request(f"Job {source.id} has no final adapter (status {source.status}).{hint}",
-                          param="from_checkpoint")
+    source = refs.resolve(s, organization_id=p.organization_id, name=name, param="from_checkpoint")
+    if source.base_model != body.model:
+        raise InvalidRequest(f"{name} was trained on '{source.base_model}', not '{body.model}'; continue it on the "
+                             "same base model.", param="from_checkpoint")
+    folder = source.path
     config = json.loads((Path(folder) / "adapter_config.json").read_text())
     fixed = {"lora_r": int(config["r"]), "lora_alpha": int(config["lora_alpha"]),
              "target_modules": sorted(config["target_modules"]) if isinstance(config["target_modules"], list)
              else config["target_modules"]}
     for key in ("lora_r", "lora_alpha"):
         if key in given and given[key] != fixed[key]:
-            raise bad_request(f"{name} has {key}={fixed[key]}; a continued job keeps the adapter's shape, so "
+            raise InvalidRequest(f"{name} has {key}={fixed[key]}; a continued job keeps the adapter's shape, so "
                               f"leave {key} out or set it to {fixed[key]}.", param=f"hyperparameters.{key}")
     return folder, fixed
 
 
-def _spec_error(e: ValidationError) -> APIError:
+def _spec_error(e: ValidationError) -> InvalidRequest:
     err = e.errors()[0]
     field = ".".join(str(x) for x in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if not field:  # a cross-field rule: its message names the fields
         named = re.search(r"\b(checkpoint_every|n_checkpoints|eval_every|packing|batch_size|max_seq_length)\b", msg)
         field = named.group(1) if named else ""
-        return bad_request(f"Invalid hyperparameters: {msg}.", param=f"hyperparameters.{field}" if field else None)
+        return InvalidRequest(f"Invalid hyperparameters: {msg}.", param=f"hyperparameters.{field}" if field else None)
     if field in ("seed", "suffix"):
-        return bad_request(f"Invalid {field}: {msg}.", param=field)
-    return bad_request(f"Invalid hyperparameter {field}: {msg}.", param=f"hyperparameters.{field}")
+        return InvalidRequest(f"Invalid {field}: {msg}.", param=field)
+    return InvalidRequest(f"Invalid hyperparameter {field}: {msg}.", param=f"hyperparameters.{field}")
 
 
 _FORMAT_NAMES = {"messages": "chat ('messages')", "prompt_completion": "'prompt'/'completion'",
@@ -142,27 +114,27 @@ def _check_fits(param: str, f: Any, method: str) -> None:
         return
     held = _FORMAT_NAMES.get(f.data_format, repr(f.data_format))
     if method == "dpo":
-        raise bad_request(f"File '{f.id}' holds {held} examples, but method 'dpo' needs preference pairs "
+        raise InvalidRequest(f"File '{f.id}' holds {held} examples, but method 'dpo' needs preference pairs "
                           "('prompt', 'chosen', 'rejected'); train it with method 'sft' or upload preference pairs. "
                           "Nothing was created.", param=param, code="invalid_training_file")
-    raise bad_request(f"File '{f.id}' holds {held} examples, which train with method 'dpo'; set method "
+    raise InvalidRequest(f"File '{f.id}' holds {held} examples, which train with method 'dpo'; set method "
                       "{\"type\": \"dpo\"} or upload 'messages' or 'prompt'/'completion' examples for sft. "
                       "Nothing was created.", param=param, code="invalid_training_file")
 
 
-def _dry_run(c: ServerContext, spec: TrainingSpec, hp: dict) -> dict:
+def _dry_run(c: ServerContext, spec: TrainingSpec, hp: dict) -> Estimate:
     try:
         stats, _ = tokenize_files(c.settings, spec)
     except FileCheckError as exc:
-        raise bad_request(f"{exc}. Nothing was created.", param=exc.param, code="invalid_training_file") from None
+        raise InvalidRequest(f"{exc}. Nothing was created.", param=exc.param, code="invalid_training_file") from None
     return estimate(c.settings, spec, stats, hp)
 
 
-def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob | dict:
-    """The new job row, or the estimate dict when ``body.dry_run``."""
+def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob | Estimate:
+    """The new job row, or the estimate when ``body.dry_run``."""
     bases = served_base_models(c)
     if body.model not in bases:
-        raise bad_request(f"Unknown base model '{body.model}'. This server fine-tunes: {', '.join(bases)}.",
+        raise InvalidRequest(f"Unknown base model '{body.model}'. This server fine-tunes: {', '.join(bases)}.",
                           param="model", code="model_not_found")
     hp = resolve_hyperparameters(body)
     job_id = "ftjob-" + secrets.token_hex(10)
@@ -174,16 +146,16 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
                 continue
             f = repo.get_file(s, organization_id=p.organization_id, file_id=file_id)
             if f is None:
-                raise APIError(404, f"No file with id '{file_id}' was found. Upload it first with "
-                                    "POST /v1/files (purpose 'fine-tune').", param=param, code="file_not_found")
+                raise NotFound(f"No file with id '{file_id}' was found. Upload it first with "
+                               "POST /v1/files (purpose 'fine-tune').", param=param, code="file_not_found")
             if f.purpose != "fine-tune":
-                raise bad_request(f"File '{file_id}' has purpose '{f.purpose}'; fine-tuning needs purpose "
+                raise InvalidRequest(f"File '{file_id}' has purpose '{f.purpose}'; fine-tuning needs purpose "
                                   "'fine-tune'.", param=param)
             files[param] = f
             paths[param] = str(c.artifacts.path(f.storage_key))
         init_adapter = None
         if body.from_checkpoint is not None:
-            init_adapter, fixed = _resolve_checkpoint(s, c, p, body, hp_given(body))
+            init_adapter, fixed = _resolve_checkpoint(s, p, body, hp_given(body))
             hp.update(fixed)
         try:
             spec = TrainingSpec(
@@ -198,17 +170,12 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
             _check_fits(param, f, spec.method)
         if body.dry_run:
             return _dry_run(c, spec, hp)
-        row = repo.create_job(s, job_id=job_id, organization_id=p.organization_id, api_key_id=p.api_key_id,
-                              model=body.model, training_file=body.training_file,
-                              validation_file=body.validation_file, suffix=body.suffix, seed=seed,
-                              spec=spec.model_dump(mode="json"), hyperparameters=hp, status="validating_files")
         start = f" from {body.from_checkpoint}" if body.from_checkpoint else ""
-        repo.add_event(s, job_id=job_id, message=f"Created {spec.method} fine-tuning job {job_id} on "
-                                                 f"{body.model}{start}; validating files.",
-                       data={"status": "validating_files"})
-        s.flush()
-        s.refresh(row)
-    return row
+        return lifecycle.create(
+            s, job_id=job_id, organization_id=p.organization_id, api_key_id=p.api_key_id, model=body.model,
+            training_file=body.training_file, validation_file=body.validation_file, suffix=body.suffix, seed=seed,
+            spec=spec.model_dump(mode="json"), hyperparameters=hp, metadata=body.metadata,
+            message=f"Created {spec.method} fine-tuning job {job_id} on {body.model}{start}; validating files.")
 
 
 def hp_given(body: JobCreate) -> dict:
@@ -228,28 +195,18 @@ def resume_job(c: ServerContext, p: Principal, job_id: str) -> FineTuningJob:
     """Queue a failed or cancelled job again; the worker resumes it from its last checkpoint (optimizer,
     schedule, data position and RNG included) or, without one, from the start. A job that never started
     training (it failed or was cancelled while its files were validated) goes back to ``validating_files``."""
-    from tenfold.api.errors import not_found
-
     with c.db.session() as s:
         job = repo.get_job(s, job_id=job_id, organization_id=p.organization_id)
         if job is None:
             raise not_found("fine-tuning job", job_id, hint="List your jobs with GET /v1/fine_tuning/jobs.")
         if job.status not in ("failed", "cancelled"):
-            raise APIError(409, f"Job {job_id} is {job.status}; only failed or cancelled jobs can be resumed.",
+            raise Conflict(f"Job {job_id} is {job.status}; only failed or cancelled jobs can be resumed.",
                            code="invalid_state")
         if not Path(job.spec["training_file"]).exists():
-            raise APIError(409, f"The training file of {job_id} ({job.training_file}) was deleted; create a new "
-                                "job instead.", code="invalid_state")
-        steps = sorted(ck.step for ck in repo.list_checkpoints(s, job_id=job_id))
-        status = "queued" if job.started_at is not None else "validating_files"
-        if not repo.requeue_job(s, job_id=job_id, from_statuses=("failed", "cancelled"), to_status=status):
-            raise APIError(409, f"Job {job_id} changed state meanwhile; try again.", code="invalid_state")
-        if status == "queued":
-            where = f"its last checkpoint (step {steps[-1]})" if steps else "the start (it has no checkpoint)"
-            message = f"Resume requested: the job is queued again and continues from {where}."
-        else:
-            message = "Resume requested: the job never started training, so its files are validated again."
-        repo.add_event(s, job_id=job_id, message=message, data={"status": status})
+            raise Conflict(f"The training file of {job_id} ({job.training_file}) was deleted; create a new "
+                           "job instead.", code="invalid_state")
+        if lifecycle.resume(s, job=job, steps=refs.saved_steps(s, job_id=job_id)) is None:
+            raise Conflict(f"Job {job_id} changed state meanwhile; try again.", code="invalid_state")
         s.flush()
         s.refresh(job)
         return job

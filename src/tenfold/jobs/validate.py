@@ -1,10 +1,10 @@
 """Deep validation of a fine-tuning job's files, after creation: ``validating_files → queued`` or ``failed``.
 
 Owns: tokenizing the job's training and validation files with its base model's tokenizer exactly as the
-recipe will (truncation and skip counts become warning events), the token and price estimate (also what a
-dry run answers), and the job's move out of ``validating_files`` with its events. A worker's validator
-claims a validating job through ``tenfold.jobs.queue`` and renews the lease while it tokenizes, so a
-validation cut short by a dead worker is taken over; a job cancelled meanwhile stays cancelled.
+recipe will (truncation and skip counts become warning events) and the token and price estimate (also what
+a dry run answers). A worker's validator claims a validating job through ``tenfold.jobs.lifecycle`` and
+renews the lease while it tokenizes, so a validation cut short by a dead worker is taken over; a job
+cancelled meanwhile stays cancelled (the move to ``queued`` or ``failed`` is the lifecycle's).
 Does not own: the cheap checks that answer 400 at creation (``tenfold.jobs.submit``) or training
 (``tenfold.jobs.worker``).
 """
@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tenfold.billing.pricing import training_cost
 from tenfold.config import Settings
-from tenfold.jobs import queue
+from tenfold.jobs import lifecycle
 from tenfold.store import repo
 from tenfold.store.db import Database
 from tenfold.training.errors import TrainingUserError
@@ -36,9 +37,7 @@ class FileCheckError(TrainingUserError):
         self.param = param
 
 
-def training_cost_micro_usd(tokens: int, per_mtok_micro_usd: int) -> int:
-    """Integer micro-dollars for ``tokens`` trained at a price per million tokens (half up)."""
-    return (int(tokens) * int(per_mtok_micro_usd) + 500_000) // 1_000_000
+Estimate = dict[str, Any]  # the ``fine_tuning.job.estimate`` object
 
 
 def tokenize_files(settings: Settings, spec: TrainingSpec) -> tuple[dict[str, Any], list[dict]]:
@@ -77,18 +76,18 @@ def tokenize_files(settings: Settings, spec: TrainingSpec) -> tuple[dict[str, An
     return out, warnings
 
 
-def estimate(settings: Settings, spec: TrainingSpec, stats: dict[str, Any], hyperparameters: dict) -> dict:
+def estimate(settings: Settings, spec: TrainingSpec, stats: dict[str, Any], hyperparameters: dict) -> Estimate:
     train = stats["training_file"]
     batch_size = spec.resolved_batch_size(train.n_examples)
     steps = -(-train.n_examples // batch_size) * spec.n_epochs
     tokens = train.n_tokens * spec.n_epochs
-    price = settings.price_for(spec.base_model).training_per_mtok
+    price = settings.price_for(spec.base_model)
     return {"object": "fine_tuning.job.estimate", "model": spec.base_model, "method": spec.method,
             "n_examples": train.n_examples, "tokens_per_epoch": train.n_tokens, "n_epochs": spec.n_epochs,
             "total_steps": steps, "estimated_trained_tokens": tokens,
             "truncated_examples": len(train.truncated_lines), "skipped_examples": len(train.dropped_lines),
-            "training_price_per_mtok_micro_usd": price,
-            "estimated_cost_micro_usd": training_cost_micro_usd(tokens, price),
+            "training_price_per_mtok_micro_usd": price.training_per_mtok,
+            "estimated_cost_micro_usd": training_cost(price, tokens=tokens),
             "hyperparameters": hyperparameters, "from_checkpoint": spec.from_checkpoint}
 
 
@@ -100,7 +99,7 @@ def _lease(db: Database, *, job_id: str, worker_id: str, every: float) -> Iterat
     def renew() -> None:
         while not done.wait(every):
             try:
-                queue.renew_validation(db, job_id=job_id, worker_id=worker_id)
+                lifecycle.renew_validation(db, job_id=job_id, worker_id=worker_id)
             except Exception:  # a lost renewal only risks a second validator; never kill the validation
                 log.exception("renewing the validation lease of %s", job_id)
 
@@ -115,10 +114,7 @@ def _lease(db: Database, *, job_id: str, worker_id: str, every: float) -> Iterat
 
 def _fail(db: Database, *, job_id: str, code: str, message: str, param: str | None) -> None:
     with db.session() as s:
-        if repo.finish_job(s, job_id=job_id, status="failed", error={"code": code, "message": message,
-                                                                    "param": param}):
-            repo.add_event(s, job_id=job_id, level="error", message=f"Job failed: {message}",
-                           data={"status": "failed", "code": code, "param": param})
+        lifecycle.fail(s, job_id=job_id, code=code, message=message, param=param)
 
 
 def validate_job(settings: Settings, db: Database, *, job_id: str, worker_id: str) -> str | None:
@@ -141,14 +137,11 @@ def validate_job(settings: Settings, db: Database, *, job_id: str, worker_id: st
                       f"validate them again (POST /v1/fine_tuning/jobs/{job_id}/resume).")
         return "failed"
     est = estimate(settings, spec, stats, hyperparameters)
+    summary = (f"Files validated: {est['n_examples']} examples, {est['tokens_per_epoch']} tokens per epoch; "
+               f"about {est['estimated_trained_tokens']} training tokens over {spec.n_epochs} epochs "
+               f"(estimated cost ${est['estimated_cost_micro_usd'] / 1e6:.6f}).")
+    events = [("warn", w["message"], w) for w in warnings] + [("info", summary, est)]
     with db.session() as s:
-        if not repo.finish_validation(s, job_id=job_id, worker_id=worker_id):
+        if not lifecycle.validated(s, job_id=job_id, worker_id=worker_id, events=events):
             return None
-        for w in warnings:
-            repo.add_event(s, job_id=job_id, level="warn", message=w["message"], data=w)
-        repo.add_event(s, job_id=job_id, message=(
-            f"Files validated: {est['n_examples']} examples, {est['tokens_per_epoch']} tokens per epoch; "
-            f"about {est['estimated_trained_tokens']} training tokens over {spec.n_epochs} epochs "
-            f"(estimated cost ${est['estimated_cost_micro_usd'] / 1e6:.6f})."), data=est)
-        repo.add_event(s, job_id=job_id, message="Job queued.", data={"status": "queued"})
     return "queued"

@@ -4,7 +4,7 @@ it, a validator thread claims jobs in ``validating_files`` and validates their f
 (``tenfold.jobs.validate``), so a new job is validated at once even while another one trains.
 
 Owns: the two loops, the subprocess lifecycle (spawn, heartbeat, cancel by SIGTERM, kill if it lingers),
-mapping recipe events to rows, and resume on retry. Training runs in a child process so a crash or OOM
+mapping recipe events to rows, and resume on retry. Status changes go through ``tenfold.jobs.lifecycle``. Training runs in a child process so a crash or OOM
 cannot take the api down, and cancel is a signal. Does not own: the recipe (``tenfold.training``) or what
 validation checks (``tenfold.jobs.validate``).
 """
@@ -25,15 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tenfold.artifacts.storage import ArtifactStore
+from tenfold.billing.meter import add_training_usage
 from tenfold.config import Settings
-from tenfold.jobs import queue
-from tenfold.jobs.validate import training_cost_micro_usd, validate_job
+from tenfold.jobs import lifecycle, metrics
+from tenfold.jobs.validate import validate_job
 from tenfold.store import repo
 from tenfold.store.db import Database
 
 log = logging.getLogger("tenfold.worker")
-_EXTRA_METRICS = ("valid_loss", "valid_mean_token_accuracy", "token_accuracy", "reward_margin", "reward_accuracy",
-                  "valid_reward_margin", "valid_reward_accuracy")
 
 
 def _die_with_parent() -> None:
@@ -75,7 +74,7 @@ class Worker:
             self._loop(self._train_next, "worker")
         finally:
             validator.join(timeout=15)
-            queue.release_validations(self.db, worker_id=self.worker_id)
+            lifecycle.release_validations(self.db, worker_id=self.worker_id)
 
     def _loop(self, one: Callable[[], bool], what: str) -> None:
         """Call ``one()`` until stopped; wait a poll interval whenever it found nothing to do."""
@@ -88,15 +87,15 @@ class Worker:
                 self._stop.wait(1.0)
 
     def _train_next(self) -> bool:
-        queue.requeue_stale(self.db, lease_seconds=self.settings.job_lease_seconds)
-        job_id = queue.claim_next(self.db, worker_id=self.worker_id)
+        lifecycle.requeue_stale(self.db, lease_seconds=self.settings.job_lease_seconds)
+        job_id = lifecycle.claim_next(self.db, worker_id=self.worker_id)
         if job_id is not None:
             self.run_job(job_id)
         return job_id is not None
 
     def _validate_next(self) -> bool:
-        job_id = queue.claim_validation(self.db, worker_id=self.worker_id,
-                                        lease_seconds=self.settings.job_lease_seconds)
+        job_id = lifecycle.claim_validation(self.db, worker_id=self.worker_id,
+                                            lease_seconds=self.settings.job_lease_seconds)
         if job_id is not None:
             validate_job(self.settings, self.db, job_id=job_id, worker_id=self.worker_id)
         return job_id is not None
@@ -145,7 +144,7 @@ class Worker:
         log_path = spec_path.parent / "train.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "tenfold.training.sft", "--spec", str(spec_path)],
+            proc = subprocess.Popen([sys.executable, "-m", "tenfold.training.main", "--spec", str(spec_path)],
                                     stdout=subprocess.PIPE, stderr=log_file, env=env, start_new_session=True,
                                     preexec_fn=_die_with_parent)
             self._proc = proc
@@ -170,13 +169,13 @@ class Worker:
             now = time.monotonic()
             if now - last_beat >= self.settings.job_heartbeat_seconds:
                 last_beat = now
-                if not queue.heartbeat(self.db, job_id=job_id, worker_id=self.worker_id):
+                if not lifecycle.heartbeat(self.db, job_id=job_id, worker_id=self.worker_id):
                     self._terminate(proc)
                     self._event(job_id, "Training process stopped (job cancelled).")
                     return
             if self._stop.is_set():
                 self._terminate(proc)
-                queue.release(self.db, job_id=job_id, worker_id=self.worker_id)
+                lifecycle.release(self.db, job_id=job_id, worker_id=self.worker_id)
                 return
             try:
                 raw = lines.get(timeout=0.5)
@@ -209,12 +208,7 @@ class Worker:
             elif kind == "metrics":
                 repo.update_job(s, job_id=job_id, step=ev["step"], total_steps=ev.get("total_steps"),
                                 last_loss=ev.get("loss"), eta_seconds=ev.get("eta_s"), heartbeat_at=time.time())
-                data = {"step": ev["step"], "total_steps": ev.get("total_steps"), "loss": ev.get("loss"),
-                        "train_loss": ev.get("loss"), "learning_rate": ev.get("learning_rate"),
-                        "epoch": ev.get("epoch"), "tokens": ev.get("tokens"),
-                        "tokens_per_second": ev.get("tokens_per_second"), "eta_seconds": ev.get("eta_s"),
-                        "elapsed_seconds": ev.get("elapsed_s")}
-                data.update({k: ev[k] for k in _EXTRA_METRICS if ev.get(k) is not None})
+                data = metrics.event_data(ev)
                 valid = f", validation loss={ev['valid_loss']:.4f}" if ev.get("valid_loss") is not None else ""
                 repo.add_event(s, job_id=job_id, type="metrics", data=data,
                                message=f"Step {ev['step']}/{ev.get('total_steps')}: training loss="
@@ -237,41 +231,27 @@ class Worker:
             elif kind == "done":
                 from tenfold.training.checkpoints import adapter_digest
 
-                path = ev["path"]
-                if repo.finish_job(s, job_id=job_id, status="succeeded", final_adapter_path=path,
-                                   final_adapter_digest=adapter_digest(Path(path)),
-                                   trained_tokens=ev.get("trained_tokens"), step=ev.get("steps", 0),
-                                   last_loss=ev.get("train_loss")):
-                    repo.add_event(s, job_id=job_id, message=(
+                path, tokens = ev["path"], int(ev.get("trained_tokens") or 0)
+                digest = adapter_digest(Path(path))
+                # The usage row is written with the move to ``succeeded`` (which happens once), keyed by the job.
+                if lifecycle.succeed(s, job_id=job_id, data=ev, message=(
                         f"Job succeeded: {ev.get('steps')} steps, {ev.get('trained_tokens')} tokens trained. "
-                        f"Deploy it with `tenfold deploy {job_id}`."), data=ev)
-                    self._bill(s, job_id, int(ev.get("trained_tokens") or 0), adapter_digest(Path(path)))
+                        f"Deploy it with `tenfold deploy {job_id}`."), final_adapter_path=path,
+                        final_adapter_digest=digest, trained_tokens=ev.get("trained_tokens"),
+                        step=ev.get("steps", 0), last_loss=ev.get("train_loss")):
+                    add_training_usage(s, self.settings, job=repo.get_job(s, job_id=job_id, organization_id=None),
+                                       trained_tokens=tokens, digest=digest)
                 return "done"
             elif kind == "error":
                 code = "invalid_training_file" if ev.get("user_error") else "training_error"
-                if repo.finish_job(s, job_id=job_id, status="failed",
-                                   error={"code": code, "message": ev.get("message"), "param": None}):
-                    repo.add_event(s, job_id=job_id, level="error", message=f"Job failed: {ev.get('message')}")
+                lifecycle.fail(s, job_id=job_id, code=code, message=str(ev.get("message")))
                 return "error"
         return None
-
-    def _bill(self, s, job_id: str, trained_tokens: int, digest: str) -> None:
-        """One usage row for the trained tokens, written with the transition to ``succeeded`` (which
-        happens once), keyed by the job id."""
-        job = repo.get_job(s, job_id=job_id, organization_id=None)
-        price = self.settings.price_for(job.model).training_per_mtok
-        repo.add_usage(s, organization_id=job.organization_id, api_key_id=job.api_key_id or "",
-                       request_id=job_id, endpoint="fine_tuning.jobs", model=job_id, base_model=job.model,
-                       adapter_digest=digest, checkpoint=None, prompt_tokens=trained_tokens, cached_tokens=0,
-                       completion_tokens=0, cost_micro_usd=training_cost_micro_usd(trained_tokens, price),
-                       finish_reason=None)
 
     def _fail(self, job_id: str, message: str, *, user_error: bool) -> None:
         code = "invalid_training_file" if user_error else "training_error"
         with self.db.session() as s:
-            if repo.finish_job(s, job_id=job_id, status="failed", error={"code": code, "message": message,
-                                                                         "param": None}):
-                repo.add_event(s, job_id=job_id, level="error", message=f"Job failed: {message}")
+            lifecycle.fail(s, job_id=job_id, code=code, message=message)
 
     @staticmethod
     def _terminate(proc: subprocess.Popen) -> None:

@@ -117,11 +117,12 @@ def delete_file(s: Session, *, row: File) -> None:
 
 def create_job(s: Session, *, job_id: str, organization_id: str, api_key_id: str | None, model: str,
                training_file: str, validation_file: str | None, suffix: str | None, seed: int,
-               spec: dict, hyperparameters: dict, status: str = "queued") -> FineTuningJob:
+               spec: dict, hyperparameters: dict, status: str = "queued", metadata: dict | None = None
+               ) -> FineTuningJob:
     row = FineTuningJob(
         id=job_id, organization_id=organization_id, api_key_id=api_key_id, model=model,
         training_file=training_file, validation_file=validation_file, suffix=suffix, seed=seed, status=status,
-        spec=spec, hyperparameters=hyperparameters, created_at=time.time(), step=0, attempt=0,
+        spec=spec, hyperparameters=hyperparameters, metadata_=metadata, created_at=time.time(), step=0, attempt=0,
         cancel_requested=False,
     )
     s.add(row)

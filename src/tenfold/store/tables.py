@@ -72,6 +72,7 @@ class FineTuningJob(Base):
     status: Mapped[str] = mapped_column(String(32), index=True)
     spec: Mapped[dict] = mapped_column(JSON)
     hyperparameters: Mapped[dict] = mapped_column(JSON)
+    metadata_: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)  # the caller's key-value pairs
     error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     trained_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     step: Mapped[int] = mapped_column(Integer, default=0)

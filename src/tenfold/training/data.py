@@ -4,7 +4,8 @@ Owns: the accepted dataset formats (conversational ``messages``, ``prompt``/``co
 pairs ``prompt``/``chosen``/``rejected`` or OpenAI's ``input``/``preferred_output``/``non_preferred_output``),
 per-example and per-message ``weight`` (0 excludes), and error messages that name the 1-based line and say
 what to fix: every bad line is reported (the first ``MAX_REPORTED_PROBLEMS`` listed, all counted). The api calls
-``validate_jsonl`` on upload; the recipes call ``parse_jsonl`` to get normalized ``Example`` objects.
+``validate_jsonl`` on upload; the recipes call ``parse_jsonl`` (``read_examples`` for a job's file on disk)
+to get normalized ``Example`` objects.
 Does not own: tokenization and loss masks (``tenfold.training.tokenize``). No torch here.
 """
 
@@ -13,9 +14,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from tenfold.training.errors import DatasetError
+from tenfold.training.errors import DatasetError, TrainingUserError
+
+if TYPE_CHECKING:
+    from tenfold.training.spec import TrainingSpec
 
 __all__ = ["DatasetError", "DatasetSummary", "Example", "Message", "parse_jsonl", "validate_jsonl"]
 
@@ -237,3 +242,17 @@ def _kind(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return "a number"
     return names.get(type(value), type(value).__name__)
+
+
+def read_examples(path: str, spec: TrainingSpec) -> list[Example]:
+    """The examples of a job file on disk (the training file's errors as they are, the validation file's named)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TrainingUserError(f"cannot read training file {path}: {exc.strerror}") from None
+    try:
+        return parse_jsonl(data)
+    except DatasetError as exc:
+        if path == spec.training_file:
+            raise
+        raise DatasetError(exc.line, f"validation file: {exc.message}") from None

@@ -11,7 +11,7 @@ checkpoints and the final adapter. At the end every process prints a ``rank_done
 its LoRA weights so agreement can be checked.
 Both recipes run this way: SFT shards a step's examples, DPO its preference pairs (every process computes
 the reference log-probs of all pairs once, so none needs another's).
-Does not own: the recipes (``tenfold.training.sft``, ``tenfold.training.dpo``) or the loop
+Does not own: the recipes (picked by ``tenfold.training.main.run_training``) or the loop
 (``tenfold.training.runner``).
 """
 
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
     from accelerate.utils import reduce
 
-    from tenfold.training.dpo import run_dpo
-    from tenfold.training.sft import run_sft
+    from tenfold.training.main import run_training
     from tenfold.training.spec import TrainingSpec
 
     state = PartialState(cpu=not _has_cuda())
@@ -64,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             if p.requires_grad and p.grad is not None:
                 p.grad.copy_(reduce(p.grad, reduction="mean"))
 
-    recipe = run_dpo if spec.method == "dpo" else run_sft
-    done = recipe(spec, emit, is_main=state.is_main_process, reduce=average_gradients,
-                  shard=(state.process_index, state.num_processes))
+    done = run_training(spec, emit, is_main=state.is_main_process, reduce=average_gradients,
+                        shard=(state.process_index, state.num_processes))
     state.wait_for_everyone()
     model = holder.get("model")
     emit({"type": "rank_done", "world_size": state.num_processes, "train_loss": done["train_loss"],

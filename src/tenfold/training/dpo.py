@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from tenfold.training import batching, runner
+from tenfold.training.data import read_examples
 from tenfold.training.errors import TrainingCancelled
-from tenfold.training.runner import Emit, Recipe, StepResult, never
-from tenfold.training.sft import read_examples, warn_event
+from tenfold.training.runner import Emit, Recipe, StepResult, never, warn_event
 from tenfold.training.spec import TrainingSpec
 from tenfold.training.tokenize import PreferencePair, tokenize_preferences
 

@@ -33,6 +33,13 @@ from tenfold.training.spec import TrainingSpec
 Emit = Callable[[dict[str, Any]], None]
 
 
+def warn_event(emit: Emit, what: str = "") -> Callable[..., None]:
+    """A ``warn(message, **counts)`` that emits a ``warning`` event, its message prefixed with ``what``."""
+    def warn(message: str, **counts: int) -> None:
+        emit({"type": "warning", "message": what + message, **counts})
+    return warn
+
+
 def never() -> bool:
     return False
 

@@ -1,11 +1,10 @@
-"""Supervised LoRA fine-tuning: ``run_sft(spec, emit, should_stop)`` and the subprocess entry point
-``python -m tenfold.training.sft --spec spec.json`` (see ``tenfold.training.sft_main``).
+"""Supervised LoRA fine-tuning: ``run_sft(spec, emit, should_stop)``.
 
 Owns: the SFT step (masked next-token loss on padded or packed micro-batches of at most
-``micro_batch_tokens`` positions, gradients accumulated with the step's normalizer), its validation loss, and
-``run_training``, which dispatches a spec to this recipe or to ``tenfold.training.dpo``. Does not own: the
-shared optimizer loop, events, checkpoints and resume (``runner``), the stdout/exit-code protocol
-(``sft_main``), batching and loss (``batching``), tokenization (``tokenize``).
+``micro_batch_tokens`` positions, gradients accumulated with the step's normalizer) and its validation loss.
+Does not own: the shared optimizer loop, events, checkpoints and resume (``runner``), the entry point that
+picks a recipe by method and its stdout/exit-code protocol (``main``), batching and loss (``batching``),
+tokenization (``tokenize``).
 
 Why a lean loop rather than TRL's ``SFTTrainer``: we need (1) our own event stream, one JSON line per
 step/checkpoint, without parsing trainer logs; (2) checkpoint folders in our layout (two serving files,
@@ -25,36 +24,16 @@ training (41.4 s wall incl. imports and setup), this loop 23.6 s (29.0 s wall), 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from tenfold.training import batching, runner
-from tenfold.training.data import parse_jsonl
-from tenfold.training.errors import DatasetError, TrainingCancelled, TrainingUserError
-from tenfold.training.runner import Emit, Recipe, StepResult, never
+from tenfold.training.data import read_examples
+from tenfold.training.errors import TrainingCancelled
+from tenfold.training.runner import Emit, Recipe, StepResult, never, warn_event
 from tenfold.training.spec import TrainingSpec
 from tenfold.training.tokenize import DatasetStats, TokenizedExample, tokenize_dataset
-
-
-def read_examples(path: str, spec: TrainingSpec) -> list[Any]:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise TrainingUserError(f"cannot read training file {path}: {exc.strerror}") from None
-    try:
-        return parse_jsonl(data)
-    except DatasetError as exc:
-        if path == spec.training_file:
-            raise
-        raise DatasetError(exc.line, f"validation file: {exc.message}") from None
-
-
-def warn_event(emit: Emit, what: str = "") -> Callable[..., None]:
-    def warn(message: str, **counts: int) -> None:
-        emit({"type": "warning", "message": what + message, **counts})
-    return warn
 
 
 def _load_examples(path: str, tokenizer: Any, spec: TrainingSpec, emit: Emit,
@@ -122,18 +101,3 @@ def run_sft(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
     evaluate = (lambda: _evaluate(model, spec, valid, batch_size, pad_id, device)) if valid else None
     recipe = Recipe("sft", len(train), step, evaluate, "train_mean_token_accuracy")
     return runner.run_loop(spec, emit, should_stop, model, recipe, device, is_main=is_main, reduce=reduce)
-
-
-def run_training(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = never) -> dict[str, Any]:
-    """Run the recipe named by ``spec.method``."""
-    if spec.method == "dpo":
-        from tenfold.training.dpo import run_dpo
-
-        return run_dpo(spec, emit, should_stop)
-    return run_sft(spec, emit, should_stop)
-
-
-if __name__ == "__main__":
-    from tenfold.training.sft_main import main
-
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """``TrainingSpec``: the validated, complete description of one fine-tuning run, stored as JSON on the job.
 
-Owns: hyperparameter names, defaults and bounds (the table below is what ``docs/api.md`` and ``tenfold
-train --help`` show), and the cross-field rules (``checkpoint_every`` xor ``n_checkpoints``, ``eval_every``
+Owns: hyperparameter names, defaults and bounds (the fields below; ``HYPERPARAMETER_HELP`` is what
+``docs/api.md`` and ``tenfold train --help`` show, ``hyperparameter_defaults`` what a job records), and the cross-field rules (``checkpoint_every`` xor ``n_checkpoints``, ``eval_every``
 needs a validation file). Unknown fields are rejected (``extra="forbid"``); an out-of-range value is a
 ``pydantic.ValidationError`` whose location names the field. Does not own: how the api parses OpenAI-style
 request bodies into it (``tenfold.jobs.submit``) or how a recipe runs it (``tenfold.training.sft`` /
@@ -21,27 +21,32 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_BATCH_SIZE = 64  # what batch_size="max" may resolve to
 
-# name -> (default, one-line help); the single source for docs and `tenfold train --help`.
-HYPERPARAMETER_HELP: dict[str, tuple[Any, str]] = {
-    "method": ("sft", "sft (supervised) or dpo (preference pairs)"),
-    "n_epochs": (3, "passes over the training file (1-100)"),
-    "batch_size": (8, "examples per optimizer step (1-1024) or \"max\" (= min(examples, 64))"),
-    "learning_rate": (1e-3, "peak AdamW learning rate (0 < lr <= 1)"),
-    "lr_scheduler": ("linear", "linear | cosine | constant (after warmup)"),
-    "warmup_ratio": (0.0, "fraction of steps with linear warmup (0 <= x < 1)"),
-    "lora_r": (16, "LoRA rank (1-512)"),
-    "lora_alpha": (32, "LoRA alpha (1-4096)"),
-    "lora_dropout": (0.0, "LoRA dropout (0 <= x < 1)"),
-    "target_modules": ("all-linear", "\"all-linear\" or a list of module names"),
-    "max_seq_length": (1024, "tokens per example; longer examples are truncated and counted (16-131072)"),
-    "train_on_inputs": ("auto", "auto | true | false: auto trains on assistant turns only"),
-    "packing": (False, "pack several examples into one row (no attention across examples)"),
-    "checkpoint_every": (0, "save a deployable checkpoint every N steps (0 = final adapter only)"),
-    "n_checkpoints": (0, "alternatively: this many evenly spaced checkpoints (0 = use checkpoint_every)"),
-    "seed": ("random", "seed for LoRA init, data order and dropout; fixed seed = reproducible run"),
-    "dpo_beta": (0.1, "DPO temperature beta (0 < beta <= 10); dpo only"),
-    "eval_every": (0, "validation loss every N steps (0 = at checkpoints and the end); needs validation_file"),
+# name -> one-line help; the single source for docs and `tenfold train --help`. Defaults are TrainingSpec's.
+_HELP: dict[str, str] = {
+    "method": "sft (supervised) or dpo (preference pairs)",
+    "n_epochs": "passes over the training file (1-100)",
+    "batch_size": "examples per optimizer step (1-1024) or \"max\" (= min(examples, 64))",
+    "learning_rate": "peak AdamW learning rate (0 < lr <= 1)",
+    "lr_scheduler": "linear | cosine | constant (after warmup)",
+    "warmup_ratio": "fraction of steps with linear warmup (0 <= x < 1)",
+    "lora_r": "LoRA rank (1-512)",
+    "lora_alpha": "LoRA alpha (1-4096)",
+    "lora_dropout": "LoRA dropout (0 <= x < 1)",
+    "target_modules": "\"all-linear\" or a list of module names",
+    "max_seq_length": "tokens per example; longer examples are truncated and counted (16-131072)",
+    "train_on_inputs": "auto | true | false: auto trains on assistant turns only",
+    "packing": "pack several examples into one row (no attention across examples)",
+    "checkpoint_every": "save a deployable checkpoint every N steps (0 = final adapter only)",
+    "n_checkpoints": "alternatively: this many evenly spaced checkpoints (0 = use checkpoint_every)",
+    "seed": "seed for LoRA init, data order and dropout; fixed seed = reproducible run",
+    "dpo_beta": "DPO temperature beta (0 < beta <= 10); dpo only",
+    "eval_every": "validation loss every N steps (0 = at checkpoints and the end); needs validation_file",
 }
+# What a job records as its resolved hyperparameters (``hyperparameters`` on the job object), by method.
+JOB_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate", "lr_scheduler", "lora_r", "lora_alpha",
+                       "lora_dropout", "target_modules", "checkpoint_every", "n_checkpoints", "warmup_ratio",
+                       "max_seq_length", "train_on_inputs", "packing", "eval_every")
+DPO_HYPERPARAMETERS = ("dpo_beta",)
 
 
 class TrainingSpec(BaseModel):
@@ -121,3 +126,16 @@ class TrainingSpec(BaseModel):
         if self.n_checkpoints:
             return max(1, math.ceil(total_steps / self.n_checkpoints))
         return self.checkpoint_every
+
+
+def hyperparameter_defaults(method: str) -> dict[str, Any]:
+    """The defaults of the hyperparameters a job of ``method`` records (TrainingSpec's field defaults)."""
+    names = JOB_HYPERPARAMETERS + (DPO_HYPERPARAMETERS if method == "dpo" else ())
+    return {name: TrainingSpec.model_fields[name].default for name in names}
+
+
+HYPERPARAMETER_HELP: dict[str, tuple[Any, str]] = {
+    name: ("random" if name == "seed" else TrainingSpec.model_fields[name].default, text)
+    for name, text in _HELP.items()
+}
+BASE_LEARNING_RATE: float = TrainingSpec.model_fields["learning_rate"].default  # learning_rate_multiplier scales it

@@ -1,18 +1,22 @@
-"""``tenfold serve``: bootstrap (home folder, migrations, first-start organization and admin key), build
-the engine and the app, and run uvicorn.
+"""``tenfold serve``: the composition root. Bootstraps the home folder and database (migrations, the first
+start's organization and admin key), builds the server context, wires the api to the services it runs for
+the app's lifetime (the engine, the training worker, the batch runner) and runs uvicorn.
 
-Owns: process start-up and what it prints: where it listens and, on first start only, the admin key
-(also saved to ``$TENFOLD_HOME/admin_key`` with mode 0600).
+Owns: process start-up and what it prints (where it listens and, on first start only, the admin key, also
+saved to ``$TENFOLD_HOME/admin_key`` with mode 0600), and ``Runtime``: what starts and stops with the app.
+The one module below the CLI that may import ``tenfold.api`` (to build the app and hand the batch runner
+the api's error rendering).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
+from dataclasses import dataclass, field
 
+from tenfold.accounts import bootstrap_admin
 from tenfold.config import Settings, get_settings
-from tenfold.store import repo
+from tenfold.context import ServerContext
 from tenfold.store.db import Database
 
 
@@ -21,31 +25,60 @@ def bootstrap(settings: Settings, db: Database) -> str | None:
     secret (first start only) or None."""
     settings.home.mkdir(parents=True, exist_ok=True)
     db.migrate()
-    with db.session() as s:
-        if repo.count_organizations(s):
-            return None
-        org = repo.create_organization(s, name="default")
-        _row, secret = repo.create_api_key(s, organization_id=org.id, name="admin", is_admin=True)
-        path = settings.admin_key_path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret + "\n")
-        os.chmod(path, 0o600)
-    return secret
+    return bootstrap_admin(db, admin_key_path=settings.admin_key_path)
 
 
-def build_context(settings: Settings, db: Database, *, with_engine: bool = True):
-    from tenfold.api.deps import ServerContext
+def build_context(settings: Settings, db: Database, *, with_engine: bool = True) -> ServerContext:
+    """The context; with an engine (not started yet) for the base model and its api-side prompt builder.
+    Resolving the model may convert the embedded GGUF on first use (about 20 s)."""
     from tenfold.artifacts.storage import ArtifactStore
     from tenfold.billing.meter import Meter
 
-    engine = None
+    engine = prompter = None
     if with_engine:
         from tenfold.engine import create_engine
+        from tenfold.inference.prompts import Prompter
+        from tenfold.models.registry import resolve_base_model
 
         engine = create_engine(settings, settings.base_model)
+        prompter = Prompter(resolve_base_model(settings.base_model, models_dir=settings.models_dir))
     return ServerContext(settings=settings, db=db, artifacts=ArtifactStore(settings.artifacts_dir),
-                         meter=Meter(settings, db), engine=engine)
+                         meter=Meter(settings, db), engine=engine, prompter=prompter)
+
+
+@dataclass
+class Runtime:
+    """What runs beside the api for the app's lifetime: the engine, a training worker, the batch runner."""
+
+    context: ServerContext
+    run_engine: bool = True
+    run_worker: bool = True
+    _worker: object = field(default=None, init=False)
+    _batches: object = field(default=None, init=False)
+
+    async def start(self) -> None:
+        c = self.context
+        if self.run_engine and c.engine is not None:
+            await c.engine.start()
+        if self.run_worker:
+            from tenfold.jobs.worker import Worker
+
+            self._worker = Worker(c.settings, c.db, c.artifacts)
+            self._worker.start()
+        if self.run_engine and c.engine is not None:
+            from tenfold.api.errors import render
+            from tenfold.batch.runner import BatchRunner
+
+            self._batches = BatchRunner(c, render_error=render)
+            self._batches.start()
+
+    async def stop(self) -> None:
+        if self._batches is not None:
+            await self._batches.stop()
+        if self._worker is not None:
+            self._worker.stop()
+        if self.run_engine and self.context.engine is not None:
+            await self.context.engine.stop()
 
 
 def serve(*, host: str | None = None, port: int | None = None, role: str = "all") -> None:
@@ -78,7 +111,7 @@ def serve(*, host: str | None = None, port: int | None = None, role: str = "all"
     print(f"Loading base model {settings.base_model} (the first start converts the embedded GGUF once, "
           "about 20 s)…", file=out, flush=True)
     ctx = build_context(settings, db, with_engine=True)
-    app = create_app(ctx, run_engine=True, run_worker=role == "all")
+    app = create_app(ctx, runtime=Runtime(ctx, run_engine=True, run_worker=role == "all"))
     app.state.on_ready = lambda: print(
         f"tenfold is serving {settings.base_model} at http://{settings.host}:{settings.port}/v1 "
         f"(role: {role})", file=out, flush=True)

@@ -1,6 +1,7 @@
-"""Subprocess entry point of the SFT recipe: ``python -m tenfold.training.sft --spec spec.json``.
+"""The training entry point: ``python -m tenfold.training.main --spec spec.json`` runs the recipe the spec's
+``method`` names (``run_training``: ``sft`` or ``dpo``; also what the multi-process launcher ``ddp`` calls).
 
-Owns the process protocol the worker relies on:
+Owns the dispatch by method and the process protocol the worker relies on:
 
 - stdout carries only events, one JSON object per line, flushed: ``started``, ``metrics``, ``checkpoint``,
   ``warning``, ``done``, and on failure ``error`` (``message``, ``user_error``) or, after SIGTERM,
@@ -9,7 +10,7 @@ Owns the process protocol the worker relies on:
   internal errors, whose traceback goes to stderr); 143 stopped by SIGTERM (128 + 15).
 - SIGTERM (and SIGINT) set a flag that the loop checks before every step, so the process stops within one
   step; a checkpoint being written is finished first (folders appear atomically), completed ones remain.
-Does not own: the training itself (``tenfold.training.sft.run_training``: SFT or DPO by ``spec.method``).
+Does not own: the recipes themselves (``tenfold.training.sft``, ``tenfold.training.dpo``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,27 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from tenfold.training.runner import Emit
+    from tenfold.training.spec import TrainingSpec
 
 EXIT_CANCELLED = 143
+
+
+def run_training(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] | None = None,
+                 **kwargs: Any) -> dict[str, Any]:
+    """Run the recipe named by ``spec.method`` (``kwargs``: ``is_main``, ``reduce``, ``shard`` under DDP)."""
+    from tenfold.training.runner import never
+
+    if spec.method == "dpo":
+        from tenfold.training.dpo import run_dpo as recipe
+    else:
+        from tenfold.training.sft import run_sft as recipe
+    return recipe(spec, emit, should_stop or never, **kwargs)
 
 
 class _EventWriter:
@@ -45,7 +63,7 @@ def _claim_stdout() -> TextIO:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tenfold.training.sft", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tenfold.training.main", description=__doc__)
     parser.add_argument("--spec", required=True, help="path of a TrainingSpec JSON file")
     args = parser.parse_args(argv)
     emit = _EventWriter(_claim_stdout())
@@ -74,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         emit({"type": "cancelled", "step": 0})
         return EXIT_CANCELLED
     try:
-        from tenfold.training.sft import run_training
-
         run_training(spec, emit, lambda: stop["requested"])
     except TrainingCancelled as exc:
         emit({"type": "cancelled", "step": exc.step})

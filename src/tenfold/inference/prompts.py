@@ -1,0 +1,62 @@
+"""Prompts on the api side: OpenAI-style messages → token ids through the base model's chat template.
+
+Owns: ``Prompter`` (one per base model: its tokenizer and chat template), normalising message content
+(a string or a list of text parts), rendering, and encoding without adding special tokens twice. The
+engine receives token ids only, so an engine in another process (a replica, vLLM) needs no template.
+Does not own: the wire schema of messages (``tenfold.types``) or detokenizing output (the engine).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tenfold.errors import InvalidRequest
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's ``content``: a string, ``None`` or a list of ``{"type": "text"}`` parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise InvalidRequest(f"Only text content parts are supported, got a {kind!r} part.", param="messages")
+            texts.append(part["text"])
+        return "\n".join(texts)
+    raise InvalidRequest(f"Message content must be a string or a list of text parts, got {type(content).__name__}.",
+                         param="messages")
+
+
+class Prompter:
+    """The chat template and tokenizer of one base model folder."""
+
+    def __init__(self, model_path: Path | str, *, tokenizer: Any = None) -> None:
+        if tokenizer is None:
+            from tenfold.models.registry import load_tokenizer
+
+            tokenizer = load_tokenizer(model_path)
+        self.tokenizer = tokenizer
+
+    def chat_prompt(self, messages: list[dict], *, add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of ``messages`` rendered with the chat template."""
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("messages must be a non-empty list.", param="messages")
+        normalised = []
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'.", param="messages")
+            normalised.append({"role": message["role"], "content": message_text(message.get("content"))})
+        try:
+            text = self.tokenizer.apply_chat_template(normalised, tokenize=False,
+                                                      add_generation_prompt=add_generation_prompt)
+        except Exception as exc:  # jinja raises on roles the template refuses
+            raise InvalidRequest(f"The chat template rejected these messages: {exc}.", param="messages") from exc
+        return self.encode(text)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
