@@ -27,6 +27,7 @@ from tenfold.errors import (
     Unauthenticated,
     Unavailable,
 )
+from tenfold.types.fields import describe
 
 log = logging.getLogger("tenfold.api")
 
@@ -68,19 +69,6 @@ def response(exc: ServiceError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=_headers(exc))
 
 
-def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
-    parts, param = [], None
-    for err in exc.errors():
-        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "header")]
-        where = ".".join(loc)
-        param = param or (where or None)
-        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        if err.get("type") == "json_invalid":
-            msg = "request body is not valid JSON"
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "Invalid request: " + "; ".join(parts[:5]), param
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
@@ -88,7 +76,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _describe_validation(exc)
+        message, param = describe(list(exc.errors()))
         return JSONResponse(error_body(400, message, param=param, code="invalid_request"), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

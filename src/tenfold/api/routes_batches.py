@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tenfold.api.deps import PageParams, ctx, list_body, page_params, principal
 from tenfold.api.serialize import batch_obj
 from tenfold.batch import service
 from tenfold.context import Principal
 from tenfold.store.tables import Batch
+from tenfold.types.fields import Metadata
 
 router = APIRouter(prefix="/v1/batches")
 
 
 class BatchCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    input_file_id: str
-    endpoint: str
-    completion_window: str
-    metadata: Any = None
+    model_config = ConfigDict(extra="forbid")
+    input_file_id: str = Field(min_length=1)
+    endpoint: Literal["/v1/chat/completions", "/v1/completions"]
+    completion_window: Literal["24h"]
+    metadata: Metadata | None = None
 
 
 def _objs(request: Request, rows: list[Batch]) -> list[dict]:

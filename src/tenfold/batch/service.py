@@ -1,10 +1,10 @@
 """The batch lifecycle as seen by the API: create (checks the input file and parameters) and cancel.
 
 Owns: the OpenAI create contract (``input_file_id`` of purpose ``batch``, ``endpoint`` one of
-``/v1/chat/completions`` or ``/v1/completions``, ``completion_window`` ``24h``, ``metadata`` of at most 16
-string pairs) and the cancel transition (``validating|in_progress → cancelling``; the runner finishes the
-lines in flight, keeps every finished result and moves it to ``cancelled``). Does not own: running lines
-(``tenfold.batch.runner``) or HTTP.
+``/v1/chat/completions`` or ``/v1/completions``, ``completion_window`` ``24h``; ``metadata`` arrives checked
+by its wire type), listing, and the cancel transition (``validating|in_progress → cancelling``; the runner
+finishes the lines in flight, keeps every finished result and moves it to ``cancelled``). Does not own:
+running lines (``tenfold.batch.runner``) or HTTP.
 """
 
 from __future__ import annotations
@@ -20,26 +20,13 @@ from tenfold.store.tables import Batch
 WINDOWS = {"24h": 24 * 3600}
 
 
-def _check_metadata(metadata: object) -> dict | None:
-    if metadata is None:
-        return None
-    if not isinstance(metadata, dict) or len(metadata) > 16:
-        raise InvalidRequest("metadata must be an object of at most 16 key-value pairs.", param="metadata")
-    for k, v in metadata.items():
-        if not isinstance(v, str) or len(k) > 64 or len(v) > 512:
-            raise InvalidRequest("metadata keys must be at most 64 characters and values strings of at most 512.",
-                              param="metadata")
-    return dict(metadata)
-
-
 def create(db: Database, *, organization_id: str, api_key_id: str, input_file_id: str, endpoint: str,
-           completion_window: str, metadata: object = None) -> Batch:
+           completion_window: str, metadata: dict[str, str] | None = None) -> Batch:
     if endpoint not in ENDPOINTS:
         raise InvalidRequest(f"Unsupported endpoint '{endpoint}'. Use one of: {', '.join(ENDPOINTS)}.", param="endpoint")
     if completion_window not in WINDOWS:
         raise InvalidRequest(f"Unsupported completion_window '{completion_window}'. Use '24h'.",
                           param="completion_window")
-    meta = _check_metadata(metadata)
     with db.session() as s:
         f = repo.get_file(s, organization_id=organization_id, file_id=input_file_id)
         if f is None:
@@ -48,7 +35,7 @@ def create(db: Database, *, organization_id: str, api_key_id: str, input_file_id
             raise InvalidRequest(f"File '{input_file_id}' has purpose '{f.purpose}'; a batch needs a file uploaded with "
                               "purpose 'batch'.", param="input_file_id")
         return repo.create_batch(s, organization_id=organization_id, api_key_id=api_key_id, endpoint=endpoint,
-                                 input_file_id=input_file_id, completion_window=completion_window, metadata=meta,
+                                 input_file_id=input_file_id, completion_window=completion_window, metadata=metadata,
                                  expires_at=time.time() + WINDOWS[completion_window])
 
 

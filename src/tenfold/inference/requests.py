@@ -24,6 +24,7 @@ from tenfold.engine.types import Engine, GenerationRequest, SamplingParams
 from tenfold.errors import InvalidRequest
 from tenfold.inference.prompts import Prompter
 from tenfold.inference.routing import engine_for, prompter_for
+from tenfold.types.fields import describe
 from tenfold.types.inference import ChatCompletionRequest, CompletionRequest
 
 DEFAULT_MAX_TOKENS = 512
@@ -61,11 +62,8 @@ def parse_body(kind: str, raw: object) -> ChatCompletionRequest | CompletionRequ
     try:
         return _BODIES[kind].model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err.get("loc", ()))
-        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise InvalidRequest(f"Invalid request: {where}: {msg}" if where else f"Invalid request: {msg}",
-                             param=where or None) from None
+        message, param = describe(list(e.errors()))
+        raise InvalidRequest(message, param=param) from None
 
 
 def _prompt_fn(kind: str, body) -> Callable[[Prompter], list[int]]:

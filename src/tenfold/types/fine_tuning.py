@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tenfold.types.fields import Metadata
 
 Auto = Literal["auto"]
 
@@ -59,12 +61,19 @@ class JobCreate(BaseModel):
     seed: int | None = None
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
-    metadata: dict[str, str] | None = None
-    integrations: list | None = None
+    metadata: Metadata | None = None  # stored and returned on the job
+    integrations: list[dict] | None = None  # refused unless empty: no integration is supported yet
     # Continued fine-tuning: start from "<job id>" (its final adapter) or "<job id>/step-<N>".
     from_checkpoint: str | None = Field(default=None, min_length=1)
     # Validate and estimate tokens and price, create nothing.
     dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _unsupported(self):
+        if self.integrations:
+            raise ValueError("integrations: no integration (such as Weights & Biases) is supported yet; leave it "
+                             "out and follow the job's metrics with GET /v1/fine_tuning/jobs/{id}/metrics")
+        return self
 
 
 class EvaluationCreate(BaseModel):
