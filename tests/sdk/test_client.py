@@ -21,7 +21,10 @@ from tests.sdk.conftest import HYPER, ROWS, jsonl
 
 def test_import_tenfold_exposes_the_clients_lazily():
     assert tenfold.Tenfold is Tenfold
-    assert tenfold.AsyncTenfold.__name__ == "AsyncTenfold"
+    assert tenfold.AsyncTenfold.__name__ == "AsyncTenfold" and tenfold.ConflictError is ConflictError
+    import tenfold.sdk as sdk
+
+    assert {name for name in sdk.__all__ if name[0].isupper()} <= set(dir(tenfold))
     with pytest.raises(AttributeError):
         tenfold.NoSuchThing  # noqa: B018
 
