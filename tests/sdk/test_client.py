@@ -66,6 +66,8 @@ def test_files_roundtrip(client, tmp_path):
     assert uploaded.id in [f.id for f in page.data] and all(f.purpose == "fine-tune" for f in page.data)
     assert client.files.retrieve(uploaded.id) == uploaded
     assert client.files.content(uploaded.id) == data
+    raw = client.files.with_raw_response.content(uploaded.id)
+    assert raw.parse() == raw.content == data and "two.jsonl" in raw.headers["content-disposition"]
     deleted = client.files.delete(uploaded.id)
     assert isinstance(deleted, Deleted) and deleted.deleted is True and deleted.id == uploaded.id
     with pytest.raises(NotFoundError):
@@ -121,6 +123,10 @@ def test_metrics_checkpoints_and_evaluation(client, finished_job, base_model):
     assert checkpoints.data[0].metrics.step == 3 and checkpoints.data[0].metrics.train_loss is not None
     page = client.fine_tuning.jobs.checkpoints.list(job.id, limit=1, after=f"{job.id}/step-3")
     assert [c.id for c in page.data] == [f"{job.id}/step-2"] and page.has_more
+    raw = client.fine_tuning.with_raw_response.jobs.checkpoints.list(job.id)  # raw mode reaches nested resources
+    assert raw.status_code == 200 and raw.headers["content-type"] == "application/json"
+    assert raw.parse() == checkpoints and raw.json()["data"][0]["id"] == f"{job.id}/step-3"
+    assert client.fine_tuning.jobs.with_raw_response.wait(job.id, poll=0.1, timeout=30) == job  # helpers parse
 
     result = client.fine_tuning.evaluations.create(models=[base_model, job.id], examples=ROWS[:2], max_new_tokens=4)
     assert isinstance(result, Evaluation) and [r.model for r in result.data] == [base_model, job.id]
