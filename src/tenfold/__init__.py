@@ -1,3 +1,31 @@
-"""tenfold: fine-tune LoRA adapters, deploy any checkpoint, serve thousands of them on one base model."""
+"""tenfold: fine-tune LoRA adapters, deploy any checkpoint, serve thousands of them on one base model.
+
+``from tenfold import Tenfold, AsyncTenfold`` (and the SDK's errors, ``Stream``, ``AsyncStream``,
+``APIResponse``) loads ``tenfold.sdk`` on first use, so ``import tenfold`` stays light (the server, CLI and
+engine import their own modules).
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_SDK_NAMES = frozenset({
+    "Tenfold", "AsyncTenfold", "APIResponse", "Stream", "AsyncStream", "TenfoldError", "APIStatusError",
+    "APIConnectionError", "APITimeoutError", "BadRequestError", "AuthenticationError", "PermissionDeniedError",
+    "NotFoundError", "ConflictError", "PayloadTooLargeError", "RateLimitError", "InternalServerError",
+    "ServiceUnavailableError",
+})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK_NAMES:
+        from tenfold import sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'tenfold' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SDK_NAMES)

@@ -14,12 +14,12 @@ keys_app = typer.Typer(help="API keys (admin key needed).", no_args_is_help=True
 def create_org(name: str = typer.Argument(..., help="Organization name."),
                as_json: bool = typer.Option(False, "--json", help="Print the raw JSON answer.")) -> None:
     """Create an organization; then give it a key with `tenfold keys create --org <id>`."""
-    org = client().organizations.create(name)
+    org = client().organizations.create(name=name)
     if as_json:
         print_json(org)
         return
-    say(f"created organization {org['id']} ({org['name']})", "bold green")
-    dim(f"next: tenfold keys create --org {org['id']}")
+    say(f"created organization {org.id} ({org.name})", "bold green")
+    dim(f"next: tenfold keys create --org {org.id}")
 
 
 @keys_app.command("create")
@@ -32,7 +32,6 @@ def create_key(org: str | None = typer.Option(None, "--org", help="Organization 
     if as_json:
         print_json(key)
         return
-    say(f"created key {key['id']} for {key['organization_id']}" + (" (admin)" if key["is_admin"] else ""),
-        "bold green")
-    say(key["key"])
+    say(f"created key {key.id} for {key.organization_id}" + (" (admin)" if key.is_admin else ""), "bold green")
+    say(str(key.key))
     dim("shown only once: store it now, e.g. `tenfold login --api-key <key>`")

@@ -10,19 +10,20 @@ from pathlib import Path
 
 import typer
 
-from tenfold.cli.output import CliError, client, fmt_time, print_json, print_table, say
+from tenfold.cli.output import CliError, client, fmt_time, print_json, print_table, say, wire
+from tenfold.types.batches import Batch
 
 app = typer.Typer(help="Batch API: run a JSONL file of requests at lower priority and half price.",
                   no_args_is_help=True)
 JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
 
 
-def _show(b: dict) -> None:
-    c = b.get("request_counts") or {}
-    say(f"{b['id']}  {b['status']}  {c.get('completed', 0)}/{c.get('total', 0)} done, {c.get('failed', 0)} failed")
+def _show(b: Batch) -> None:
+    c = b.request_counts
+    say(f"{b.id}  {b.status}  {c.completed}/{c.total} done, {c.failed} failed")
     for key in ("output_file_id", "error_file_id"):
-        if b.get(key):
-            say(f"  {key}: {b[key]}")
+        if getattr(b, key):
+            say(f"  {key}: {getattr(b, key)}")
 
 
 @app.command("create")
@@ -40,17 +41,17 @@ def create(
         path = Path(source)
         if not path.is_file():
             raise CliError(f"no such file: {path}")
-        file_id = api.files.upload(path, purpose="batch")["id"]
-    b = api.batches.create(file_id, endpoint=endpoint)
+        file_id = api.files.create(file=path, purpose="batch").id
+    b = api.batches.create(input_file_id=file_id, endpoint=endpoint)
     if wait:
-        b = api.batches.wait(b["id"])
+        b = api.batches.wait(b.id)
     print_json(b) if as_json else _show(b)
 
 
 @app.command("get")
 def get(batch_id: str, as_json: bool = JSON_OPT) -> None:
     """Show one batch."""
-    b = client().batches.get(batch_id)
+    b = client().batches.retrieve(batch_id)
     print_json(b) if as_json else _show(b)
 
 
@@ -61,8 +62,7 @@ def list_batches(limit: int = typer.Option(20, "--limit"), as_json: bool = JSON_
     if as_json:
         print_json(page)
         return
-    rows = [(b["id"], b["status"], b["endpoint"], (b.get("request_counts") or {}).get("total"),
-             fmt_time(b.get("created_at"))) for b in page.get("data", [])]
+    rows = [(b.id, b.status, b.endpoint, b.request_counts.total, fmt_time(b.created_at)) for b in page.data]
     print_table(None, ["id", "status", "endpoint", "requests", "created"], rows, "no batches yet")
 
 
@@ -77,7 +77,6 @@ def cancel(batch_id: str, as_json: bool = JSON_OPT) -> None:
 def results(batch_id: str, output: Path = typer.Option(Path("results.jsonl"), "--output", help="Where to write.")
             ) -> None:
     """Write the output and error lines of a finished batch (join them on custom_id)."""
-    api = client()
-    lines = api.batches.results(api.batches.get(batch_id))
-    output.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    lines = client().batches.results(batch_id)
+    output.write_text("".join(json.dumps(wire(x)) + "\n" for x in lines))
     say(f"wrote {len(lines)} result lines to {output}")

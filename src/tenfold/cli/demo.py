@@ -76,22 +76,23 @@ def demo(
     with _server(home, port, base_url, api_key) as api:
         _stage(2, "uploading the training data…")
         train_path = Path(task.demo_train_path())
-        uploaded = api.files.upload(train_path)
-        say(f"uploaded {train_path.name} as {uploaded['id']} ({uploaded.get('bytes', '?')} bytes)")
+        uploaded = api.files.create(file=train_path, purpose="fine-tune")
+        say(f"uploaded {train_path.name} as {uploaded.id} ({uploaded.bytes} bytes)")
 
         _stage(3, "training a LoRA adapter…")
-        base_model = str(api.health().get("base_model") or "smollm2-135m-instruct")
+        base_model = api.health().base_model
         hyper = dict(task.DEMO_HYPERPARAMETERS)
-        job = api.jobs.create(base_model, uploaded["id"], hyperparameters=hyper, seed=task.DEMO_SEED)
-        dim(f"job {job['id']} on {base_model}: " + ", ".join(f"{k}={v}" for k, v in hyper.items()))
-        final = follow_job(api, job["id"], poll=poll, detach_on_interrupt=False)
-        if final.get("status") != "succeeded":
-            raise CliError(f"training did not succeed (status {final.get('status')})")
+        job = api.fine_tuning.jobs.create(model=base_model, training_file=uploaded.id, hyperparameters=hyper,
+                                          seed=task.DEMO_SEED)
+        dim(f"job {job.id} on {base_model}: " + ", ".join(f"{k}={v}" for k, v in hyper.items()))
+        final = follow_job(api, job.id, poll=poll, detach_on_interrupt=False)
+        if final.status != "succeeded":
+            raise CliError(f"training did not succeed (status {final.status})")
 
         _stage(4, "deploying the adapter…")
-        adapter = api.adapters.deploy(job["id"])
-        model = str(adapter.get("model") or job["id"])
-        say(f"deployed {model} at {adapter.get('endpoint') or api.base_url}")
+        adapter = api.adapters.create(model=job.id)
+        model = adapter.model
+        say(f"deployed {model} at {adapter.endpoint}")
 
         _stage(5, f"asking the base model and the adapter {len(evals)} held-out prompts…")
         _compare(api, base_model, model, evals, task.score_format, task.DEMO_MAX_NEW_TOKENS)
@@ -105,12 +106,14 @@ def _compare(api: Tenfold, base_model: str, adapter_model: str, evals: list[dict
     for item in evals:
         answers: list[Text] = []
         for model in (base_model, adapter_model):
-            result = api.chat(model, item["messages"], max_tokens=max_tokens, temperature=0.0)
-            ok = bool(score_format(result.content))
+            result = api.chat.completions.create(model=model, messages=item["messages"], max_tokens=max_tokens,
+                                                 temperature=0.0)
+            content = result.choices[0].message.content or ""
+            ok = bool(score_format(content))
             scores[model] += ok
             for i, count in enumerate(usage_counts(result.usage)):
                 tokens[model][i] += count
-            answers.append(Text.assemble(("✓ " if ok else "✗ ", "green" if ok else "red"), result.content.strip()))
+            answers.append(Text.assemble(("✓ " if ok else "✗ ", "green" if ok else "red"), content.strip()))
         rows.append((_prompt_text(item["messages"]), answers[0], answers[1]))
     out = table(None, ["prompt", "base answer", "adapter answer"], [])
     for prompt, base_answer, adapter_answer in rows:

@@ -8,11 +8,11 @@ counting (the server does both; a bad file is a 400 naming the line).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from tenfold.cli.output import CliError, client, fmt_time, print_json, print_table, say
+from tenfold.types.files import FileObject
 
 app = typer.Typer(help="Upload and list training files.", no_args_is_help=True)
 
@@ -28,22 +28,20 @@ def upload(
     """Upload a JSONL file; prints its file id."""
     if not path.is_file():
         raise CliError(f"no such file: {path}")
-    uploaded = client().files.upload(path, purpose=purpose)
+    uploaded = client().files.create(file=path, purpose=purpose)
     if as_json:
         print_json(uploaded)
         return
-    say(f"uploaded {uploaded.get('filename', path.name)} as {uploaded['id']} ({uploaded.get('bytes', '?')} bytes; "
-        f"{contents(uploaded)})")
+    say(f"uploaded {uploaded.filename} as {uploaded.id} ({uploaded.bytes} bytes; {contents(uploaded)})")
 
 
-def contents(f: dict[str, Any]) -> str:
+def contents(f: FileObject) -> str:
     """``12 examples, 480 tokens (smollm2-135m-instruct tokenizer), longest 45`` for a fine-tune file."""
-    if f.get("purpose") == "batch":
-        return f"{f.get('n_examples')} requests"
-    if f.get("n_tokens") is None:
-        return f"{f.get('n_examples')} examples"
-    return (f"{f.get('n_examples')} examples, {f['n_tokens']} tokens ({f.get('tokenizer')} tokenizer), "
-            f"longest {f.get('max_example_tokens')}")
+    if f.purpose == "batch":
+        return f"{f.n_examples} requests"
+    if f.n_tokens is None:
+        return f"{f.n_examples} examples"
+    return f"{f.n_examples} examples, {f.n_tokens} tokens ({f.tokenizer} tokenizer), longest {f.max_example_tokens}"
 
 
 @app.command("list")
@@ -54,9 +52,8 @@ def list_files(limit: int = typer.Option(20, "--limit", help="At most this many 
     if as_json:
         print_json(page)
         return
-    rows = [(f["id"], f.get("filename"), f.get("purpose"), f.get("n_examples"),
-             "-" if f.get("n_tokens") is None else f["n_tokens"], f.get("bytes"), fmt_time(f.get("created_at")))
-            for f in page.get("data", [])]
+    rows = [(f.id, f.filename, f.purpose, f.n_examples, "-" if f.n_tokens is None else f.n_tokens, f.bytes,
+             fmt_time(f.created_at)) for f in page.data]
     print_table(None, ["id", "filename", "purpose", "examples", "tokens", "bytes", "created"], rows,
                 "no files yet: tenfold files upload PATH")
 
@@ -64,14 +61,14 @@ def list_files(limit: int = typer.Option(20, "--limit", help="At most this many 
 @app.command("get")
 def get(file_id: str, as_json: bool = JSON_OPT) -> None:
     """Show one file."""
-    info = client().files.get(file_id)
+    info = client().files.retrieve(file_id)
     if as_json:
         print_json(info)
         return
     for key in ("id", "filename", "purpose", "bytes", "status"):
-        say(f"{key:>9}: {info.get(key)}")
+        say(f"{key:>9}: {getattr(info, key)}")
     say(f"{'contents':>9}: {contents(info)}")
-    say(f"{'created':>9}: {fmt_time(info.get('created_at'))}")
+    say(f"{'created':>9}: {fmt_time(info.created_at)}")
 
 
 @app.command("delete")

@@ -3,12 +3,10 @@
 Owns: the bar (step/total, loss, tokens/s, ETA) driven by ``metrics`` events, printing ``message`` events
 above it, the Ctrl-C behaviour (stop following, never the job), and the closing summary with the next
 command. Used by ``tenfold train``, ``tenfold demo`` and ``tenfold jobs events --follow``.
-Does not own: polling (``Tenfold.jobs.wait``).
+Does not own: polling (``Tenfold.fine_tuning.jobs.wait``).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
@@ -16,25 +14,26 @@ from rich.text import Text
 
 from tenfold.cli.output import console, dim, fmt_duration, fmt_float, fmt_rate, fmt_time, say
 from tenfold.sdk import Tenfold
+from tenfold.types.jobs import FineTuningJob, JobEvent
 
 _LEVEL_STYLE = {"error": "red", "warning": "yellow", "warn": "yellow"}
 
 
-def event_line(event: dict[str, Any]) -> Text:
+def event_line(event: JobEvent) -> Text:
     """One printable line for an event (metrics events summarised)."""
-    when = fmt_time(event.get("created_at"))
-    data = event.get("data") or {}
-    if event.get("type") == "metrics" and data:
+    when = fmt_time(event.created_at)
+    data = event.data or {}
+    if event.type == "metrics" and data:
         body = (
             f"step {data.get('step', '?')}/{data.get('total_steps', '?')}  loss {fmt_float(data.get('loss'))}"
             f"  {fmt_rate(data.get('tokens_per_second'))} tok/s  eta {fmt_duration(data.get('eta_seconds'))}"
         )
         return Text.assemble((when + "  ", "dim"), (body, "dim"))
-    style = _LEVEL_STYLE.get(str(event.get("level", "")).lower(), "")
-    return Text.assemble((when + "  ", "dim"), (str(event.get("message", "")), style))
+    style = _LEVEL_STYLE.get(event.level.lower(), "")
+    return Text.assemble((when + "  ", "dim"), (event.message, style))
 
 
-def _worth_a_line(data: dict[str, Any]) -> bool:
+def _worth_a_line(data: dict) -> bool:
     """About ten progress lines per job when there is no live bar."""
     step, total = int(data.get("step") or 0), int(data.get("total_steps") or 0)
     return step <= 1 or not total or step == total or step % max(1, total // 10) == 0
@@ -55,7 +54,7 @@ def _bar() -> Progress:
 
 def follow_job(
     client: Tenfold, job_id: str, *, poll: float = 1.0, bar: bool = True, detach_on_interrupt: bool = True
-) -> dict[str, Any]:
+) -> FineTuningJob:
     """Follow ``job_id`` to its end and print the summary; returns the final job.
 
     Ctrl-C stops following (exit 130) and says the job keeps running; with ``detach_on_interrupt=False``
@@ -65,9 +64,9 @@ def follow_job(
     progress = _bar() if bar and console.is_terminal else None
     task = progress.add_task("queued", total=None, loss="-", tps="-", eta="-:--") if progress else None
 
-    def on_event(event: dict[str, Any]) -> None:
-        data = event.get("data") or {}
-        if progress is not None and task is not None and event.get("type") == "metrics" and data:
+    def on_event(event: JobEvent) -> None:
+        data = event.data or {}
+        if progress is not None and task is not None and event.type == "metrics" and data:
             total = data.get("total_steps")
             progress.update(
                 task,
@@ -78,24 +77,24 @@ def follow_job(
                 eta=fmt_duration(data.get("eta_seconds")),
             )
             return
-        if progress is None and event.get("type") == "metrics" and data and not _worth_a_line(data):
+        if progress is None and event.type == "metrics" and data and not _worth_a_line(data):
             return
         (progress.console if progress else console).print(event_line(event), soft_wrap=True)
 
-    def on_job(job: dict[str, Any]) -> None:
+    def on_job(job: FineTuningJob) -> None:
         if progress is None or task is None:
             return
-        progress.update(task, description=str(job.get("status", "")))
-        prog = job.get("progress") or {}
+        progress.update(task, description=job.status)
+        prog = job.progress
         current = progress.tasks[0]
-        if prog.get("total_steps") and (prog.get("step") or 0) > current.completed:
-            progress.update(task, total=int(prog["total_steps"]), completed=int(prog.get("step") or 0))
+        if prog.total_steps and prog.step > current.completed:
+            progress.update(task, total=prog.total_steps, completed=prog.step)
 
     try:
         if progress is not None:
             progress.start()
-        job = client.jobs.wait(job_id, on_event=on_event, on_job=on_job, poll=poll)
-        if progress is not None and task is not None and job.get("status") == "succeeded":
+        job = client.fine_tuning.jobs.wait(job_id, on_event=on_event, on_job=on_job, poll=poll)
+        if progress is not None and task is not None and job.status == "succeeded":
             current = progress.tasks[0]
             if current.total:
                 progress.update(task, completed=current.total, eta="0:00")
@@ -114,19 +113,16 @@ def follow_job(
     return job
 
 
-def print_summary(job: dict[str, Any]) -> None:
+def print_summary(job: FineTuningJob) -> None:
     """Status line plus what to do next."""
-    job_id = job.get("id", "?")
-    status = job.get("status")
-    checkpoints = job.get("checkpoints") or []
+    job_id, status, checkpoints = job.id, job.status, job.checkpoints
     if status == "succeeded":
-        tokens = job.get("trained_tokens")
+        tokens = job.trained_tokens
         extra = f", {tokens} tokens trained" if tokens else ""
         say(f"job {job_id} succeeded{extra}; {len(checkpoints)} checkpoint(s) saved.", "bold green")
         say(f"next: tenfold deploy {job_id}")
         return
-    error = job.get("error") or {}
-    reason = f": {error.get('message')}" if error.get("message") else ""
+    reason = f": {job.error.message}" if job.error and job.error.message else ""
     say(f"job {job_id} {status}{reason}", "bold red" if status == "failed" else "yellow")
     if checkpoints:
         say(f"saved checkpoints are deployable: tenfold deploy {latest_checkpoint(checkpoints)}")

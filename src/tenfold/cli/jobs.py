@@ -17,7 +17,9 @@ from tenfold.cli.follow import event_line, follow_job
 from tenfold.cli.output import (
     CliError, client, console, dim, fmt_float, fmt_time, fmt_usd, print_json, print_table, say,
 )
+from tenfold.sdk import Tenfold
 from tenfold.training.spec import HYPERPARAMETER_HELP
+from tenfold.types.jobs import JobEstimate
 
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
@@ -96,37 +98,38 @@ def train(
         if value is not None
     }
     api = client()
-    uploaded = api.files.upload(path)
-    say(f"uploaded {path.name} as {uploaded['id']} ({contents(uploaded)})")
+    uploaded = api.files.create(file=path, purpose="fine-tune")
+    say(f"uploaded {path.name} as {uploaded.id} ({contents(uploaded)})")
     valid_id = None
     if validation_file is not None:
-        valid_id = api.files.upload(validation_file)["id"]
+        valid_id = api.files.create(file=validation_file, purpose="fine-tune").id
         say(f"uploaded {validation_file.name} as {valid_id}")
-    job = api.jobs.create(model, uploaded["id"], hyperparameters=hyper or None, seed=seed, suffix=suffix,
-                          validation_file=valid_id, method=method, from_checkpoint=from_checkpoint,
-                          dry_run=dry_run)
+    request: dict[str, Any] = dict(model=model, training_file=uploaded.id, hyperparameters=hyper or None, seed=seed,
+                                   suffix=suffix, validation_file=valid_id, method=method,
+                                   from_checkpoint=from_checkpoint)
     if dry_run:
-        print_estimate(job)
+        print_estimate(api.fine_tuning.jobs.estimate(**request))
         return
-    say(f"created job {job['id']} on {job.get('model', model)} ({job.get('status')})", "bold")
+    job = api.fine_tuning.jobs.create(**request)
+    say(f"created job {job.id} on {job.model} ({job.status})", "bold")
     if not follow:
-        dim(f"follow it: tenfold jobs follow {job['id']}    then: tenfold deploy {job['id']}")
+        dim(f"follow it: tenfold jobs follow {job.id}    then: tenfold deploy {job.id}")
         return
     dim("Ctrl-C stops following, not the job.")
-    final = follow_job(api, job["id"])
-    if final.get("status") != "succeeded":
+    final = follow_job(api, job.id)
+    if final.status != "succeeded":
         raise typer.Exit(1)
 
 
-def print_estimate(est: dict[str, Any]) -> None:
-    say(f"dry run: nothing was created. {est['method']} on {est['model']}", "bold")
+def print_estimate(est: JobEstimate) -> None:
+    say(f"dry run: nothing was created. {est.method} on {est.model}", "bold")
     for label, value in (
-        ("examples", est.get("n_examples")), ("tokens per epoch", est.get("tokens_per_epoch")),
-        ("epochs", est.get("n_epochs")), ("steps", est.get("total_steps")),
-        ("training tokens", est.get("estimated_trained_tokens")),
-        ("price", f"{fmt_usd(est.get('training_price_per_mtok_micro_usd'))} per 1M tokens"),
-        ("estimated cost", fmt_usd(est.get("estimated_cost_micro_usd"))),
-        ("truncated", est.get("truncated_examples")), ("skipped", est.get("skipped_examples")),
+        ("examples", est.n_examples), ("tokens per epoch", est.tokens_per_epoch),
+        ("epochs", est.n_epochs), ("steps", est.total_steps),
+        ("training tokens", est.estimated_trained_tokens),
+        ("price", f"{fmt_usd(est.training_price_per_mtok_micro_usd)} per 1M tokens"),
+        ("estimated cost", fmt_usd(est.estimated_cost_micro_usd)),
+        ("truncated", est.truncated_examples), ("skipped", est.skipped_examples),
     ):
         say(f"{label:>16}: {value}")
 
@@ -134,16 +137,15 @@ def print_estimate(est: dict[str, Any]) -> None:
 @app.command("list")
 def list_jobs(limit: int = typer.Option(20, "--limit"), as_json: bool = JSON_OPT) -> None:
     """List your fine-tuning jobs, newest first."""
-    page = client().jobs.list(limit=limit)
+    page = client().fine_tuning.jobs.list(limit=limit)
     if as_json:
         print_json(page)
         return
     rows = []
-    for job in page.get("data", []):
-        prog = job.get("progress") or {}
-        step = f"{prog.get('step', 0)}/{prog.get('total_steps')}" if prog.get("total_steps") else "-"
-        rows.append((job["id"], job.get("model"), job.get("status"), step, fmt_float(prog.get("loss")),
-                     fmt_time(job.get("created_at"))))
+    for job in page.data:
+        prog = job.progress
+        step = f"{prog.step}/{prog.total_steps}" if prog.total_steps else "-"
+        rows.append((job.id, job.model, job.status, step, fmt_float(prog.loss), fmt_time(job.created_at)))
     print_table(None, ["job", "base model", "status", "step", "loss", "created"], rows,
                 "no jobs yet: tenfold train PATH --model <base model>")
 
@@ -151,23 +153,24 @@ def list_jobs(limit: int = typer.Option(20, "--limit"), as_json: bool = JSON_OPT
 @app.command("get")
 def get_job(job_id: str, as_json: bool = JSON_OPT) -> None:
     """Show one job: status, hyperparameters, progress and checkpoints."""
-    job = client().jobs.get(job_id)
+    job = client().fine_tuning.jobs.retrieve(job_id)
     if as_json:
         print_json(job)
         return
-    prog = job.get("progress") or {}
-    say(f"{job['id']}  {job.get('status')}", "bold")
+    prog = job.progress
+    total = "-" if prog.total_steps is None else prog.total_steps
+    say(f"{job.id}  {job.status}", "bold")
     for label, value in (
-        ("base model", job.get("model")), ("training file", job.get("training_file")),
-        ("created", fmt_time(job.get("created_at"))), ("finished", fmt_time(job.get("finished_at"))),
-        ("progress", f"step {prog.get('step', '-')}/{prog.get('total_steps', '-')}, loss {fmt_float(prog.get('loss'))}"),
-        ("trained tokens", job.get("trained_tokens")),
-        ("hyperparameters", ", ".join(f"{k}={v}" for k, v in (job.get("hyperparameters") or {}).items())),
-        ("checkpoints", ", ".join(job.get("checkpoints") or []) or "-"),
+        ("base model", job.model), ("training file", job.training_file),
+        ("created", fmt_time(job.created_at)), ("finished", fmt_time(job.finished_at)),
+        ("progress", f"step {prog.step}/{total}, loss {fmt_float(prog.loss)}"),
+        ("trained tokens", job.trained_tokens),
+        ("hyperparameters", ", ".join(f"{k}={v}" for k, v in job.hyperparameters.items())),
+        ("checkpoints", ", ".join(job.checkpoints) or "-"),
     ):
         say(f"{label:>16}: {value if value is not None else '-'}")
-    if job.get("error"):
-        say(f"{'error':>16}: {job['error'].get('message')}", "red")
+    if job.error:
+        say(f"{'error':>16}: {job.error.message}", "red")
 
 
 @app.command("events")
@@ -182,16 +185,16 @@ def events(
     if follow:
         dim("Ctrl-C stops following, not the job.")
         final = follow_job(api, job_id, bar=False)
-        if final.get("status") != "succeeded":
+        if final.status != "succeeded":
             raise typer.Exit(1)
         return
-    page = api.jobs.events(job_id, limit=limit, order="asc")
+    page = api.fine_tuning.jobs.list_events(job_id, limit=limit, order="asc")
     if as_json:
         print_json(page)
         return
-    if not page.get("data"):
+    if not page.data:
         dim("no events yet")
-    for event in page.get("data", []):
+    for event in page.data:
         console.print(event_line(event), soft_wrap=True)
 
 
@@ -200,21 +203,21 @@ def follow(job_id: str) -> None:
     """Follow a job live: a progress bar with step, loss, tokens/s and ETA; events printed above it."""
     dim("Ctrl-C stops following, not the job.")
     final = follow_job(client(), job_id)
-    if final.get("status") != "succeeded":
+    if final.status != "succeeded":
         raise typer.Exit(1)
 
 
 @app.command("metrics")
 def metrics(job_id: str, as_json: bool = JSON_OPT) -> None:
     """Print a job's per-step metrics: train loss, validation loss, learning rate, tokens/s."""
-    page = client().jobs.metrics(job_id)
+    page = client().fine_tuning.jobs.metrics(job_id)
     if as_json:
         print_json(page)
         return
-    rows = [(m.get("step"), fmt_float(m.get("train_loss")), fmt_float(m.get("valid_loss")),
-             f"{m['learning_rate']:.2e}" if m.get("learning_rate") is not None else "-",
-             fmt_float(m.get("tokens_per_second")), fmt_float(m.get("elapsed_seconds")))
-            for m in page.get("data", [])]
+    rows = [(m.step, fmt_float(m.train_loss), fmt_float(m.valid_loss),
+             f"{m.learning_rate:.2e}" if m.learning_rate is not None else "-",
+             fmt_float(m.tokens_per_second), fmt_float(m.elapsed_seconds))
+            for m in page.data]
     print_table(None, ["step", "train loss", "valid loss", "lr", "tok/s", "elapsed s"], rows, "no metrics yet")
 
 
@@ -222,32 +225,29 @@ def metrics(job_id: str, as_json: bool = JSON_OPT) -> None:
 def resume(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Follow it afterwards.")) -> None:
     """Restart a failed or cancelled job from its last checkpoint (optimizer and data order included)."""
     api = client()
-    job = api.jobs.resume(job_id)
-    say(f"resumed {job_id}: status {job.get('status')}")
+    job = api.fine_tuning.jobs.resume(job_id)
+    say(f"resumed {job_id}: status {job.status}")
     if follow:
         final = follow_job(api, job_id)
-        if final.get("status") != "succeeded":
+        if final.status != "succeeded":
             raise typer.Exit(1)
 
 
 @app.command("cancel")
 def cancel(job_id: str) -> None:
     """Cancel a job that has not ended (validating files, queued, running); its checkpoints stay deployable."""
-    job = client().jobs.cancel(job_id)
-    say(f"cancel requested for {job_id}: status {job.get('status')}")
+    job = client().fine_tuning.jobs.cancel(job_id)
+    say(f"cancel requested for {job_id}: status {job.status}")
 
 
 def checkpoints(job_id: str = typer.Argument(..., help="A job id (ftjob-…)."), as_json: bool = JSON_OPT) -> None:
     """List a job's deployable checkpoints."""
-    page = client().jobs.checkpoints(job_id)
+    page = client().fine_tuning.jobs.checkpoints.list(job_id, limit=100)
     if as_json:
         print_json(page)
         return
-    rows = [
-        (c.get("fine_tuned_model_checkpoint") or c.get("id"), c.get("step_number"),
-         fmt_float((c.get("metrics") or {}).get("train_loss")), fmt_time(c.get("created_at")))
-        for c in page.get("data", [])
-    ]
+    rows = [(c.fine_tuned_model_checkpoint, c.step_number, fmt_float(c.metrics.train_loss), fmt_time(c.created_at))
+            for c in page.data]
     print_table(None, ["checkpoint", "step", "train loss", "created"], rows, f"no checkpoints saved yet for {job_id}")
     if rows:
         dim(f"deploy one: tenfold deploy {rows[0][0]}")
@@ -279,18 +279,19 @@ def evaluate(
     if base:
         base_name = _base_model(api)
         names = [base_name] + [m for m in names if m != base_name]
-    result = api.jobs.evaluate(names, rows, max_examples=max_examples, max_new_tokens=max_new_tokens)
+    result = api.fine_tuning.evaluations.create(models=names, examples=rows, max_examples=max_examples,
+                                                max_new_tokens=max_new_tokens)
     if as_json:
         print_json(result)
         return
-    table = [(r["model"], fmt_float(r.get("loss")),
-              f"{r['exact_match']:.1%} ({r['n_exact']}/{r['n_with_expected']})" if r.get("exact_match") is not None
-              else "-", r.get("n_examples")) for r in result.get("data", [])]
+    table = [(r.model, fmt_float(r.loss),
+              f"{r.exact_match:.1%} ({r.n_exact}/{r.n_with_expected})" if r.exact_match is not None else "-",
+              r.n_examples) for r in result.data]
     print_table(None, ["model", "loss", "exact match", "examples"], table, "nothing scored")
 
 
-def _base_model(api: Any) -> str:
-    for m in api.models().get("data", []):
-        if not m.get("parent"):
-            return str(m["id"])
+def _base_model(api: Tenfold) -> str:
+    for m in api.models.list().data:
+        if not m.parent:
+            return m.id
     raise CliError("the server lists no base model")

@@ -71,22 +71,18 @@ def login(
     except TenfoldError as exc:
         raise CliError(f"login failed at {resolved.base_url}: {exc}") from None
     path = save_credentials(resolved.base_url, api_key)
-    admin = " (admin)" if me.get("is_admin") else ""
-    say(f"logged in to {resolved.base_url} as organization {me.get('organization_id')}{admin}", "bold green")
+    admin = " (admin)" if me.is_admin else ""
+    say(f"logged in to {resolved.base_url} as organization {me.organization_id}{admin}", "bold green")
     dim(f"credentials saved to {path} (mode 0600); TENFOLD_API_KEY / TENFOLD_BASE_URL override them")
 
 
 def models(as_json: bool = JSON_OPT) -> None:
     """List the models you can call: base models and your deployed adapters."""
-    page = client().models()
+    page = client().models.list()
     if as_json:
         print_json(page)
         return
-    rows = [
-        (m.get("id"), "adapter" if m.get("parent") else "base", m.get("root"), m.get("checkpoint"),
-         m.get("owned_by"))
-        for m in page.get("data", [])
-    ]
+    rows = [(m.id, "adapter" if m.parent else "base", m.root, m.checkpoint, m.owned_by) for m in page.data]
     print_table(None, ["model", "kind", "base", "checkpoint", "owned by"], rows, "no models")
 
 
@@ -96,20 +92,17 @@ def usage(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show recent per-request token usage and cost."""
-    page = client().usage(limit=limit, model=model)
+    page = client().usage.list(limit=limit, model=model)
     if as_json:
         print_json(page)
         return
-    records = page.get("data", [])
-    rows = [
-        (fmt_time(r.get("created_at"), short=True), r.get("model"), r.get("checkpoint"), r.get("prompt_tokens"),
-         r.get("cached_tokens"), r.get("completion_tokens"), fmt_usd(r.get("cost_micro_usd")))
-        for r in records
-    ]
+    records = page.data
+    rows = [(fmt_time(r.created_at, short=True), r.model, r.checkpoint, r.prompt_tokens, r.cached_tokens,
+             r.completion_tokens, fmt_usd(r.cost_micro_usd)) for r in records]
     print_table(None, ["time", "model", "checkpoint", "prompt", "cached", "completion", "cost"], rows,
                 "no usage yet")
     if records:
-        total = [sum(int(r.get(k) or 0) for r in records)
+        total = [sum(getattr(r, k) for r in records)
                  for k in ("prompt_tokens", "cached_tokens", "completion_tokens", "cost_micro_usd")]
         dim(f"{len(records)} requests: {total[0]} prompt ({total[1]} cached) + {total[2]} completion tokens, "
             f"{fmt_usd(total[3])}")

@@ -1,7 +1,7 @@
 """Shared CLI output: the consoles, one-line error rendering, raw JSON, tables and small formatters.
 
-Owns: how things look (red ``error: …`` lines on stderr, ``--json`` output, timestamps, token counts) and
-the one place CLI commands get a client. Does not own: any command.
+Owns: how things look (red ``error: …`` lines on stderr, ``--json`` output of response models, timestamps,
+token counts) and the one place CLI commands get a client. Does not own: any command.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from tenfold.sdk import Tenfold
+from tenfold.types.completions import CompletionUsage
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -39,9 +41,18 @@ def print_error(message: str) -> None:
     err_console.print(Text(f"error: {text}", style="bold red"), soft_wrap=True)
 
 
+def wire(data: Any) -> Any:
+    """A response model (or a list of them) as the JSON the server sent: the fields it set, extras kept."""
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", exclude_unset=True)
+    if isinstance(data, list):
+        return [wire(x) for x in data]
+    return data
+
+
 def print_json(data: Any) -> None:
     """Raw JSON on stdout (no Rich, so it pipes cleanly into ``jq``)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(wire(data), indent=2, default=str) + "\n")
     sys.stdout.flush()
 
 
@@ -93,15 +104,11 @@ def fmt_usd(micro: Any) -> str:
         return "-"
 
 
-def usage_counts(usage: dict[str, Any] | None) -> tuple[int, int, int]:
-    """``(prompt, cached, completion)`` tokens from an OpenAI usage dict."""
-    usage = usage or {}
-    details = usage.get("prompt_tokens_details") or {}
-    return (
-        int(usage.get("prompt_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
-    )
+def usage_counts(usage: CompletionUsage | None) -> tuple[int, int, int]:
+    """``(prompt, cached, completion)`` tokens of an inference answer's usage (zeros when absent)."""
+    if usage is None:
+        return (0, 0, 0)
+    return (usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

@@ -13,7 +13,7 @@ from rich.text import Text
 from tenfold.cli.output import (
     client, console, dim, fmt_time, print_json, print_table, say, usage_counts,
 )
-from tenfold.sdk import ChatStream
+from tenfold.types.completions import CompletionUsage
 
 JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
 
@@ -34,23 +34,21 @@ def deploy(
 ) -> None:
     """Serve a job's adapter (or one checkpoint of it) under the model name JOB."""
     api = client()
-    adapter = api.adapters.deploy(target, dry_run=dry_run, verify=verify)
+    adapter = api.adapters.create(model=target, dry_run=dry_run, verify=verify)
     if as_json:
         print_json(adapter)
         return
-    model = adapter.get("model") or target.split("/", 1)[0]
-    endpoint = adapter.get("endpoint") or api.base_url
-    source = adapter.get("source") or target
-    if adapter.get("status") == "dry_run" or dry_run:
-        say(f"dry run: would deploy {source} as model {model} on {adapter.get('base_model', '?')}", "bold")
-        replaces = adapter.get("would_replace")
+    model, endpoint, source = adapter.model, adapter.endpoint, adapter.source
+    if adapter.status == "dry_run" or dry_run:
+        say(f"dry run: would deploy {source} as model {model} on {adapter.base_model}", "bold")
+        replaces = adapter.would_replace
         say(f"would replace: {replaces}" if replaces else "would replace: nothing (new deployment)")
         dim(f"deploy for real: tenfold deploy {target}")
         return
-    verified = "verified" if adapter.get("verified") else "not verified"
-    say(f"deployed {source} as model {model} on {adapter.get('base_model', '?')} ({verified})", "bold green")
-    if adapter.get("replaced"):
-        say(f"replaced: {adapter['replaced']}")
+    verified = "verified" if adapter.verified else "not verified"
+    say(f"deployed {source} as model {model} on {adapter.base_model} ({verified})", "bold green")
+    if adapter.replaced:
+        say(f"replaced: {adapter.replaced}")
     say(f"endpoint: {endpoint}    model: {model}")
     say("\ntry it:")
     say(f'  tenfold chat {model} -m "Hello!"')
@@ -64,18 +62,14 @@ def adapters(as_json: bool = JSON_OPT) -> None:
     if as_json:
         print_json(page)
         return
-    rows = [
-        (a.get("model") or a.get("id"), a.get("source") or a.get("checkpoint") or a.get("model"),
-         a.get("base_model"), a.get("endpoint"), fmt_time(a.get("created_at")))
-        for a in page.get("data", [])
-    ]
+    rows = [(a.model, a.source, a.base_model, a.endpoint, fmt_time(a.created_at)) for a in page.data]
     print_table(None, ["model", "source", "base model", "endpoint", "deployed"], rows,
                 "nothing deployed: tenfold deploy JOB")
 
 
 def undeploy(model: str = typer.Argument(..., help="The deployed model name (a job id).")) -> None:
     """Stop serving an adapter (the job and its checkpoints stay)."""
-    client().adapters.undeploy(model)
+    client().adapters.delete(model)
     say(f"undeployed {model}")
 
 
@@ -92,19 +86,27 @@ def chat(
 ) -> None:
     """Send one chat message and print the answer, token usage and serving checkpoint."""
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": message}]
-    result = client().chat(
-        model, messages, max_tokens=max_tokens, temperature=temperature,
-        expected_checkpoint=expected_checkpoint, stream=stream,
-    )
-    if isinstance(result, ChatStream):
-        with result:
-            for delta in result:
-                typer.echo(delta, nl=False)
+    completions = client().chat.completions
+    usage: CompletionUsage | None = None
+    if stream:
+        with completions.create(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature,
+                                expected_checkpoint=expected_checkpoint, stream=True,
+                                stream_options={"include_usage": True}) as chunks:
+            checkpoint = chunks.checkpoint
+            for chunk in chunks:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        typer.echo(choice.delta.content, nl=False)
         typer.echo("")
     else:
-        console.print(Text(result.content), soft_wrap=True)
-    prompt, cached, completion = usage_counts(result.usage)
+        raw = completions.with_raw_response.create(model=model, messages=messages, max_tokens=max_tokens,
+                                                   temperature=temperature, expected_checkpoint=expected_checkpoint)
+        answer, checkpoint = raw.parse(), raw.checkpoint
+        usage = answer.usage
+        console.print(Text(answer.choices[0].message.content or ""), soft_wrap=True)
+    prompt, cached, completion = usage_counts(usage)
     line = f"usage: {prompt} prompt ({cached} cached) + {completion} completion tokens"
-    if result.checkpoint:
-        line += f" · checkpoint {result.checkpoint}"
+    if checkpoint:
+        line += f" · checkpoint {checkpoint}"
     dim(line)

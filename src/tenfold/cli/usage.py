@@ -24,7 +24,7 @@ def export(
     filename: Path = typer.Option(Path("usage.csv"), "--filename", help="Where to write the CSV."),
 ) -> None:
     """Write the billing CSV (one row per request) for [start, end) to a file."""
-    body = client().usage_export(start_time, end_time)
+    body = client().usage.export(start_time, end_time)
     filename.write_text(body)
     n = max(0, len(body.splitlines()) - 1)
     say(f"wrote {n} usage rows to {filename}")
@@ -40,19 +40,19 @@ def summary(
     as_json: bool = typer.Option(False, "--json", help="Print the raw JSON answer."),
 ) -> None:
     """Usage aggregated per day (or hour), grouped as asked, with exact totals."""
-    page = client().usage_summary(start_time, end_time, bucket_width=bucket_width, group_by=group_by or None)
+    page = client().usage.summary(start_time, end_time, bucket_width=bucket_width, group_by=group_by or None)
     if as_json:
         print_json(page)
         return
     rows = []
-    for b in page.get("data", []):
-        for r in b.get("results", []):
-            rows.append((b["start_time"], *(r.get(g) for g in group_by), r["num_model_requests"], r["input_tokens"],
-                         r["input_cached_tokens"], r["output_tokens"], r["cost_usd"]))
+    for b in page.data:
+        for r in b.results:
+            rows.append((b.start_time, *(getattr(r, g, None) for g in group_by), r.num_model_requests,
+                         r.input_tokens, r.input_cached_tokens, r.output_tokens, r.cost_usd))
     print_table(None, ["bucket", *group_by, "requests", "prompt", "cached", "completion", "cost $"], rows,
                 "no usage in that range")
-    t = page.get("totals", {})
-    dim(f"total: {t.get('num_model_requests', 0)} requests, ${t.get('cost_usd', '0')}")
+    t = page.totals
+    dim(f"total: {t.num_model_requests} requests, ${t.cost_usd}")
 
 
 @app.command("limit")
@@ -63,10 +63,13 @@ def limit(
     as_json: bool = typer.Option(False, "--json", help="Print the raw JSON answer."),
 ) -> None:
     """Show or set an organization's monthly spend limit; requests over it answer 429."""
-    api = client()
-    info = api.set_spend_limit(org, None if clear else usd) if (usd is not None or clear) else api.spend_limit(org)
+    limits = client().organizations.spend_limit
+    if usd is not None or clear:
+        info = limits.update(org, monthly_spend_limit_usd=None if clear else usd)
+    else:
+        info = limits.retrieve(org)
     if as_json:
         print_json(info)
         return
-    shown = f"${info['monthly_spend_limit_usd']}" if info["monthly_spend_limit_usd"] is not None else "none"
-    say(f"{org}: monthly limit {shown}, spent ${info['spent_this_month_usd']} this month")
+    shown = f"${info.monthly_spend_limit_usd}" if info.monthly_spend_limit_usd is not None else "none"
+    say(f"{org}: monthly limit {shown}, spent ${info.spent_this_month_usd} this month")

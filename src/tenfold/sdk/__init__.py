@@ -1,29 +1,39 @@
-"""The tenfold Python SDK: ``from tenfold.sdk import Tenfold``.
+"""The tenfold Python SDK: ``from tenfold import Tenfold`` (or ``from tenfold.sdk import Tenfold``).
 
-Owns: the public SDK surface (client, result types, errors, credentials helpers). Talks to the server only
-over HTTP; imports no server code.
+Shaped like the official ``openai`` SDK: one resource per REST noun with OpenAI's verbs
+(``client.files.create``, ``client.fine_tuning.jobs.retrieve``, ``client.chat.completions.create``, …),
+typed results from ``tenfold.types``, one exception class per HTTP status, ``with_raw_response`` on every
+resource, per-call ``timeout_seconds``, and retries only where they are safe. ``AsyncTenfold`` has the same
+surface for asyncio.
+
+Owns: the public SDK surface. Talks to the server only over HTTP; imports no server code (only
+``tenfold.types``, httpx, pydantic and the standard library). See docs/sdk.md.
 """
 
-from tenfold.sdk.client import Tenfold
+from tenfold.sdk._response import APIResponse
+from tenfold.sdk._streaming import AsyncStream, Stream
+from tenfold.sdk.client import AsyncTenfold, Tenfold
 from tenfold.sdk.credentials import credentials_path, load_credentials, save_credentials
 from tenfold.sdk.errors import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    InternalServerError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitError,
     ServiceUnavailableError,
     TenfoldError,
 )
-from tenfold.sdk.inference import ChatResult, ChatStream, CompletionResult, iter_sse_data
-from tenfold.sdk.jobs import TERMINAL_STATUSES
 
 __all__ = [
-    "Tenfold", "TenfoldError", "APIConnectionError", "APITimeoutError", "AuthenticationError",
-    "BadRequestError", "ConflictError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
-    "ServiceUnavailableError", "ChatResult", "ChatStream", "CompletionResult", "iter_sse_data",
-    "TERMINAL_STATUSES", "credentials_path", "load_credentials", "save_credentials",
+    "Tenfold", "AsyncTenfold", "APIResponse", "Stream", "AsyncStream",
+    "TenfoldError", "APIStatusError", "APIConnectionError", "APITimeoutError", "BadRequestError",
+    "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "PayloadTooLargeError",
+    "RateLimitError", "InternalServerError", "ServiceUnavailableError",
+    "credentials_path", "load_credentials", "save_credentials",
 ]
