@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from tenfold.version import __version__  # noqa: F401 - re-exported
 
 _SDK_NAMES = frozenset({
     "Tenfold", "AsyncTenfold", "APIResponse", "Stream", "AsyncStream", "TenfoldError", "APIStatusError",

@@ -13,7 +13,6 @@ from typing import Protocol
 
 from fastapi import FastAPI
 
-from tenfold import __version__
 from tenfold.api import (
     errors,
     routes_adapters,
@@ -27,6 +26,7 @@ from tenfold.api import (
     routes_usage,
 )
 from tenfold.context import ServerContext
+from tenfold.version import __version__
 
 log = logging.getLogger("tenfold.api")
 

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tenfold import __version__, accounts
+from tenfold import accounts
 from tenfold.api.deps import ctx, principal
 from tenfold.context import Principal
+from tenfold.version import __version__
 
 router = APIRouter()
 

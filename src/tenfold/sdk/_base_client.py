@@ -18,9 +18,24 @@ from tenfold.sdk._request import RequestOptions, compact
 from tenfold.sdk._response import APIResponse
 from tenfold.sdk._retries import status_retry_delay, transport_retry_delay
 from tenfold.sdk.credentials import resolve
-from tenfold.sdk.errors import AuthenticationError, TenfoldError, connection_error, error_from_response
+from tenfold.sdk.errors import (
+    AuthenticationError,
+    TenfoldError,
+    connection_error,
+    error_from_response,
+)
 from tenfold.sdk.resources import (
-    Adapters, ApiKeys, AsyncBatches, Batches, Chat, Completions, Files, FineTuning, Models, Organizations, Usage,
+    Adapters,
+    ApiKeys,
+    AsyncBatches,
+    Batches,
+    Chat,
+    Completions,
+    Files,
+    FineTuning,
+    Models,
+    Organizations,
+    Usage,
 )
 from tenfold.types.admin import Health, Principal
 
@@ -33,7 +48,7 @@ class BaseClient:
 
     def __init__(self, base_url: str | None, api_key: str | None, timeout: float, max_retries: int,
                  default_headers: Mapping[str, str] | None) -> None:
-        from tenfold import __version__
+        from tenfold.version import __version__
 
         resolved = resolve(base_url, api_key)
         self.root_url: str = resolved.base_url
