@@ -8,7 +8,13 @@ import asyncio
 import pytest
 
 from tenfold.sdk import AsyncStream, AsyncTenfold, NotFoundError
-from tenfold.types import ChatCompletion, ChatCompletionChunk, FileObject, FineTuningJob, JobEvent
+from tenfold.types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    FileObject,
+    FineTuningJob,
+    JobEvent,
+)
 from tests.sdk.conftest import ROWS, jsonl
 
 

@@ -12,9 +12,28 @@ import pytest
 import tenfold
 from tenfold.sdk import ConflictError, NotFoundError, Stream, Tenfold
 from tenfold.types import (
-    Adapter, ApiKey, ChatCompletion, ChatCompletionChunk, Completion, Deleted, Evaluation, FileObject,
-    FineTuningJob, Health, JobCheckpoint, JobEstimate, JobEvent, JobMetrics, ListResponse, Model, Organization,
-    Principal, SpendLimit, UsageRecord, UsageSummary,
+    Adapter,
+    AdapterDeployPlan,
+    ApiKey,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    Deleted,
+    Evaluation,
+    FileObject,
+    FineTuningJob,
+    Health,
+    JobCheckpoint,
+    JobEstimate,
+    JobEvent,
+    JobMetrics,
+    ListResponse,
+    Model,
+    Organization,
+    Principal,
+    SpendLimit,
+    UsageRecord,
+    UsageSummary,
 )
 from tests.sdk.conftest import HYPER, ROWS, jsonl
 
@@ -32,10 +51,11 @@ def test_import_tenfold_exposes_the_clients_lazily():
 def test_import_tenfold_is_light_and_the_sdk_imports_no_server_code():
     script = (
         "import sys, tenfold\n"
-        "assert not [m for m in sys.modules if m.startswith(('httpx', 'pydantic', 'tenfold.'))], sys.modules\n"
+        "assert not [m for m in sys.modules if m.startswith(('httpx', 'pydantic', 'tenfold.')) and m != 'tenfold.version'], "
+        "sys.modules\n"
         "tenfold.Tenfold\n"
         "server = [m for m in sys.modules if m.startswith('tenfold.') and not m.startswith(('tenfold.sdk', "
-        "'tenfold.types'))]\n"
+        "'tenfold.types', 'tenfold.version'))]\n"
         "assert not server and 'torch' not in sys.modules and 'fastapi' not in sys.modules, server\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -136,8 +156,9 @@ def test_metrics_checkpoints_and_evaluation(client, finished_job, base_model):
 def test_checkpoints_deploy_pin_and_undeploy(client, finished_job):
     job, _, _ = finished_job
     first = f"{job.id}/step-1"
-    dry = client.adapters.create(model=first, dry_run=True)
-    assert isinstance(dry, Adapter) and dry.status == "dry_run" and dry.message
+    dry = client.adapters.plan(model=first)
+    assert isinstance(dry, AdapterDeployPlan) and dry.status == "dry_run" and dry.message
+    assert dry.would_serve_as == first.split("/")[0]
     deployed = client.adapters.create(model=first)
     assert (deployed.status, deployed.model, deployed.checkpoint) == ("deployed", job.id, first)
     assert client.adapters.retrieve(job.id).source == first

@@ -9,7 +9,12 @@ import pytest
 
 from tenfold.sdk import Tenfold
 from tenfold.sdk.credentials import (
-    DEFAULT_BASE_URL, credentials_path, load_credentials, normalize_base_url, resolve, save_credentials,
+    DEFAULT_BASE_URL,
+    credentials_path,
+    load_credentials,
+    normalize_base_url,
+    resolve,
+    save_credentials,
 )
 
 

@@ -9,8 +9,18 @@ import httpx
 import pytest
 
 from tenfold.sdk import (
-    APIConnectionError, APIStatusError, AuthenticationError, BadRequestError, ConflictError, InternalServerError,
-    NotFoundError, PayloadTooLargeError, PermissionDeniedError, RateLimitError, ServiceUnavailableError, Tenfold,
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    Tenfold,
     TenfoldError,
 )
 from tests.conftest import new_org_key, start_server, stop_server

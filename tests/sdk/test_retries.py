@@ -11,8 +11,16 @@ import httpx
 import pytest
 
 from tenfold.sdk import (
-    APIConnectionError, APITimeoutError, AsyncTenfold, BadRequestError, ConflictError, InternalServerError,
-    NotFoundError, RateLimitError, ServiceUnavailableError, Tenfold,
+    APIConnectionError,
+    APITimeoutError,
+    AsyncTenfold,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+    ServiceUnavailableError,
+    Tenfold,
 )
 from tenfold.sdk._retries import backoff, parse_retry_after
 

@@ -8,7 +8,14 @@ import json
 import httpx
 import pytest
 
-from tenfold.sdk import AsyncStream, AsyncTenfold, ConflictError, Stream, Tenfold, TenfoldError
+from tenfold.sdk import (
+    AsyncStream,
+    AsyncTenfold,
+    ConflictError,
+    Stream,
+    Tenfold,
+    TenfoldError,
+)
 from tenfold.sdk._streaming import iter_sse_data
 from tenfold.types import ChatCompletionChunk, Completion
 

@@ -16,9 +16,31 @@ import pytest
 from pydantic import BaseModel
 
 from tenfold.types import (
-    Adapter, ApiKey, Batch, BatchOutputLine, ChatCompletion, ChatCompletionChunk, Completion, Deleted,
-    ErrorResponse, Evaluation, FileObject, FineTuningJob, Health, JobCheckpoint, JobEstimate, JobEvent, JobMetrics,
-    ListResponse, Model, Organization, Principal, SpendLimit, UsageRecord, UsageSummary,
+    Adapter,
+    AdapterDeployPlan,
+    ApiKey,
+    Batch,
+    BatchOutputLine,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    Deleted,
+    ErrorResponse,
+    Evaluation,
+    FileObject,
+    FineTuningJob,
+    Health,
+    JobCheckpoint,
+    JobEstimate,
+    JobEvent,
+    JobMetrics,
+    ListResponse,
+    Model,
+    Organization,
+    Principal,
+    SpendLimit,
+    UsageRecord,
+    UsageSummary,
 )
 from tests.api.helpers import TRAIN_ROWS, jsonl, train_tiny, upload, wait_job
 from tests.conftest import new_org_key
@@ -103,7 +125,7 @@ def test_estimate_cancel_and_evaluation(http, job):
 
 def test_adapters_and_models(http, job):
     target = job["checkpoints"][0]
-    dry = roundtrip(Adapter, http.post("/adapters", json={"model": target, "dry_run": True}).json())
+    dry = roundtrip(AdapterDeployPlan, http.post("/adapters", json={"model": target, "dry_run": True}).json())
     assert dry.status == "dry_run" and dry.message
     deployed = roundtrip(Adapter, http.post("/adapters", json={"model": target}).json())
     assert deployed.checkpoint == target
@@ -111,7 +133,7 @@ def test_adapters_and_models(http, job):
     roundtrip(ListResponse[Adapter], http.get("/adapters").json())
     roundtrip(ListResponse[Model], http.get("/models").json())
     assert roundtrip(Model, http.get(f"/models/{job['id']}").json()).checkpoint == target
-    again = roundtrip(Adapter, http.post("/adapters", json={"model": job["id"], "dry_run": True}).json())
+    again = roundtrip(AdapterDeployPlan, http.post("/adapters", json={"model": job["id"], "dry_run": True}).json())
     assert again.would_replace == target
     roundtrip(Deleted, http.delete(f"/adapters/{job['id']}").json())
 
@@ -121,13 +143,13 @@ def test_chat_completions_and_chunks(http):
             "logprobs": True, "top_logprobs": 2, "n": 2}
     answer = roundtrip(ChatCompletion, http.post("/chat/completions", json=body).json())
     assert answer.choices[1].logprobs.content and answer.usage.prompt_tokens_details is not None
-    plain = roundtrip(ChatCompletion, http.post("/chat/completions", json={**body, "logprobs": False, "n": 1}).json())
+    plain = roundtrip(ChatCompletion, http.post("/chat/completions", json={**body, "logprobs": False, "top_logprobs": None, "n": 1}).json())
     assert plain.choices[0].logprobs is None
     streamed = http.post("/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}})
     chunks = [roundtrip(ChatCompletionChunk, p) for p in sse_payloads(streamed.text)]
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].usage is not None
     assert any(c.choices and c.choices[0].logprobs for c in chunks)
-    bare = http.post("/chat/completions", json={**body, "n": 1, "logprobs": False, "stream": True})
+    bare = http.post("/chat/completions", json={**body, "n": 1, "logprobs": False, "top_logprobs": None, "stream": True})
     assert all(roundtrip(ChatCompletionChunk, p).usage is None for p in sse_payloads(bare.text))
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from fastapi import FastAPI
 
 from tenfold.api import (
+    contract,
     errors,
     routes_adapters,
     routes_admin,
@@ -26,6 +27,7 @@ from tenfold.api import (
     routes_usage,
 )
 from tenfold.context import ServerContext
+from tenfold.jobs.submit import served_base_models
 from tenfold.version import __version__
 
 log = logging.getLogger("tenfold.api")
@@ -58,6 +60,7 @@ def create_app(context: ServerContext, *, runtime: Runtime | None = None) -> Fas
     app.state.ctx = context
     app.state.ready = False
     errors.install(app)
+    contract.install(app, base_models=served_base_models(context))
     for module in (routes_health, routes_admin, routes_files, routes_fine_tuning, routes_adapters, routes_inference,
                    routes_models, routes_usage, routes_batches):
         app.include_router(module.router)

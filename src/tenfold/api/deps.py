@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from tenfold import accounts
+from tenfold.api.contract import bearer
 from tenfold.context import Principal, ServerContext
 
 
@@ -20,8 +22,10 @@ def ctx(request: Request) -> ServerContext:
     return request.app.state.ctx
 
 
-async def principal(request: Request) -> Principal:
-    """The caller, from ``Authorization: Bearer tf-…`` (the key lookup runs off the event loop)."""
+async def principal(request: Request, _scheme: HTTPAuthorizationCredentials | None = Security(bearer)
+                    ) -> Principal:
+    """The caller, from ``Authorization: Bearer tf-…`` (the key lookup runs off the event loop). ``_scheme``
+    only declares the security scheme in the OpenAPI document; the header is read as sent."""
     return await run_in_threadpool(accounts.authenticate, ctx(request).db, request.headers.get("authorization"))
 
 

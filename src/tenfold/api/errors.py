@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from tenfold.errors import (
     Conflict,
@@ -69,6 +70,16 @@ def response(exc: ServiceError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=_headers(exc))
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (routes of one path are separate, so Starlette's own
+    ``Allow`` names only the first route's methods)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
@@ -82,12 +93,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = str(exc.detail) if exc.detail else "error"
+        headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404 and message == "Not Found":
             message = "Unknown endpoint. See docs/api.md for the routes under /v1."
         elif exc.status_code == 405:
-            message = "Method not allowed on this endpoint."
-        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+            allowed = _allowed_methods(_req)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"Method {_req.method} is not allowed on this endpoint; use {' or '.join(allowed)}."
+        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _crash(_req: Request, exc: Exception) -> JSONResponse:

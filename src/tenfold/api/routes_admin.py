@@ -4,35 +4,24 @@ returned once and stored hashed)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenfold import accounts
+from tenfold.api.contract import errors
 from tenfold.api.deps import admin, ctx
 from tenfold.api.serialize import api_key_obj, organization_obj
 from tenfold.context import Principal
+from tenfold.types.admin import ApiKey, ApiKeyCreate, Organization, OrganizationCreate
 
 router = APIRouter(prefix="/v1")
 
 
-class OrgCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-
-
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    organization_id: str | None = None  # default: the caller's organization
-    name: str = Field(default="", max_length=200)
-    is_admin: bool = False
-
-
-@router.post("/organizations")
-def create_org(request: Request, body: OrgCreate, p: Principal = Depends(admin)) -> dict:
+@router.post("/organizations", response_model=Organization, responses=errors(400, 401, 403))
+def create_org(request: Request, body: OrganizationCreate, p: Principal = Depends(admin)) -> dict:
     return organization_obj(accounts.create_organization(ctx(request).db, p, name=body.name))
 
 
-@router.post("/api_keys")
-def create_key(request: Request, body: KeyCreate, p: Principal = Depends(admin)) -> dict:
+@router.post("/api_keys", response_model=ApiKey, responses=errors(400, 401, 403, 404))
+def create_key(request: Request, body: ApiKeyCreate, p: Principal = Depends(admin)) -> dict:
     key = accounts.create_api_key(ctx(request).db, p, organization_id=body.organization_id, name=body.name,
                                   is_admin=body.is_admin)
     return api_key_obj(key)

@@ -4,13 +4,25 @@ adapters or checkpoints side by side."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query, Request
 
+from tenfold.api.contract import errors
 from tenfold.api.deps import PageParams, ctx, list_body, page_params, principal
 from tenfold.api.serialize import checkpoint_obj, event_obj, job_obj
 from tenfold.context import Principal
 from tenfold.jobs import evaluations, service, submit
+from tenfold.types.common import ListResponse
 from tenfold.types.fine_tuning import EvaluationCreate, JobCreate
+from tenfold.types.jobs import (
+    Evaluation,
+    FineTuningJob,
+    JobCheckpoint,
+    JobEstimate,
+    JobEvent,
+    JobMetrics,
+)
 
 router = APIRouter(prefix="/v1/fine_tuning")
 
@@ -19,50 +31,52 @@ def _job(view: service.JobView) -> dict:
     return job_obj(view.job, view.steps)
 
 
-@router.post("/jobs")
+@router.post("/jobs", response_model=FineTuningJob | JobEstimate, responses=errors(400, 401, 404, 409))
 def create(request: Request, body: JobCreate, p: Principal = Depends(principal)) -> dict:
     out = submit.create_job(ctx(request), p, body)
     return out if isinstance(out, dict) else job_obj(out)
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=ListResponse[FineTuningJob], responses=errors(400, 401))
 def list_jobs(request: Request, page: PageParams = Depends(page_params), p: Principal = Depends(principal)) -> dict:
     views, more = service.list_jobs(ctx(request), p, limit=page.limit, after=page.after)
     return list_body([_job(v) for v in views], more)
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", response_model=FineTuningJob, responses=errors(401, 404))
 def get_job(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
     return _job(service.get(ctx(request), p, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", response_model=FineTuningJob, responses=errors(401, 404))
 def cancel(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
     return _job(service.cancel(ctx(request), p, job_id))
 
 
-@router.post("/jobs/{job_id}/resume")
+@router.post("/jobs/{job_id}/resume", response_model=FineTuningJob, responses=errors(401, 404, 409))
 def resume(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
     submit.resume_job(ctx(request), p, job_id)
     return _job(service.get(ctx(request), p, job_id))
 
 
-@router.get("/jobs/{job_id}/metrics")
+@router.get("/jobs/{job_id}/metrics", response_model=JobMetrics, responses=errors(401, 404))
 def metrics(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
     """The per-step series, oldest first; a resumed run's repeated steps keep their latest values."""
     data = service.metric_series(ctx(request), p, job_id)
     return {"object": "list", "job_id": job_id, "data": data, "has_more": False}
 
 
-@router.get("/jobs/{job_id}/events")
+@router.get("/jobs/{job_id}/events", response_model=ListResponse[JobEvent], responses=errors(400, 401, 404))
 def events(request: Request, job_id: str, page: PageParams = Depends(page_params),
-           order: str = Query("desc", pattern="^(asc|desc)$"), p: Principal = Depends(principal)) -> dict:
+           order: Literal["asc", "desc"] = Query("desc", description="asc: oldest first; desc: newest first."),
+           p: Principal = Depends(principal)) -> dict:
     rows, more = service.events(ctx(request), p, job_id, limit=page.limit, after=page.after,
                                 ascending=order == "asc")
     return list_body([event_obj(r) for r in rows], more)
 
 
-@router.get("/jobs/{job_id}/checkpoints")
+@router.get("/jobs/{job_id}/checkpoints", response_model=ListResponse[JobCheckpoint],
+            responses=errors(400, 401, 404))
 def checkpoints(request: Request, job_id: str, page: PageParams = Depends(page_params),
                 p: Principal = Depends(principal)) -> dict:
     data = [checkpoint_obj(r) for r in service.checkpoints(ctx(request), p, job_id)]
@@ -72,7 +86,7 @@ def checkpoints(request: Request, job_id: str, page: PageParams = Depends(page_p
     return list_body(data[: page.limit], len(data) > page.limit)
 
 
-@router.post("/evaluations")
+@router.post("/evaluations", response_model=Evaluation, responses=errors(400, 401, 404, 409))
 def evaluate(request: Request, body: EvaluationCreate, p: Principal = Depends(principal)) -> dict:
     out = evaluations.evaluate(ctx(request), p, models=body.models, examples=body.examples,
                                max_examples=body.max_examples, max_new_tokens=body.max_new_tokens)

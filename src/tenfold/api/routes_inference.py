@@ -15,11 +15,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from tenfold.api import errors
+from tenfold.api.contract import STREAM_CHUNKS, sse_or_json
+from tenfold.api.contract import errors as error_responses
 from tenfold.api.deps import ctx, principal
 from tenfold.context import Principal
 from tenfold.errors import ServiceError
 from tenfold.inference import requests, streams
 from tenfold.inference.requests import Call
+from tenfold.types.chat import ChatCompletion, ChatCompletionChunk
+from tenfold.types.completions import Completion
 from tenfold.types.inference import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(prefix="/v1")
@@ -55,11 +59,19 @@ async def _serve(request: Request, p: Principal, kind: str, body):
                              headers={**_headers(call), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/chat/completions")
+_ERRORS = error_responses(400, 401, 404, 409, 429, 503)
+STREAM_CHUNKS.append(ChatCompletionChunk)
+
+
+@router.post("/chat/completions", response_model=ChatCompletion,
+             responses={**sse_or_json("A chat.completion, or chat.completion.chunk events when streaming.",
+                                      ChatCompletionChunk), **_ERRORS})
 async def chat_completions(request: Request, body: ChatCompletionRequest, p: Principal = Depends(principal)):
     return await _serve(request, p, "chat", body)
 
 
-@router.post("/completions")
+@router.post("/completions", response_model=Completion,
+             responses={**sse_or_json("A text_completion, or text_completion events when streaming.", Completion),
+                        **_ERRORS})
 async def completions(request: Request, body: CompletionRequest, p: Principal = Depends(principal)):
     return await _serve(request, p, "text", body)

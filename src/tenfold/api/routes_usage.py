@@ -7,22 +7,36 @@ per call. ``/v1/organizations/{id}/spend_limit``: the monthly spend limit (set b
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
 
+from tenfold.api.contract import errors, text_body
 from tenfold.api.deps import PageParams, ctx, list_body, page_params, principal
 from tenfold.api.serialize import spend_limit_obj, usage_obj
-from tenfold.billing import limits
+from tenfold.billing import export, limits
 from tenfold.billing import usage as usage_service
 from tenfold.context import Principal
+from tenfold.types.common import ListResponse
+from tenfold.types.usage import SpendLimit, SpendLimitUpdate, UsageRecord, UsageSummary
 
 router = APIRouter(prefix="/v1")
+# Unix seconds, or an ISO 8601 date or date-time (UTC unless it carries an offset).
+TIME = (r"^([0-9]{1,11}(\.[0-9]{1,6})?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+        r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?)$")
+TIME_HELP = "Unix seconds or an ISO 8601 date/date-time, e.g. 2026-11-01 (UTC)."
+_GROUP = "(" + "|".join(export.GROUPS) + ")"
+GROUPS = f"^{_GROUP}(,{_GROUP})*$"
 
 
-@router.get("/usage")
-def usage(request: Request, model: str | None = None, start_time: str | None = None, end_time: str | None = None,
-          bucket_width: str = "1d", group_by: list[str] | None = Query(None),
+@router.get("/usage", response_model=ListResponse[UsageRecord] | UsageSummary, responses=errors(400, 401))
+def usage(request: Request, model: str | None = None,
+          start_time: str | None = Query(None, pattern=TIME, description=TIME_HELP + " Aggregates when given."),
+          end_time: str | None = Query(None, pattern=TIME, description=TIME_HELP + " Default: now."),
+          bucket_width: Literal["1h", "1d"] = "1d",
+          group_by: list[Annotated[str, Query(pattern=GROUPS)]] | None = Query(
+              None, description="Any of " + ", ".join(export.GROUPS) + " (repeated or comma-separated)."),
           models: list[str] | None = Query(None), adapters: list[str] | None = Query(None),
           checkpoints: list[str] | None = Query(None), api_key_ids: list[str] | None = Query(None),
           deployment_ids: list[str] | None = Query(None), usage_types: list[str] | None = Query(None),
@@ -38,23 +52,23 @@ def usage(request: Request, model: str | None = None, start_time: str | None = N
                                  group_by=group_by, model=model, filters=filters)
 
 
-@router.get("/usage/export")
-def usage_export(request: Request, start_time: str, end_time: str, p: Principal = Depends(principal)) -> Response:
+@router.get("/usage/export", response_class=Response,
+            responses={**text_body("text/csv", "The ledger rows of the range as CSV (DESIGN §6 columns)."),
+                       **errors(400, 401)})
+def usage_export(request: Request, start_time: str = Query(pattern=TIME, description=TIME_HELP),
+                 end_time: str = Query(pattern=TIME, description=TIME_HELP + " At most 31 days after start_time."),
+                 p: Principal = Depends(principal)) -> Response:
     name, body = usage_service.export_csv(ctx(request), p, start_time=start_time, end_time=end_time)
     return Response(body, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-class SpendLimitUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    monthly_spend_limit_usd: str | int | None  # a decimal string ("12.50") or null for no limit
-
-
-@router.get("/organizations/{organization_id}/spend_limit")
+@router.get("/organizations/{organization_id}/spend_limit", response_model=SpendLimit, responses=errors(401, 404))
 def get_spend_limit(request: Request, organization_id: str, p: Principal = Depends(principal)) -> dict:
     return spend_limit_obj(limits.get_limit(ctx(request).db, p, organization_id=organization_id))
 
 
-@router.put("/organizations/{organization_id}/spend_limit")
+@router.put("/organizations/{organization_id}/spend_limit", response_model=SpendLimit,
+            responses=errors(400, 401, 403, 404))
 def set_spend_limit(request: Request, organization_id: str, body: SpendLimitUpdate,
                     p: Principal = Depends(principal)) -> dict:
     return spend_limit_obj(limits.set_limit(ctx(request).db, p, organization_id=organization_id,

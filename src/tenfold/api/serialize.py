@@ -81,13 +81,11 @@ def adapter_obj(r: AdapterDeployment, *, endpoint: str, status: str = "deployed"
             "replaced": replaced}
 
 
-def adapter_dry_run_obj(d: DryRun, *, endpoint: str) -> dict:
+def adapter_plan_obj(d: DryRun, *, endpoint: str) -> dict:
     src = d.source
-    ckpt = checkpoint_name(src.job_id, src.step)
-    return {"id": src.job_id, "object": "adapter", "model": src.job_id, "base_model": src.base_model,
-            "checkpoint": ckpt, "source": src.name, "status": "dry_run", "endpoint": endpoint, "verified": False,
-            "digest": src.digest, "replaced": None, "would_replace": d.would_replace, "created_at": None,
-            "updated_at": None, "message": d.message}
+    return {"object": "adapter.deploy_plan", "status": "dry_run", "would_serve_as": src.job_id, "source": src.name,
+            "checkpoint": checkpoint_name(src.job_id, src.step), "base_model": src.base_model, "digest": src.digest,
+            "endpoint": endpoint, "verify": d.verify, "would_replace": d.would_replace, "message": d.message}
 
 
 def model_obj(m: ModelEntry) -> dict:

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import typer
 
-from tenfold.cli.output import CliError, client, fmt_time, print_json, print_table, say, wire
+from tenfold.cli.output import (
+    CliError,
+    client,
+    fmt_time,
+    print_json,
+    print_table,
+    say,
+    wire,
+)
 from tenfold.types.batches import Batch
 
 app = typer.Typer(help="Batch API: run a JSONL file of requests at lower priority and half price.",

@@ -9,10 +9,24 @@ Does not own: polling (``Tenfold.fine_tuning.jobs.wait``).
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+)
 from rich.text import Text
 
-from tenfold.cli.output import console, dim, fmt_duration, fmt_float, fmt_rate, fmt_time, say
+from tenfold.cli.output import (
+    console,
+    dim,
+    fmt_duration,
+    fmt_float,
+    fmt_rate,
+    fmt_time,
+    say,
+)
 from tenfold.sdk import Tenfold
 from tenfold.types.jobs import FineTuningJob, JobEvent
 

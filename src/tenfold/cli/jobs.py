@@ -15,7 +15,16 @@ import typer
 from tenfold.cli.files import contents
 from tenfold.cli.follow import event_line, follow_job
 from tenfold.cli.output import (
-    CliError, client, console, dim, fmt_float, fmt_time, fmt_usd, print_json, print_table, say,
+    CliError,
+    client,
+    console,
+    dim,
+    fmt_float,
+    fmt_time,
+    fmt_usd,
+    print_json,
+    print_table,
+    say,
 )
 from tenfold.sdk import Tenfold
 from tenfold.training.spec import HYPERPARAMETER_HELP

@@ -20,7 +20,15 @@ from tenfold.cli import jobs as jobs_cmd
 from tenfold.cli import serving
 from tenfold.cli import usage as usage_cmd
 from tenfold.cli.output import (
-    CliError, client, dim, fmt_time, fmt_usd, print_error, print_json, print_table, say,
+    CliError,
+    client,
+    dim,
+    fmt_time,
+    fmt_usd,
+    print_error,
+    print_json,
+    print_table,
+    say,
 )
 from tenfold.sdk import Tenfold, TenfoldError
 from tenfold.sdk.credentials import resolve, save_credentials
@@ -54,7 +62,9 @@ def serve(
     role: str = typer.Option("all", "--role", help="all (api + engine + worker) | api (api + engine) | worker"),
 ) -> None:
     """Run the tenfold server (api + engine + worker by default) in this process."""
-    from tenfold.server import serve as run_server  # lazy: pulls in torch and the web stack
+    from tenfold.server import (
+        serve as run_server,  # lazy: pulls in torch and the web stack
+    )
 
     run_server(host=host, port=port, role=role)
 

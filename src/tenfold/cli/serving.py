@@ -11,7 +11,14 @@ import typer
 from rich.text import Text
 
 from tenfold.cli.output import (
-    client, console, dim, fmt_time, print_json, print_table, say, usage_counts,
+    client,
+    console,
+    dim,
+    fmt_time,
+    print_json,
+    print_table,
+    say,
+    usage_counts,
 )
 from tenfold.types.completions import CompletionUsage
 
@@ -34,17 +41,21 @@ def deploy(
 ) -> None:
     """Serve a job's adapter (or one checkpoint of it) under the model name JOB."""
     api = client()
-    adapter = api.adapters.create(model=target, dry_run=dry_run, verify=verify)
+    if dry_run:
+        plan = api.adapters.plan(model=target, verify=verify)
+        if as_json:
+            print_json(plan)
+            return
+        say(f"dry run: would deploy {plan.source} as model {plan.would_serve_as} on {plan.base_model}", "bold")
+        replaces = plan.would_replace
+        say(f"would replace: {replaces}" if replaces else "would replace: nothing (new deployment)")
+        dim(f"deploy for real: tenfold deploy {target}")
+        return
+    adapter = api.adapters.create(model=target, verify=verify)
     if as_json:
         print_json(adapter)
         return
     model, endpoint, source = adapter.model, adapter.endpoint, adapter.source
-    if adapter.status == "dry_run" or dry_run:
-        say(f"dry run: would deploy {source} as model {model} on {adapter.base_model}", "bold")
-        replaces = adapter.would_replace
-        say(f"would replace: {replaces}" if replaces else "would replace: nothing (new deployment)")
-        dim(f"deploy for real: tenfold deploy {target}")
-        return
     verified = "verified" if adapter.verified else "not verified"
     say(f"deployed {source} as model {model} on {adapter.base_model} ({verified})", "bold green")
     if adapter.replaced:

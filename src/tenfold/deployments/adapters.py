@@ -13,7 +13,12 @@ from pathlib import Path
 
 from tenfold.context import Principal, ServerContext
 from tenfold.deployments.router import Route
-from tenfold.engine.types import AdapterError, AdapterRef, GenerationRequest, SamplingParams
+from tenfold.engine.types import (
+    AdapterError,
+    AdapterRef,
+    GenerationRequest,
+    SamplingParams,
+)
 from tenfold.errors import InvalidRequest, not_found
 from tenfold.inference.routing import engine_for, prompter_for
 from tenfold.jobs import refs

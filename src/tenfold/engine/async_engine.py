@@ -25,7 +25,11 @@ from typing import Any
 
 import torch
 
-from tenfold.engine.detokenize import IncrementalDetokenizer, StopStringMatcher, eos_token_ids
+from tenfold.engine.detokenize import (
+    IncrementalDetokenizer,
+    StopStringMatcher,
+    eos_token_ids,
+)
 from tenfold.engine.kv_cache import BlockManager, namespace_seed
 from tenfold.engine.lora import AdapterStore
 from tenfold.engine.metrics import EngineMetrics

@@ -14,7 +14,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tenfold.engine.layers import AttentionMeta, Linear, Rotary, empty_large, paged_attention, rms_norm, write_kv
+from tenfold.engine.layers import (
+    AttentionMeta,
+    Linear,
+    Rotary,
+    empty_large,
+    paged_attention,
+    rms_norm,
+    write_kv,
+)
 from tenfold.engine.lora_stacks import LoraPlan, add_lora
 from tenfold.engine.shapes import model_shape, read_config
 from tenfold.engine.types import EngineError

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenfold.context import Principal, ServerContext
-from tenfold.errors import InvalidRequest
+from tenfold.errors import InvalidRequest, NotFound
 from tenfold.jobs import refs
 from tenfold.training.data import DatasetError
 
@@ -39,6 +39,9 @@ def evaluate(c: ServerContext, p: Principal, *, models: list[str], examples: lis
             if name == base:
                 adapters.append((name, None))
                 continue
+            if not refs.is_ref(name):
+                raise NotFound(f"'{name}' is neither the base model '{base}' nor one of your jobs or checkpoints "
+                               "(<job id> or <job id>/step-N).", param="models", code="model_not_found")
             source = refs.resolve(s, organization_id=p.organization_id, name=name, param="models")
             adapters.append((name, source.path))
     path = resolve_base_model(base, models_dir=c.settings.models_dir)

@@ -38,6 +38,11 @@ class AdapterSource:
         return checkpoint_name(self.job_id, self.step) or self.job_id
 
 
+def is_ref(name: str) -> bool:
+    """Whether ``name`` has the ``<job>[/step-N]`` form."""
+    return _REF.match(name.strip()) is not None
+
+
 def parse(name: str, *, param: str) -> tuple[str, int | None]:
     """``(job id, step or None)``; ``InvalidRequest`` naming ``param`` when ``name`` is neither form."""
     m = _REF.match(name.strip())

@@ -26,7 +26,12 @@ from tenfold.jobs import lifecycle, refs
 from tenfold.jobs.validate import Estimate, FileCheckError, estimate, tokenize_files
 from tenfold.store import repo
 from tenfold.store.tables import FineTuningJob
-from tenfold.training.spec import BASE_LEARNING_RATE, TrainingSpec, hyperparameter_defaults
+from tenfold.training.spec import (
+    BASE_LEARNING_RATE,
+    TrainingSpec,
+    hyperparameter_defaults,
+)
+from tenfold.types.fields import field_path
 from tenfold.types.fine_tuning import JobCreate
 
 
@@ -36,17 +41,7 @@ def method_of(body: JobCreate) -> str:
 
 def resolve_hyperparameters(body: JobCreate) -> dict:
     method = method_of(body)
-    given: dict = {}
-    nested = None
-    if body.method is not None:
-        nested = body.method.dpo if method == "dpo" else body.method.supervised
-        other = body.method.supervised if method == "dpo" else body.method.dpo
-        if other is not None:
-            raise InvalidRequest(f"method.type is '{body.method.type}' but the request also has "
-                              f"method.{'supervised' if method == 'dpo' else 'dpo'}; give one.", param="method")
-    for hp in (body.hyperparameters, nested.hyperparameters if nested else None):
-        if hp is not None:
-            given.update({k: v for k, v in hp.model_dump(exclude_none=True).items() if v != "auto"})
+    given = hp_given(body)
     for old, new in (("max_length", "max_seq_length"), ("beta", "dpo_beta")):
         if old in given:
             if new in given:
@@ -93,7 +88,7 @@ def _resolve_checkpoint(s, p: Principal, body: JobCreate, given: dict) -> tuple[
 
 def _spec_error(e: ValidationError) -> InvalidRequest:
     err = e.errors()[0]
-    field = ".".join(str(x) for x in err["loc"])
+    field = field_path(tuple(err["loc"]))
     msg = err["msg"].removeprefix("Value error, ")
     if not field:  # a cross-field rule: its message names the fields
         named = re.search(r"\b(checkpoint_every|n_checkpoints|eval_every|packing|batch_size|max_seq_length)\b", msg)
@@ -135,7 +130,7 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
     bases = served_base_models(c)
     if body.model not in bases:
         raise InvalidRequest(f"Unknown base model '{body.model}'. This server fine-tunes: {', '.join(bases)}.",
-                          param="model", code="model_not_found")
+                             param="model", code="model_not_found")
     hp = resolve_hyperparameters(body)
     job_id = "ftjob-" + secrets.token_hex(10)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
@@ -181,11 +176,8 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
 def hp_given(body: JobCreate) -> dict:
     """The hyperparameters the request set explicitly (not "auto"), by our names."""
     given: dict = {}
-    hps = [body.hyperparameters]
-    if body.method is not None:
-        hps += [body.method.supervised.hyperparameters if body.method.supervised else None,
-                body.method.dpo.hyperparameters if body.method.dpo else None]
-    for hp in hps:
+    nested = getattr(body.method, body.method.type, None) if body.method is not None else None
+    for hp in (body.hyperparameters, nested.hyperparameters if nested else None):
         if hp is not None:
             given.update({k: v for k, v in hp.model_dump(exclude_none=True).items() if v != "auto"})
     return given

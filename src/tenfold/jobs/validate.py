@@ -45,7 +45,11 @@ def tokenize_files(settings: Settings, spec: TrainingSpec) -> tuple[dict[str, An
     Raises ``FileCheckError`` when a file cannot be trained on."""
     from tenfold.models.registry import shared_tokenizer
     from tenfold.training.data import parse_jsonl
-    from tenfold.training.tokenize import DatasetStats, tokenize_dataset, tokenize_preferences
+    from tenfold.training.tokenize import (
+        DatasetStats,
+        tokenize_dataset,
+        tokenize_preferences,
+    )
 
     out: dict[str, Any] = {}
     warnings: list[dict] = []

@@ -16,7 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tenfold.models.gguf import EMBEDDED_NAME, ensure_embedded_model, ensure_embedded_tokenizer
+from tenfold.models.gguf import (
+    EMBEDDED_NAME,
+    ensure_embedded_model,
+    ensure_embedded_tokenizer,
+)
 from tenfold.models.tiny import TINY_NAME, ensure_tiny_model
 
 KNOWN_BASE_MODELS: dict[str, str] = {

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenfold.training.data import DatasetError, Example, Message, _parse_messages, _parse_object
+from tenfold.training.data import (
+    DatasetError,
+    Example,
+    Message,
+    _parse_messages,
+    _parse_object,
+)
 
 MAX_EVAL_EXAMPLES = 1000
 

@@ -19,6 +19,27 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tenfold.types.fine_tuning import (
+    BatchSize,
+    CheckpointEvery,
+    DpoBeta,
+    EvalEvery,
+    LearningRate,
+    LoraAlpha,
+    LoraDropout,
+    LoraR,
+    LrScheduler,
+    MaxSeqLength,
+    NCheckpoints,
+    NEpochs,
+    Seed,
+    Suffix,
+    TargetModules,
+    TrainOnInputs,
+    WarmupRatio,
+    WeightDecay,
+)
+
 MAX_BATCH_SIZE = 64  # what batch_size="max" may resolve to
 
 # name -> one-line help; the single source for docs and `tenfold train --help`. Defaults are TrainingSpec's.
@@ -59,27 +80,28 @@ class TrainingSpec(BaseModel):
     training_file: str  # absolute path of the JSONL on disk
     validation_file: str | None = None
     output_dir: str  # checkpoints go to <output_dir>/step-<N>, the final adapter to <output_dir>/final
-    suffix: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
+    suffix: Suffix | None = None
 
-    n_epochs: int = Field(default=3, ge=1, le=100)
-    batch_size: int | Literal["max"] = 8
-    learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
-    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    # Bounds are the wire types' (``tenfold.types.fine_tuning``), so the API states exactly these.
+    n_epochs: NEpochs = 3
+    batch_size: BatchSize | Literal["max"] = 8
+    learning_rate: LearningRate = 1e-3
+    lr_scheduler: LrScheduler = "linear"
+    warmup_ratio: WarmupRatio = 0.0
+    weight_decay: WeightDecay = 0.0
     max_grad_norm: float = Field(default=1.0, gt=0)
-    lora_r: int = Field(default=16, ge=1, le=512)
-    lora_alpha: int = Field(default=32, ge=1, le=4096)
-    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    max_seq_length: int = Field(default=1024, ge=16, le=131072)
+    lora_r: LoraR = 16
+    lora_alpha: LoraAlpha = 32
+    lora_dropout: LoraDropout = 0.0
+    target_modules: TargetModules = "all-linear"
+    max_seq_length: MaxSeqLength = 1024
     packing: bool = False
-    checkpoint_every: int = Field(default=0, ge=0)  # steps; 0 = only the final adapter
-    n_checkpoints: int = Field(default=0, ge=0, le=1000)
-    train_on_inputs: Literal["auto", True, False] = "auto"
-    seed: int = Field(default=42, ge=0, lt=2**31)
-    dpo_beta: float = Field(default=0.1, gt=0, le=10)
-    eval_every: int = Field(default=0, ge=0)
+    checkpoint_every: CheckpointEvery = 0  # steps; 0 = only the final adapter
+    n_checkpoints: NCheckpoints = 0
+    train_on_inputs: TrainOnInputs = "auto"
+    seed: Seed = 42
+    dpo_beta: DpoBeta = 0.1
+    eval_every: EvalEvery = 0
     logging_steps: int = Field(default=1, ge=1)
     # Not a hyperparameter (the math does not change): a step's examples run forward and backward in groups
     # of at most this many token positions with gradients accumulated, which bounds activation memory.
@@ -105,8 +127,6 @@ class TrainingSpec(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> TrainingSpec:
-        if isinstance(self.batch_size, int) and not 1 <= self.batch_size <= 1024:
-            raise ValueError("batch_size must be from 1 to 1024 or \"max\"")
         if self.checkpoint_every and self.n_checkpoints:
             raise ValueError("give checkpoint_every or n_checkpoints, not both")
         if self.eval_every and not self.validation_file:

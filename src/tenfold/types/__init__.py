@@ -1,7 +1,8 @@
 """Pydantic wire schemas shared by the server and the SDK, with OpenAI's field names exactly.
 
-Request bodies: ``inference`` (chat and completions) and ``fine_tuning`` (job create, evaluation, adapter
-deploy). Responses, one module per REST noun: ``common`` (errors, list pages, deletions), ``files``,
+Request bodies: ``inference`` (chat and completions), ``fine_tuning`` (job create, evaluation, adapter
+deploy, hyperparameter bounds), ``batches.BatchCreate``, ``admin`` and ``usage`` (their create/update
+bodies); ``fields`` (the request base class, metadata, describing validation errors). Responses, one module per REST noun: ``common`` (errors, list pages, deletions), ``files``,
 ``jobs``, ``adapters``, ``chat``, ``completions``, ``models``, ``batches``, ``usage``, ``admin``.
 
 Names are importable from here (``from tenfold.types import FineTuningJob``); each module is imported only
@@ -19,7 +20,7 @@ _MODULES = {
     "jobs": ("FineTuningJob", "JobStatus", "JobError", "JobMethod", "MethodDetails", "JobProgress", "JobEvent",
              "JobCheckpoint", "CheckpointMetrics", "JobMetrics", "MetricsPoint", "JobEstimate", "Evaluation",
              "EvaluationResult", "TERMINAL_JOB_STATUSES"),
-    "adapters": ("Adapter",),
+    "adapters": ("Adapter", "AdapterDeployPlan"),
     "chat": ("ChatCompletion", "ChatCompletionMessage", "Choice", "ChoiceLogprobs", "ChatCompletionTokenLogprob",
              "TopLogprob", "ChatCompletionChunk", "ChunkChoice", "ChoiceDelta"),
     "completions": ("Completion", "CompletionChoice", "CompletionLogprobs", "CompletionUsage",
@@ -28,8 +29,9 @@ _MODULES = {
     "batches": ("Batch", "BatchStatus", "BatchRequestCounts", "BatchUsage", "InputTokensDetails",
                 "OutputTokensDetails", "BatchError", "BatchErrors", "BatchOutputLine", "BatchLineResponse",
                 "BatchLineError", "TERMINAL_BATCH_STATUSES"),
-    "usage": ("UsageRecord", "UsageSummary", "UsageBucket", "UsageResult", "UsageAmounts", "SpendLimit"),
-    "admin": ("Organization", "ApiKey", "Principal", "Health"),
+    "usage": ("UsageRecord", "UsageSummary", "UsageBucket", "UsageResult", "UsageAmounts", "SpendLimit",
+              "SpendLimitUpdate"),
+    "admin": ("Organization", "ApiKey", "Principal", "Health", "OrganizationCreate", "ApiKeyCreate"),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 

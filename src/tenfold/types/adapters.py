@@ -1,8 +1,9 @@
 """The adapter deployment object of ``/v1/adapters`` (deploy, dry run, list, retrieve).
 
-Owns: ``Adapter``: what a model name (a job id) serves, a final adapter or one checkpoint, and the dry-run
-fields ``would_replace`` and ``message``. Undeploy answers ``tenfold.types.common.Deleted``. Does not own:
-the deploy body (``tenfold.types.fine_tuning.AdapterDeploy``).
+Owns: ``Adapter``: what a model name (a job id) serves, a final adapter or one checkpoint; and
+``AdapterDeployPlan``, what a dry run says a deploy would do (it creates nothing, so it carries no id).
+Undeploy answers ``tenfold.types.common.Deleted``. Does not own: the deploy body
+(``tenfold.types.fine_tuning.AdapterDeploy``).
 """
 
 from __future__ import annotations
@@ -23,13 +24,27 @@ class Adapter(ResponseModel):
     source: str = Field(description="what serves: the checkpoint, or the job id for its final adapter")
     created_at: int | None = None
     updated_at: int | None = None
-    status: Literal["deployed", "dry_run"]
+    status: Literal["deployed"] = "deployed"
     endpoint: str = Field(description="the OpenAI-compatible base URL to call it at")
     verified: bool = Field(description="a smoke generation ran after loading")
     digest: str
     replaced: str | None = Field(default=None, description="what this model name served before")
-    would_replace: str | None = Field(default=None, description="dry run only: what a deploy would replace")
-    message: str | None = Field(default=None, description="dry run only: what a deploy would do")
 
 
-__all__ = ["Adapter"]
+class AdapterDeployPlan(ResponseModel):
+    """The answer to a deploy with ``dry_run: true``: nothing was loaded or recorded."""
+
+    object: Literal["adapter.deploy_plan"] = "adapter.deploy_plan"
+    status: Literal["dry_run"] = "dry_run"
+    would_serve_as: str = Field(description="the model name a deploy would serve it under: the job id")
+    source: str = Field(description="what would serve: the checkpoint, or the job id for its final adapter")
+    checkpoint: str | None = None
+    base_model: str
+    digest: str
+    endpoint: str
+    verify: bool = Field(description="whether a deploy would run a smoke generation")
+    would_replace: str | None = Field(default=None, description="what the model name serves now, if anything")
+    message: str
+
+
+__all__ = ["Adapter", "AdapterDeployPlan"]

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from tenfold.types.common import ResponseModel
+from tenfold.types.fields import Request
 
 
 class Organization(ResponseModel):
@@ -47,3 +48,13 @@ class Health(ResponseModel):
 
 
 __all__ = ["Organization", "ApiKey", "Principal", "Health"]
+
+
+class OrganizationCreate(Request):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ApiKeyCreate(Request):
+    organization_id: str | None = Field(default=None, description="Default: the caller's organization.")
+    name: str = Field(default="", max_length=200)
+    is_admin: bool = False

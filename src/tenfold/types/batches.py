@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tenfold.types.common import ResponseModel
+from tenfold.types.fields import Metadata, Request
 
 BatchStatus = Literal["validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling",
                       "cancelled"]
@@ -105,3 +106,10 @@ class BatchOutputLine(ResponseModel):
 __all__ = ["Batch", "BatchStatus", "BatchRequestCounts", "BatchUsage", "InputTokensDetails",
            "OutputTokensDetails", "BatchError", "BatchErrors", "BatchOutputLine", "BatchLineResponse",
            "BatchLineError", "TERMINAL_BATCH_STATUSES"]
+
+
+class BatchCreate(Request):
+    input_file_id: str = Field(min_length=1, max_length=64, description="A file uploaded with purpose batch.")
+    endpoint: Literal["/v1/chat/completions", "/v1/completions"]
+    completion_window: Literal["24h"]
+    metadata: Metadata | None = None

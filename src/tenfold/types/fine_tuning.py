@@ -1,70 +1,106 @@
 """Request bodies of ``/v1/fine_tuning/jobs`` and ``/v1/adapters``.
 
 Owns: the OpenAI job-create shape (``hyperparameters``, ``method.supervised.hyperparameters`` or
-``method.dpo.hyperparameters``) plus our fields (LoRA, packing, schedule, ``from_checkpoint``, ``dry_run``).
-Bounds live in ``TrainingSpec``; resolution into one happens in ``tenfold.jobs.submit``.
+``method.dpo.hyperparameters``) plus our fields (LoRA, packing, schedule, ``from_checkpoint``, ``dry_run``),
+and the bounds of every hyperparameter as field types (``NEpochs``, ``LoraR``, …), which ``TrainingSpec``
+uses too, so a bound is written once and the OpenAPI document states it. Defaults live in ``TrainingSpec``;
+resolution into one happens in ``tenfold.jobs.submit``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from tenfold.types.fields import Metadata
+from tenfold.types.fields import Metadata, Request, hinted_pattern, schema_only
 
 Auto = Literal["auto"]
+NEpochs = Annotated[int, Field(ge=1, le=100)]
+BatchSize = Annotated[int, Field(ge=1, le=1024)]
+LearningRate = Annotated[float, Field(gt=0, le=1.0)]
+LrScheduler = Literal["linear", "cosine", "constant"]
+WarmupRatio = Annotated[float, Field(ge=0, lt=1)]
+WeightDecay = Annotated[float, Field(ge=0, le=1)]
+LoraR = Annotated[int, Field(ge=1, le=512)]
+LoraAlpha = Annotated[int, Field(ge=1, le=4096)]
+LoraDropout = Annotated[float, Field(ge=0, lt=1)]
+ModuleName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
+TargetModules = Annotated[list[ModuleName], Field(min_length=1, max_length=64)] | Literal["all-linear"]
+MaxSeqLength = Annotated[int, Field(ge=16, le=131072)]
+CheckpointEvery = Annotated[int, Field(ge=0)]
+NCheckpoints = Annotated[int, Field(ge=0, le=1000)]
+TrainOnInputs = Literal["auto", True, False]
+Seed = Annotated[int, Field(ge=0, lt=2**31)]
+DpoBeta = Annotated[float, Field(gt=0, le=10)]
+EvalEvery = Annotated[int, Field(ge=0)]
+Suffix = Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")]
+# "<job id>" (its final adapter) or "<job id>/step-<N>" (a checkpoint)
+AdapterName = Annotated[str, Field(pattern=hinted_pattern(r"^ftjob-[A-Za-z0-9]+(/step-[0-9]+)?$",
+                                                          "must be '<job id>' or '<job id>/step-<N>' (e.g. "
+                                                          "ftjob-…/step-20)"), max_length=128,
+                                   examples=["ftjob-0123abcd", "ftjob-0123abcd/step-20"])]
 
 
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    n_epochs: int | Auto | None = None
-    batch_size: int | Auto | None = None
-    learning_rate: float | Auto | None = None
-    learning_rate_multiplier: float | Auto | None = None
-    lora_r: int | Auto | None = None
-    lora_alpha: int | Auto | None = None
-    lora_dropout: float | Auto | None = None
-    checkpoint_every: int | Auto | None = None
-    warmup_ratio: float | Auto | None = None
-    max_length: int | Auto | None = None  # old name of max_seq_length
-    max_seq_length: int | Auto | None = None
-    train_on_inputs: bool | Auto | None = None
-    lr_scheduler: str | None = None
-    target_modules: list[str] | str | None = None
+class Hyperparameters(Request):
+    n_epochs: NEpochs | Auto | None = None
+    batch_size: BatchSize | Literal["max"] | Auto | None = None
+    learning_rate: LearningRate | Auto | None = None
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=1000)] | Auto | None = None
+    lora_r: LoraR | Auto | None = None
+    lora_alpha: LoraAlpha | Auto | None = None
+    lora_dropout: LoraDropout | Auto | None = None
+    checkpoint_every: CheckpointEvery | Auto | None = None
+    warmup_ratio: WarmupRatio | Auto | None = None
+    max_length: MaxSeqLength | Auto | None = None  # old name of max_seq_length
+    max_seq_length: MaxSeqLength | Auto | None = None
+    train_on_inputs: TrainOnInputs | None = None
+    lr_scheduler: LrScheduler | Auto | None = None
+    target_modules: TargetModules | Auto | None = None
     packing: bool | Auto | None = None
-    n_checkpoints: int | Auto | None = None
-    eval_every: int | Auto | None = None
-    weight_decay: float | Auto | None = None
-    beta: float | Auto | None = None  # OpenAI's name for dpo_beta
-    dpo_beta: float | Auto | None = None
+    n_checkpoints: NCheckpoints | Auto | None = None
+    eval_every: EvalEvery | Auto | None = None
+    weight_decay: WeightDecay | Auto | None = None
+    beta: DpoBeta | Auto | None = None  # OpenAI's name for dpo_beta
+    dpo_beta: DpoBeta | Auto | None = None
 
 
-class SupervisedMethod(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SupervisedMethod(Request):
     hyperparameters: Hyperparameters | None = None
 
 
-class Method(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["supervised", "dpo"] = "supervised"
+class SupervisedJobMethod(Request):
+    type: Literal["supervised"] = "supervised"
     supervised: SupervisedMethod | None = None
+
+
+class DpoJobMethod(Request):
+    type: Literal["dpo"]
     dpo: SupervisedMethod | None = None
 
 
-class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(min_length=1)
-    training_file: str = Field(min_length=1)
-    validation_file: str | None = None
-    suffix: str | None = Field(default=None, max_length=64)
-    seed: int | None = None
+def _method_type(data: Any) -> str:
+    return (data.get("type") if isinstance(data, dict) else getattr(data, "type", None)) or "supervised"
+
+
+# OpenAI's ``method``: ``{"type": "supervised", "supervised": {...}}`` or ``{"type": "dpo", "dpo": {...}}``.
+Method = Annotated[Annotated[SupervisedJobMethod, Tag("supervised")] | Annotated[DpoJobMethod, Tag("dpo")],
+                   Discriminator(_method_type)]
+
+
+class JobCreate(Request):
+    model: str = Field(min_length=1, max_length=256, description="The base model to fine-tune.")
+    training_file: str = Field(min_length=1, max_length=64)
+    validation_file: str | None = Field(default=None, min_length=1, max_length=64)
+    suffix: Suffix | None = None
+    seed: Seed | None = None
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
     metadata: Metadata | None = None  # stored and returned on the job
-    integrations: list[dict] | None = None  # refused unless empty: no integration is supported yet
+    integrations: list[dict[str, Any]] | None = schema_only(
+        "Not supported yet: must be empty or absent.", maxItems=0)
     # Continued fine-tuning: start from "<job id>" (its final adapter) or "<job id>/step-<N>".
-    from_checkpoint: str | None = Field(default=None, min_length=1)
+    from_checkpoint: AdapterName | None = None
     # Validate and estimate tokens and price, create nothing.
     dry_run: bool = False
 
@@ -76,16 +112,16 @@ class JobCreate(BaseModel):
         return self
 
 
-class EvaluationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    models: list[str] = Field(min_length=1, max_length=8, description="base model, <job id> or <job id>/step-<N>")
-    examples: list = Field(min_length=1, description="JSONL rows: messages, prompt/completion, or prompt + expected")
+class EvaluationCreate(Request):
+    models: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        min_length=1, max_length=8, description="base model, <job id> or <job id>/step-<N>")
+    examples: list[dict[str, Any]] = Field(
+        min_length=1, max_length=1000, description="JSONL rows: messages, prompt/completion, or prompt + expected")
     max_examples: int = Field(default=100, ge=1, le=1000)
     max_new_tokens: int = Field(default=32, ge=1, le=512)
 
 
-class AdapterDeploy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(min_length=1, description="<job id> or <job id>/step-<N>")
+class AdapterDeploy(Request):
+    model: AdapterName = Field(description="<job id> (its final adapter) or <job id>/step-<N> (a checkpoint)")
     dry_run: bool = False
     verify: bool = True

@@ -8,21 +8,22 @@ OpenAI fields this server cannot honour yet (tools, ``response_format`` other th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from tenfold.types.fields import Metadata
+from tenfold.types.fields import Metadata, Request, schema_only
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+TokenId = Annotated[int, Field(ge=0, description="A token id of the model's vocabulary.")]
 
 
-class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TextPart(Request):
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ChatMessage(Request):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
 
@@ -34,38 +35,46 @@ class ChatMessage(BaseModel):
         return "".join(p.text for p in self.content)
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StreamOptions(Request):
     include_usage: bool = False
 
 
-class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")  # json_schema's own fields; refused below unless type is text
-    type: Literal["text", "json_object", "json_schema"]
+class ResponseFormat(Request):
+    """Only ``{"type": "text"}`` for now (structured outputs come later)."""
+
+    type: Literal["text"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_yet(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") in ("json_object", "json_schema"):
+            raise ValueError(f"type '{data['type']}' is not supported yet; only {{\"type\": \"text\"}}. Describe "
+                             "the format in the prompt instead")
+        return data
 
 
 def _refuse(field: str, message: str) -> None:
     raise ValueError(f"{field}: {message}")
 
 
-class _SamplingFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+class _SamplingFields(Request):
+    model: str = Field(min_length=1, max_length=256, description="A base model, a job id (`ftjob-…`) or what "
+                                                                  "GET /v1/models lists.")
+    max_tokens: int | None = Field(default=None, ge=1, description="At most the model's context minus the prompt.")
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: NonEmpty | Annotated[list[NonEmpty], Field(max_length=4)] | None = None
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=16)
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     # Extensions (as in vLLM): top_k (0 or -1 = off), stop_token_ids, ignore_eos.
     top_k: int = Field(default=0, ge=-1)
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: list[TokenId] | None = None
     ignore_eos: bool = False
     stream: bool = False
-    stream_options: StreamOptions | None = None
-    logit_bias: dict[str, float] | None = None  # refused unless empty (not supported yet)
+    stream_options: StreamOptions | None = Field(default=None, description="Only with stream: true.")
+    logit_bias: dict[str, float] | None = schema_only("Not supported yet: must be empty or absent.", maxProperties=0)
     # OpenAI fields that need no behaviour from this server (fields.OPENAI_PASSTHROUGH).
     user: str | None = None
     store: bool | None = None
@@ -74,21 +83,13 @@ class _SamplingFields(BaseModel):
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
 
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
-        items = [v] if isinstance(v, str) else (v or [])
-        if len(items) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        if any(not s for s in items):
-            raise ValueError("stop sequences must be non-empty strings")
-        return v
-
     @model_validator(mode="after")
     def _unsupported(self):
         if self.logit_bias:
             _refuse("logit_bias", "not supported yet; leave it out (use stop, stop_token_ids or sampling "
                                   "parameters instead)")
+        if self.stream_options is not None and not self.stream:
+            _refuse("stream_options", "applies only with stream: true; leave it out or set stream")
         return self
 
     def stop_list(self) -> tuple[str, ...]:
@@ -99,25 +100,28 @@ class _SamplingFields(BaseModel):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    response_format: ResponseFormat | None = None  # only {"type": "text"} for now
-    tools: list[dict[str, Any]] | None = None  # refused: tool calling is not supported yet
-    tool_choice: str | dict[str, Any] | None = None  # only "none"
-    parallel_tool_calls: bool | None = None  # refused (needs tools)
+    max_completion_tokens: int | None = Field(default=None, ge=1, description="Same as max_tokens (give one, or "
+                                                                                "both equal).")
+    response_format: ResponseFormat | None = None
+    tools: list[dict[str, Any]] | None = schema_only("Not supported yet: must be empty or absent.", maxItems=0)
+    tool_choice: str | dict[str, Any] | None = schema_only("Only \"none\" (tools are not supported yet).",
+                                                           enum=["none", None])
+    parallel_tool_calls: bool | None = schema_only("Not supported yet (needs tools): must be absent.", enum=[None])
     logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, description="Only with logprobs: true.")
 
     @model_validator(mode="after")
     def _unsupported_chat(self):
-        if self.response_format is not None and self.response_format.type != "text":
-            _refuse("response_format", f"type '{self.response_format.type}' is not supported yet; only "
-                                       "{\"type\": \"text\"}. Describe the format in the prompt instead")
         if self.tools:
             _refuse("tools", "tool calling is not supported yet; send plain messages")
         if self.tool_choice is not None and self.tool_choice != "none":
             _refuse("tool_choice", "tool calling is not supported yet; only \"none\" is accepted")
         if self.parallel_tool_calls is not None:
             _refuse("parallel_tool_calls", "applies only with tools, which are not supported yet; leave it out")
+        if self.top_logprobs is not None and not self.logprobs:
+            _refuse("top_logprobs", "needs logprobs: true")
+        if None not in (self.max_tokens, self.max_completion_tokens) and self.max_tokens != self.max_completion_tokens:
+            _refuse("max_completion_tokens", "differs from max_tokens; give one of them")
         return self
 
     def logprobs_count(self) -> int | None:
@@ -128,10 +132,12 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str] | list[int]
-    echo: bool = False  # refused when true (not supported yet)
-    suffix: str | None = None  # refused (no insertion support)
-    best_of: int | None = Field(default=None, ge=1)  # refused above 1: use n
+    prompt: (NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=1)]
+             | Annotated[list[TokenId], Field(min_length=1)]) = Field(
+        description="The text, a list of exactly one text, or token ids (one prompt per request).")
+    echo: bool = schema_only("Not supported yet: must be false or absent.", default=False, enum=[False])
+    suffix: str | None = schema_only("Not supported: must be empty or absent.", maxLength=0)
+    best_of: int | None = schema_only("Not supported above 1 (use n).", minimum=1, maximum=1)
     logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @model_validator(mode="after")
@@ -140,7 +146,7 @@ class CompletionRequest(_SamplingFields):
             _refuse("echo", "returning the prompt with the completion is not supported yet; leave echo false")
         if self.suffix:
             _refuse("suffix", "insertion (text after the completion) is not supported; leave suffix out")
-        if self.best_of is not None and self.best_of > 1:
+        if self.best_of is not None and self.best_of != 1:
             _refuse("best_of", "not supported; use n to get several choices and pick on the client")
         return self
 

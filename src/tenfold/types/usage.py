@@ -8,12 +8,13 @@ Owns: ``UsageRecord`` (one ledger row per request or training job), the aggregat
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from tenfold.types.common import ResponseModel
 from tenfold.types.completions import FinishReason
+from tenfold.types.fields import Request
 
 
 class UsageRecord(ResponseModel):
@@ -89,3 +90,10 @@ class SpendLimit(ResponseModel):
 
 
 __all__ = ["UsageRecord", "UsageSummary", "UsageBucket", "UsageResult", "UsageAmounts", "SpendLimit"]
+
+
+class SpendLimitUpdate(Request):
+    monthly_spend_limit_usd: (Annotated[str, Field(pattern=r"^[0-9]{1,12}(\.[0-9]{1,6})?$")]
+                              | Annotated[int, Field(ge=0, le=10**12)] | None) = Field(
+        description="Dollars as a decimal string (\"12.50\", at most six decimal places) or an integer; null "
+                    "removes the limit.")

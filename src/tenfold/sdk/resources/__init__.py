@@ -4,7 +4,13 @@
 from tenfold.sdk.resources.admin import ApiKeys, Organizations, SpendLimits
 from tenfold.sdk.resources.batches import AsyncBatches, Batches
 from tenfold.sdk.resources.files import Files
-from tenfold.sdk.resources.fine_tuning import AsyncJobs, Checkpoints, Evaluations, FineTuning, Jobs
+from tenfold.sdk.resources.fine_tuning import (
+           AsyncJobs,
+           Checkpoints,
+           Evaluations,
+           FineTuning,
+           Jobs,
+)
 from tenfold.sdk.resources.inference import Chat, ChatCompletions, Completions
 from tenfold.sdk.resources.job_events import AsyncEventFollower, EventFollower
 from tenfold.sdk.resources.serving import Adapters, Models

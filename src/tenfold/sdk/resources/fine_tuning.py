@@ -16,7 +16,14 @@ from typing import Any
 from tenfold.sdk._request import Resource, compact, segment
 from tenfold.sdk.resources.job_events import async_wait_for_job, wait_for_job
 from tenfold.types.common import ListResponse
-from tenfold.types.jobs import Evaluation, FineTuningJob, JobCheckpoint, JobEstimate, JobEvent, JobMetrics
+from tenfold.types.jobs import (
+    Evaluation,
+    FineTuningJob,
+    JobCheckpoint,
+    JobEstimate,
+    JobEvent,
+    JobMetrics,
+)
 
 EVALUATION_MIN_TIMEOUT = 600.0  # scoring runs on the server and may take minutes
 _METHOD_TYPES = {"sft": "supervised", "supervised": "supervised", "dpo": "dpo"}

@@ -2,14 +2,14 @@
 (``/v1/adapters``: deploying adapters and checkpoints for serving).
 
 Owns: models list and retrieve; adapters create (deploy ``<job>`` or ``<job>/step-N`` under the model name
-``<job>``, with ``dry_run`` and ``verify``), list, retrieve and delete (undeploy). Does not own: where or how
+``<job>``, with ``verify``), plan (the dry run), list, retrieve and delete (undeploy). Does not own: where or how
 an adapter is loaded (the server's engine).
 """
 
 from __future__ import annotations
 
 from tenfold.sdk._request import Resource, segment
-from tenfold.types.adapters import Adapter
+from tenfold.types.adapters import Adapter, AdapterDeployPlan
 from tenfold.types.common import Deleted, ListResponse
 from tenfold.types.models import Model
 
@@ -24,13 +24,18 @@ class Models(Resource):
 
 
 class Adapters(Resource):
-    def create(self, *, model: str, dry_run: bool = False, verify: bool = True,
-               timeout_seconds: float | None = None) -> Adapter:
+    def create(self, *, model: str, verify: bool = True, timeout_seconds: float | None = None) -> Adapter:
         """Serve ``<job>`` (its final adapter) or ``<job>/step-N`` as the model ``<job>``, replacing what
-        that name served. ``dry_run`` changes nothing and says what would be replaced; ``verify`` runs a
-        smoke generation after loading. A job without a final adapter raises ``ConflictError`` listing its
-        saved steps."""
-        return self._call("POST", "/adapters", Adapter, json={"model": model, "dry_run": dry_run, "verify": verify},
+        that name served. ``verify`` runs a smoke generation after loading. A job without a final adapter
+        raises ``ConflictError`` listing its saved steps."""
+        return self._call("POST", "/adapters", Adapter, json={"model": model, "verify": verify},
+                          timeout_seconds=timeout_seconds)
+
+    def plan(self, *, model: str, verify: bool = True, timeout_seconds: float | None = None) -> AdapterDeployPlan:
+        """What ``create`` would do (the dry run): which checkpoint would serve and what it would replace;
+        changes nothing."""
+        return self._call("POST", "/adapters", AdapterDeployPlan, json={"model": model, "dry_run": True,
+                                                                        "verify": verify},
                           timeout_seconds=timeout_seconds)
 
     def list(self, *, timeout_seconds: float | None = None) -> ListResponse[Adapter]:
