@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast serve bench clean
+.PHONY: install demo test test-fast contract serve bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile src/tenfold/engine/_cpu_kernels.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,15 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# The long OpenAPI contract campaign: schemathesis with many more examples and a fresh seed each run (the
+# suite runs the same test with 10 examples and a fixed seed); the full report goes to contract.log.
+CONTRACT_EXAMPLES ?= 300
+contract: install
+	TENFOLD_CONTRACT_EXAMPLES=$(CONTRACT_EXAMPLES) TENFOLD_CONTRACT_SEED= TENFOLD_CONTRACT_LOG=$(CURDIR)/contract.log \
+		$(PY) -m pytest -q tests/contract $(PYTEST_ARGS)
+
 serve: install
 	$(VENV)/bin/tenfold serve
 
 clean:
-	rm -rf $(VENV) .demo-home .pytest_cache
+	rm -rf $(VENV) .demo-home .pytest_cache contract.log

@@ -37,7 +37,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from _common import BASE_MODEL, default_models_dir, resolve_model, table  # noqa: E402
 
 WORK = Path(os.environ.get("TENFOLD_BENCH_DIR", "/tmp/tenfold-bench"))

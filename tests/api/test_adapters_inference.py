@@ -30,8 +30,9 @@ def chat(c, model, headers=None, **kw):
 
 def test_deploy_checkpoint_then_final_headers_and_pins(server, trained):
     with server.client() as c:
-        dry = c.post("/adapters", json={"model": f"{trained}/step-2", "dry_run": True})
+        dry = c.post("/adapters/plans", json={"model": f"{trained}/step-2"})
         assert dry.status_code == 200 and dry.json()["status"] == "dry_run"
+        assert dry.json()["would_serve_as"] == trained and dry.json()["source"] == f"{trained}/step-2"
         assert c.get(f"/adapters/{trained}").status_code == 404  # the dry run changed nothing
         assert chat(c, trained).status_code == 404
 

@@ -12,7 +12,6 @@ import pytest
 import tenfold
 from tenfold.sdk import ConflictError, NotFoundError, Stream, Tenfold
 from tenfold.types import (
-    Adapter,
     AdapterDeployPlan,
     ApiKey,
     ChatCompletion,

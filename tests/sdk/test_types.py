@@ -125,7 +125,7 @@ def test_estimate_cancel_and_evaluation(http, job):
 
 def test_adapters_and_models(http, job):
     target = job["checkpoints"][0]
-    dry = roundtrip(AdapterDeployPlan, http.post("/adapters", json={"model": target, "dry_run": True}).json())
+    dry = roundtrip(AdapterDeployPlan, http.post("/adapters/plans", json={"model": target}).json())
     assert dry.status == "dry_run" and dry.message
     deployed = roundtrip(Adapter, http.post("/adapters", json={"model": target}).json())
     assert deployed.checkpoint == target
@@ -133,7 +133,7 @@ def test_adapters_and_models(http, job):
     roundtrip(ListResponse[Adapter], http.get("/adapters").json())
     roundtrip(ListResponse[Model], http.get("/models").json())
     assert roundtrip(Model, http.get(f"/models/{job['id']}").json()).checkpoint == target
-    again = roundtrip(AdapterDeployPlan, http.post("/adapters", json={"model": job["id"], "dry_run": True}).json())
+    again = roundtrip(AdapterDeployPlan, http.post("/adapters/plans", json={"model": job["id"]}).json())
     assert again.would_replace == target
     roundtrip(Deleted, http.delete(f"/adapters/{job['id']}").json())
 

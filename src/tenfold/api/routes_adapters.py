@@ -20,13 +20,18 @@ def _endpoint(request: Request) -> str:
     return ctx(request).settings.url + "/v1"
 
 
-@router.post("", response_model=Adapter | AdapterDeployPlan, response_model_exclude_unset=True,
+@router.post("", response_model=Adapter, response_model_exclude_unset=True,
              responses=errors(400, 401, 404, 409, 503))
 async def deploy(request: Request, body: AdapterDeploy, p: Principal = Depends(principal)) -> dict:
-    out = await adapters.deploy(ctx(request), p, model=body.model, dry_run=body.dry_run, verify=body.verify)
-    if isinstance(out, adapters.DryRun):
-        return adapter_plan_obj(out, endpoint=_endpoint(request))
+    out = await adapters.deploy(ctx(request), p, model=body.model, verify=body.verify)
     return adapter_obj(out.row, endpoint=_endpoint(request), replaced=out.replaced)
+
+
+@router.post("/plans", response_model=AdapterDeployPlan, responses=errors(400, 401, 404, 409))
+def plan(request: Request, body: AdapterDeploy, p: Principal = Depends(principal)) -> dict:
+    """What deploying ``model`` would do (which checkpoint would serve, what it would replace); changes nothing."""
+    return adapter_plan_obj(adapters.plan(ctx(request), p, model=body.model, verify=body.verify),
+                            endpoint=_endpoint(request))
 
 
 @router.get("", response_model=ListResponse[Adapter], response_model_exclude_unset=True, responses=errors(401))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from tenfold.accounts import NewKey
 from tenfold.billing.limits import SpendLimit
 from tenfold.billing.pricing import usd
-from tenfold.deployments.adapters import DryRun
+from tenfold.deployments.adapters import DeployPlan
 from tenfold.deployments.catalog import ModelEntry
 from tenfold.jobs.refs import checkpoint_name
 from tenfold.store.tables import (
@@ -81,7 +81,7 @@ def adapter_obj(r: AdapterDeployment, *, endpoint: str, status: str = "deployed"
             "replaced": replaced}
 
 
-def adapter_plan_obj(d: DryRun, *, endpoint: str) -> dict:
+def adapter_plan_obj(d: DeployPlan, *, endpoint: str) -> dict:
     src = d.source
     return {"object": "adapter.deploy_plan", "status": "dry_run", "would_serve_as": src.job_id, "source": src.name,
             "checkpoint": checkpoint_name(src.job_id, src.step), "base_model": src.base_model, "digest": src.digest,

@@ -1,12 +1,13 @@
 """Deploying adapters: ``<job>`` or ``<job>/step-N`` → what the model name ``<job>`` serves.
 
-Owns: the dry run, loading onto the engine (which rejects adapters that do not fit the base), the smoke
+Owns: the plan (a dry run: what a deploy would do), loading onto the engine (which rejects adapters that do not fit the base), the smoke
 generation, the deployment row, listing and undeploying. Resolving the name to a folder is
 ``tenfold.jobs.refs``. Does not own: serving requests (``tenfold.deployments.router``) or wire shapes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ class Deployed:
 
 
 @dataclass(frozen=True)
-class DryRun:
+class DeployPlan:
     source: refs.AdapterSource
     would_replace: str | None
     verify: bool
@@ -59,7 +60,8 @@ async def smoke_test(c: ServerContext, route: Route) -> None:
         raise InvalidRequest("Post-deploy smoke generation produced no tokens; nothing was deployed.")
 
 
-async def deploy(c: ServerContext, p: Principal, *, model: str, dry_run: bool, verify: bool) -> Deployed | DryRun:
+def plan(c: ServerContext, p: Principal, *, model: str, verify: bool) -> DeployPlan:
+    """What deploying ``model`` would do; loads and records nothing."""
     with c.db.session() as s:
         source = refs.resolve(s, organization_id=p.organization_id, name=model, param="model")
         current = repo.get_adapter(s, model=source.job_id, organization_id=p.organization_id)
@@ -67,8 +69,12 @@ async def deploy(c: ServerContext, p: Principal, *, model: str, dry_run: bool, v
     if source.base_model != c.settings.base_model:
         raise InvalidRequest(f"Job {source.job_id} was trained on '{source.base_model}', but this server serves "
                              f"'{c.settings.base_model}'.", param="model")
-    if dry_run:
-        return DryRun(source, previous, verify)
+    return DeployPlan(source, previous, verify)
+
+
+async def deploy(c: ServerContext, p: Principal, *, model: str, verify: bool) -> Deployed:
+    planned = await asyncio.to_thread(plan, c, p, model=model, verify=verify)  # database: off the event loop
+    source, previous = planned.source, planned.would_replace
     ref = AdapterRef(digest=source.digest, path=Path(source.path))
     route = Route(source.job_id, source.base_model, ref, refs.checkpoint_name(source.job_id, source.step))
     try:

@@ -122,6 +122,7 @@ class EvaluationCreate(Request):
 
 
 class AdapterDeploy(Request):
+    """``POST /v1/adapters`` (deploy) and ``POST /v1/adapters/plans`` (what a deploy would do)."""
+
     model: AdapterName = Field(description="<job id> (its final adapter) or <job id>/step-<N> (a checkpoint)")
-    dry_run: bool = False
     verify: bool = True

@@ -34,8 +34,7 @@ class Adapters(Resource):
     def plan(self, *, model: str, verify: bool = True, timeout_seconds: float | None = None) -> AdapterDeployPlan:
         """What ``create`` would do (the dry run): which checkpoint would serve and what it would replace;
         changes nothing."""
-        return self._call("POST", "/adapters", AdapterDeployPlan, json={"model": model, "dry_run": True,
-                                                                        "verify": verify},
+        return self._call("POST", "/adapters/plans", AdapterDeployPlan, json={"model": model, "verify": verify},
                           timeout_seconds=timeout_seconds)
 
     def list(self, *, timeout_seconds: float | None = None) -> ListResponse[Adapter]:
