@@ -196,7 +196,7 @@ def _run_engine(model_path: Path, reqs: list[tuple[list[int], Path | None]], out
             async def one(i: int, prompt: list[int], path: Path | None) -> int:
                 req = GenerationRequest(f"r{i}", prompt, SamplingParams(max_tokens=out_tokens, temperature=0,
                                                                          ignore_eos=True),
-                                        adapter=refs.get(path), cache_salt=(salts[i] if salts else "bench"))
+                                        adapter=refs.get(path), organization=(salts[i] if salts else "bench"))
                 start = time.perf_counter()
                 first = last = None
                 n = 0
@@ -395,7 +395,7 @@ def prefix_ttfts(model_path: Path, threads: int) -> tuple[list[float], list[floa
             for i, s in enumerate(suffixes):
                 for salt, bucket in ((f"miss-{i}", miss), ("shared", hit)):
                     req = GenerationRequest(f"{salt}-{i}", system + s, SamplingParams(max_tokens=1, temperature=0),
-                                            cache_salt=salt)
+                                            organization=salt)
                     start = time.perf_counter()
                     deltas = [d async for d in engine.generate(req)]
                     took = time.perf_counter() - start
@@ -486,7 +486,7 @@ def run_engine_no_preload(model_path: Path, reqs, out_tokens: int, threads: int)
             async with sem:
                 req = GenerationRequest(f"z{i}", prompt, SamplingParams(max_tokens=out_tokens, temperature=0,
                                                                          ignore_eos=True),
-                                        adapter=AdapterRef(digest_of(path), path), cache_salt="bench")
+                                        adapter=AdapterRef(digest_of(path), path), organization="bench")
                 return sum([len(d.token_ids) async for d in engine.generate(req)])
 
         try:

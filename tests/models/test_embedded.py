@@ -11,6 +11,7 @@ import pytest
 from tenfold.config import Settings
 from tenfold.engine import create_engine
 from tenfold.engine.types import GenerationRequest, SamplingParams
+from tenfold.inference.prompts import Prompter
 from tenfold.models import load_causal_lm, resolve_base_model
 
 
@@ -32,7 +33,7 @@ def test_embedded_model_converts_and_answers(tmp_path_factory):
         engine = create_engine(settings, "smollm2-135m-instruct")
         await engine.start()
         try:
-            prompt = engine.chat_prompt([{"role": "user", "content": "What is the capital of France?"}])
+            prompt = Prompter(path).chat_prompt([{"role": "user", "content": "What is the capital of France?"}])
             request = GenerationRequest("paris", prompt, SamplingParams(max_tokens=24, temperature=0))
             deltas = [d async for d in engine.generate(request)]
             return "".join(d.text for d in deltas), deltas[-1].finish_reason

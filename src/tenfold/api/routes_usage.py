@@ -19,15 +19,19 @@ from tenfold.billing import export, limits
 from tenfold.billing import usage as usage_service
 from tenfold.context import Principal
 from tenfold.types.common import ListResponse
+from tenfold.types.fields import hinted_pattern
 from tenfold.types.usage import SpendLimit, SpendLimitUpdate, UsageRecord, UsageSummary
 
 router = APIRouter(prefix="/v1")
 # Unix seconds, or an ISO 8601 date or date-time (UTC unless it carries an offset).
-TIME = (r"^([0-9]{1,11}(\.[0-9]{1,6})?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-        r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?)$")
+TIME = hinted_pattern(
+    r"^([0-9]{1,11}(\.[0-9]+)?|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?)$",
+    "must be Unix seconds or an ISO date such as 2025-01-31 (UTC)")
 TIME_HELP = "Unix seconds or an ISO 8601 date/date-time, e.g. 2026-11-01 (UTC)."
 _GROUP = "(" + "|".join(export.GROUPS) + ")"
-GROUPS = f"^{_GROUP}(,{_GROUP})*$"
+GROUPS = hinted_pattern(f"^({_GROUP}(,{_GROUP})*)?$", "must be any of " + ", ".join(export.GROUPS)
+                        + " (comma-separated or repeated)")
 
 
 @router.get("/usage", response_model=ListResponse[UsageRecord] | UsageSummary, responses=errors(400, 401))

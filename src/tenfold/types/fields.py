@@ -69,6 +69,8 @@ _TYPE_TAGS = {"int", "str", "float", "bool", "none", "list", "dict", "tuple", "f
 def field_path(loc: tuple) -> str:
     """A pydantic error location as a field path: ``hyperparameters.batch_size``, not its union member tags
     (``constrained-int``, ``literal['auto']``) or the request part (``body``, ``query``)."""
+    if len(loc) >= 2 and loc[0] in ("query", "path", "header"):
+        return str(loc[1])  # a parameter: its name (not the index of a repeated value)
     parts = []
     for x in loc:
         if isinstance(x, int):
