@@ -57,6 +57,7 @@ def server_env(home: Path, model_cache: Path, *, database_url: str | None = None
                ) -> dict:
     env = {**os.environ, "TENFOLD_HOME": str(home), "TENFOLD_BASE_MODEL": TINY, "TENFOLD_MODEL_CACHE": str(model_cache),
            "TENFOLD_TORCH_THREADS": "1", "TENFOLD_WORKER_POLL_SECONDS": "0.2", "TENFOLD_JOB_HEARTBEAT_SECONDS": "1",
+           "HF_HUB_OFFLINE": "1",  # tests never reach a hub: a Hugging Face id fails at once instead of waiting
            **(extra_env or {})}
     env.pop("TENFOLD_DATABASE_URL", None)
     if database_url:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
@@ -26,8 +26,22 @@ class Price(BaseModel):
     output_per_mtok: int = 0
     training_per_mtok: int = 0
     batch_discount_bps: int = 5000  # Batch API discount in basis points of the token cost (5000 = 50%)
-    replica_per_second: int = 0  # dedicated deployments: micro-dollars per replica-second
 
+
+class HardwarePrice(BaseModel):
+    """What one replica of a dedicated deployment costs per second on a hardware profile (micro-dollars)."""
+
+    replica_per_second: int = 0
+
+
+# Per hardware profile (dedicated deployments bill replica-seconds). A profile without a row bills at "default".
+DEFAULT_HARDWARE_PRICES: dict[str, HardwarePrice] = {
+    "default": HardwarePrice(replica_per_second=1_000),
+    "cpu": HardwarePrice(replica_per_second=28),  # about $0.10 an hour
+    "gpu.h100": HardwarePrice(replica_per_second=1_000),  # about $3.60 an hour
+    "gpu.h200": HardwarePrice(replica_per_second=1_250),
+    "gpu.a100": HardwarePrice(replica_per_second=700),
+}
 
 # Per base model. Unknown models bill at the default row.
 DEFAULT_PRICES: dict[str, Price] = {
@@ -73,6 +87,20 @@ class Settings(BaseSettings):
     lora_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     verify_max_tokens: int = 4
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # TENFOLD_PRICES may carry {"hardware": {"<profile>": {"replica_per_second": …}}} beside the model rows.
+    hardware_prices: dict[str, HardwarePrice] = Field(default_factory=lambda: dict(DEFAULT_HARDWARE_PRICES))
+    # Dedicated deployments (DESIGN §9).
+    deployment_undelete_seconds: float = 7 * 24 * 3600  # a deleted deployment can be undeleted this long
+    deployment_unavailable_wait_seconds: float = 30.0  # a request waits this long for a healthy replica
+    autoscale_up_window_seconds: float = 30.0  # traffic the scale-up signals look at
+    controller_interval_seconds: float = 1.0  # how often the controller reconciles
+    controller_lease_seconds: float = 15.0  # one controller per database holds the lease this long
+    replica_start_timeout_seconds: float = 300.0  # a replica not healthy by then failed to start
+    replica_max_start_failures: int = 3  # consecutive failed starts put the deployment in FAILED
+    replica_kv_cache_bytes: int = 256 << 20  # each replica's own KV pool and prefix cache
+    replica_torch_threads: int = 0  # 0: the same as torch_threads
+    replica_orphan_seconds: float = 600.0  # a replica no api has called for this long exits
+    billing_interval_seconds: float = 60.0  # replica-seconds are written at least this often
     batch_concurrency: int = 4  # Batch API lines in flight at once (at engine priority 1)
     batch_poll_seconds: float = 0.5
     # The batch runner starts a line only after this long without interactive requests (spare capacity).
@@ -99,6 +127,19 @@ class Settings(BaseSettings):
     @property
     def url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hardware_in_price_table(cls, data: Any) -> Any:
+        """``TENFOLD_PRICES`` is one table: its ``hardware`` key prices hardware profiles, the rest models."""
+        if isinstance(data, dict) and isinstance(data.get("prices"), dict) and "hardware" in data["prices"]:
+            prices = dict(data["prices"])
+            data = {**data, "prices": prices,
+                    "hardware_prices": {**DEFAULT_HARDWARE_PRICES, **prices.pop("hardware")}}
+        return data
+
+    def hardware_price(self, profile: str) -> HardwarePrice:
+        return self.hardware_prices.get(profile) or self.hardware_prices.get("default") or HardwarePrice()
 
     def price_for(self, base_model: str, model: str | None = None) -> Price:
         """A row for the model called (an adapter's job id) if configured, else its base model, else default."""

@@ -1,7 +1,8 @@
 """The server context every service receives, and who is asking.
 
-Owns: ``ServerContext`` (settings, database, artifact store, meter, the shared engine and the api-side
-prompt builders, plus the process's interactive ``Traffic``), ``Principal`` (organization, key, admin flag,
+Owns: ``ServerContext`` (settings, database, artifact store, meter, the shared engine, the api-side prompt
+builders by base model, the dedicated deployments' replica pools, plus the process's interactive
+``Traffic``), ``Principal`` (organization, key, admin flag,
 as authenticated by ``tenfold.accounts``) and ``Traffic``. Does not own: building the context (the
 composition root, ``tenfold.server``) or any HTTP.
 """
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from tenfold.artifacts.storage import ArtifactStore
     from tenfold.billing.meter import Meter
     from tenfold.config import Settings
+    from tenfold.deployments.pool import DeploymentRuntime
     from tenfold.engine.types import Engine
     from tenfold.inference.prompts import Prompter
     from tenfold.store.db import Database
@@ -58,3 +60,5 @@ class ServerContext:
     engine: Engine | None = None  # the shared engine of ``settings.base_model`` (None in a worker-only process)
     prompter: Prompter | None = None  # chat template and tokenizer of that base model, on the api side
     traffic: Traffic = field(default_factory=Traffic)
+    deployments: DeploymentRuntime | None = None  # pools of dedicated deployments' replicas (api processes)
+    prompters: dict[str, Prompter] = field(default_factory=dict)  # other base models' (dedicated deployments)

@@ -1,6 +1,7 @@
 """``tenfold serve``: the composition root. Bootstraps the home folder and database (migrations, the first
 start's organization and admin key), builds the server context, wires the api to the services it runs for
-the app's lifetime (the engine, the training worker, the batch runner) and runs uvicorn.
+the app's lifetime (the engine, the training worker, the batch runner, the deployment controller) and runs
+uvicorn; with ``--role engine`` it runs a replica of a dedicated deployment instead (no database).
 
 Owns: process start-up and what it prints (where it listens and, on first start only, the admin key, also
 saved to ``$TENFOLD_HOME/admin_key`` with mode 0600), and ``Runtime``: what starts and stops with the app.
@@ -11,6 +12,7 @@ the api's error rendering).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -33,6 +35,7 @@ def build_context(settings: Settings, db: Database, *, with_engine: bool = True)
     Resolving the model may convert the embedded GGUF on first use (about 20 s)."""
     from tenfold.artifacts.storage import ArtifactStore
     from tenfold.billing.meter import Meter
+    from tenfold.deployments.pool import DeploymentRuntime
 
     engine = prompter = None
     if with_engine:
@@ -43,18 +46,21 @@ def build_context(settings: Settings, db: Database, *, with_engine: bool = True)
         engine = create_engine(settings, settings.base_model)
         prompter = Prompter(resolve_base_model(settings.base_model, models_dir=settings.models_dir))
     return ServerContext(settings=settings, db=db, artifacts=ArtifactStore(settings.artifacts_dir),
-                         meter=Meter(settings, db), engine=engine, prompter=prompter)
+                         meter=Meter(settings, db), engine=engine, prompter=prompter,
+                         deployments=DeploymentRuntime(wait_seconds=settings.deployment_unavailable_wait_seconds))
 
 
 @dataclass
 class Runtime:
-    """What runs beside the api for the app's lifetime: the engine, a training worker, the batch runner."""
+    """What runs beside the api for the app's lifetime: the engine, a training worker, the batch runner and
+    the deployment controller (which acts while this process holds the controller lease)."""
 
     context: ServerContext
     run_engine: bool = True
     run_worker: bool = True
     _worker: object = field(default=None, init=False)
     _batches: object = field(default=None, init=False)
+    _controller: object = field(default=None, init=False)
 
     async def start(self) -> None:
         c = self.context
@@ -71,8 +77,16 @@ class Runtime:
 
             self._batches = BatchRunner(c, render_error=render)
             self._batches.start()
+        if c.deployments is not None:
+            from tenfold.deployments.controller import Controller
+            from tenfold.deployments.replicas import LocalProcessBackend
+
+            self._controller = Controller(c.settings, c.db, c.deployments, LocalProcessBackend(c.settings))
+            self._controller.start()
 
     async def stop(self) -> None:
+        if self._controller is not None:
+            await self._controller.stop()
         if self._batches is not None:
             await self._batches.stop()
         if self._worker is not None:
@@ -88,10 +102,14 @@ def serve(*, host: str | None = None, port: int | None = None, role: str = "all"
 
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = get_settings().model_copy(update=overrides)
-    if role not in ("all", "api", "worker"):
-        raise SystemExit(f"unknown role '{role}': use all, api or worker")
+    if role not in ("all", "api", "worker", "engine"):
+        raise SystemExit(f"unknown role '{role}': use all, api, worker or engine")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if role == "engine":
+        serve_replica(settings)
+        return
     db = Database(settings.db_url)
     secret = bootstrap(settings, db)
     out = sys.stdout
@@ -117,5 +135,26 @@ def serve(*, host: str | None = None, port: int | None = None, role: str = "all"
         f"(role: {role})", file=out, flush=True)
     # The engine thread runs Python between torch ops; a short GIL switch interval keeps the event loop (HTTP,
     # streaming) responsive while it steps (default 5 ms; each await that needs the GIL could wait that long).
+    sys.setswitchinterval(0.0005)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
+def serve_replica(settings: Settings) -> None:
+    """A replica of a dedicated deployment: the engine of ``TENFOLD_BASE_MODEL`` behind the replica protocol,
+    accepting only requests that carry ``TENFOLD_REPLICA_SECRET``. It touches no database."""
+    import uvicorn
+
+    from tenfold.engine import create_engine
+    from tenfold.replica.app import create_replica_app
+
+    secret = os.environ.get("TENFOLD_REPLICA_SECRET", "")
+    if len(secret) < 16:
+        raise SystemExit("--role engine needs TENFOLD_REPLICA_SECRET (the deployment's secret; the controller sets it)")
+    replica_id = os.environ.get("TENFOLD_REPLICA_ID", "replica")
+    orphan = float(os.environ.get("TENFOLD_REPLICA_ORPHAN_SECONDS", "600"))
+    engine = create_engine(settings, settings.base_model)
+    app = create_replica_app(engine, secret=secret, replica_id=replica_id, orphan_seconds=orphan)
+    print(f"tenfold replica {replica_id} of {settings.base_model} at http://{settings.host}:{settings.port}",
+          flush=True)
     sys.setswitchinterval(0.0005)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from tenfold.cli.main import app
 
-
 # A tiny fine-tuning set for the CLI training tests: 8 chats that teach "ANSWER: <sum>".
 TRAIN_ROWS = [
     {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},

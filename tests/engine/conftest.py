@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 import torch  # noqa: E402
 
 torch.set_num_threads(1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import torch  # noqa: E402
 
 torch.set_num_threads(1)

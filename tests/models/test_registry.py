@@ -12,8 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tenfold.models import KNOWN_BASE_MODELS, is_same_base, llama_family, load_causal_lm, load_tokenizer
-from tenfold.models import resolve_base_model
+from tenfold.models import (
+    KNOWN_BASE_MODELS,
+    is_same_base,
+    llama_family,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_base_model,
+)
 from tenfold.models.cache import build_once
 from tenfold.models.registry import UnsupportedModelError
 from tenfold.models.tiny import build_tiny_model

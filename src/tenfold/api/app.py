@@ -19,6 +19,7 @@ from tenfold.api import (
     routes_adapters,
     routes_admin,
     routes_batches,
+    routes_deployments,
     routes_files,
     routes_fine_tuning,
     routes_health,
@@ -27,6 +28,7 @@ from tenfold.api import (
     routes_usage,
 )
 from tenfold.context import ServerContext
+from tenfold.deployments.profiles import available_profiles
 from tenfold.jobs.submit import served_base_models
 from tenfold.version import __version__
 
@@ -60,8 +62,8 @@ def create_app(context: ServerContext, *, runtime: Runtime | None = None) -> Fas
     app.state.ctx = context
     app.state.ready = False
     errors.install(app)
-    contract.install(app, base_models=served_base_models(context))
+    contract.install(app, base_models=served_base_models(context), hardware_profiles=list(available_profiles()))
     for module in (routes_health, routes_admin, routes_files, routes_fine_tuning, routes_adapters, routes_inference,
-                   routes_models, routes_usage, routes_batches):
+                   routes_models, routes_usage, routes_batches, routes_deployments):
         app.include_router(module.router)
     return app

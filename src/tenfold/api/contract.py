@@ -112,14 +112,20 @@ def _strip_validation_errors(doc: dict) -> None:
         schemas.pop(name, None)
 
 
-def _state_served_models(doc: dict, base_models: list[str]) -> None:
-    """The base models a job may fine-tune are this server's: an enum in the document, not a runtime surprise."""
-    job = doc.get("components", {}).get("schemas", {}).get("JobCreate")
-    if job is not None:
-        job["properties"]["model"]["enum"] = list(base_models)
+def _state_this_server(doc: dict, base_models: list[str], hardware_profiles: list[str]) -> None:
+    """What this server offers is an enum in the document, not a runtime surprise: the base models a job may
+    fine-tune, and the hardware profiles a deployment may run on."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    if "JobCreate" in schemas:
+        schemas["JobCreate"]["properties"]["model"]["enum"] = list(base_models)
+    if "DeploymentCreate" in schemas:
+        field = schemas["DeploymentCreate"]["properties"]["hardware_profile"]
+        for option in field.get("anyOf", [field]):
+            if option.get("type") == "string":
+                option["enum"] = list(hardware_profiles)
 
 
-def install(app: FastAPI, *, base_models: list[str]) -> None:
+def install(app: FastAPI, *, base_models: list[str], hardware_profiles: list[str]) -> None:
     """Serve the OpenAPI document as described above (built once, on first request)."""
 
     def openapi() -> dict:
@@ -128,7 +134,7 @@ def install(app: FastAPI, *, base_models: list[str]) -> None:
             _strip_validation_errors(doc)
             _no_null_parameters(doc)
             _add_models(doc, STREAM_CHUNKS)
-            _state_served_models(doc, base_models)
+            _state_this_server(doc, base_models, hardware_profiles)
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -1,4 +1,5 @@
-"""``/v1/adapters``: deploy a job's final adapter or a checkpoint, list, get, undeploy."""
+"""``/v1/adapters``: deploy a job's final adapter or a checkpoint (on shared serving, or on a dedicated deployment
+as ``<job>#<deployment>``), plan a deploy, list, get, undeploy."""
 
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ def _endpoint(request: Request) -> str:
 @router.post("", response_model=Adapter, response_model_exclude_unset=True,
              responses=errors(400, 401, 404, 409, 503))
 async def deploy(request: Request, body: AdapterDeploy, p: Principal = Depends(principal)) -> dict:
-    out = await adapters.deploy(ctx(request), p, model=body.model, verify=body.verify)
+    out = await adapters.deploy(ctx(request), p, model=body.model, verify=body.verify, deployment=body.deployment)
     return adapter_obj(out.row, endpoint=_endpoint(request), replaced=out.replaced)
 
 
 @router.post("/plans", response_model=AdapterDeployPlan, responses=errors(400, 401, 404, 409))
 def plan(request: Request, body: AdapterDeploy, p: Principal = Depends(principal)) -> dict:
     """What deploying ``model`` would do (which checkpoint would serve, what it would replace); changes nothing."""
-    return adapter_plan_obj(adapters.plan(ctx(request), p, model=body.model, verify=body.verify),
+    return adapter_plan_obj(adapters.plan(ctx(request), p, model=body.model, verify=body.verify,
+                                          deployment=body.deployment),
                             endpoint=_endpoint(request))
 
 

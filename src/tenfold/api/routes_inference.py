@@ -29,6 +29,7 @@ from tenfold.types.inference import ChatCompletionRequest, CompletionRequest
 router = APIRouter(prefix="/v1")
 CHECKPOINT_HEADER = "X-Tenfold-Checkpoint"
 EXPECTED_HEADER = "x-tenfold-expected-checkpoint"
+SESSION_HEADER = "x-session-affinity"  # keeps a conversation on one replica of a deployment (else the ``user`` field)
 
 
 def _sse(payload: dict) -> str:
@@ -50,7 +51,8 @@ def _headers(call: Call) -> dict[str, str]:
 
 async def _serve(request: Request, p: Principal, kind: str, body):
     c = ctx(request)
-    call = await requests.prepare(c, p, kind, body, expected_checkpoint=request.headers.get(EXPECTED_HEADER))
+    call = await requests.prepare(c, p, kind, body, expected_checkpoint=request.headers.get(EXPECTED_HEADER),
+                                  session_key=request.headers.get(SESSION_HEADER))
     if not call.stream:
         return JSONResponse(await streams.complete(c, p, call), headers=_headers(call))
     opened = await streams.open_stream(c, p, call)

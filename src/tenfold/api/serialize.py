@@ -10,12 +10,14 @@ from __future__ import annotations
 from tenfold.accounts import NewKey
 from tenfold.billing.limits import SpendLimit
 from tenfold.billing.pricing import usd
-from tenfold.deployments.adapters import DeployPlan
+from tenfold.deployments.adapters import DeployPlan, served_name
 from tenfold.deployments.catalog import ModelEntry
+from tenfold.deployments.service import DeploymentView
 from tenfold.jobs.refs import checkpoint_name
 from tenfold.store.tables import (
     AdapterDeployment,
     Checkpoint,
+    DeploymentAdapter,
     File,
     FineTuningJob,
     JobEvent,
@@ -73,17 +75,20 @@ def checkpoint_obj(r: Checkpoint) -> dict:
             "metrics": metrics}
 
 
-def adapter_obj(r: AdapterDeployment, *, endpoint: str, status: str = "deployed", replaced: str | None = None) -> dict:
+def adapter_obj(r: AdapterDeployment | DeploymentAdapter, *, endpoint: str, status: str = "deployed",
+                replaced: str | None = None) -> dict:
     ckpt = checkpoint_name(r.job_id, r.step)
-    return {"id": r.model, "object": "adapter", "model": r.model, "base_model": r.base_model, "checkpoint": ckpt,
-            "source": ckpt or r.job_id, "created_at": _t(r.created_at), "updated_at": _t(r.updated_at),
+    deployment_id = getattr(r, "deployment_id", None)
+    name = served_name(r.model, deployment_id)
+    return {"id": name, "object": "adapter", "model": name, "deployment_id": deployment_id,
+            "base_model": r.base_model, "checkpoint": ckpt, "source": ckpt or r.job_id, "created_at": _t(r.created_at), "updated_at": _t(r.updated_at),
             "status": status, "endpoint": endpoint, "verified": r.verified, "digest": r.digest,
             "replaced": replaced}
 
 
 def adapter_plan_obj(d: DeployPlan, *, endpoint: str) -> dict:
     src = d.source
-    return {"object": "adapter.deploy_plan", "status": "dry_run", "would_serve_as": src.job_id, "source": src.name,
+    return {"object": "adapter.deploy_plan", "status": "dry_run", "would_serve_as": d.model_name, "source": src.name,
             "checkpoint": checkpoint_name(src.job_id, src.step), "base_model": src.base_model, "digest": src.digest,
             "endpoint": endpoint, "verify": d.verify, "would_replace": d.would_replace, "message": d.message}
 
@@ -112,6 +117,21 @@ def spend_limit_obj(x: SpendLimit) -> dict:
             "spent_this_month_usd": usd(x.spent_this_month_micro_usd)}
 
 
+def deployment_obj(v: DeploymentView) -> dict:
+    d = v.deployment
+    replicas = [{"id": r.id, "object": "deployment.replica", "state": r.state, "healthy": v.healthy.get(r.id, False),
+                 "pid": r.pid, "endpoint": r.endpoint, "in_flight": v.in_flight.get(r.id, 0),
+                 "adapters": v.resident.get(r.id, []), "started_at": int(r.started_at), "ready_at": _t(r.ready_at)}
+                for r in v.replicas]
+    return {"id": d.id, "object": "deployment", "display_name": d.display_name, "base_model": d.base_model,
+            "hardware_profile": d.hardware_profile, "engine": d.engine, "min_replicas": d.min_replicas,
+            "max_replicas": d.max_replicas, "target_rps": d.target_rps, "target_latency_p95_ms": d.target_latency_p95_ms,
+            "scale_down_window_s": d.scale_down_window_s, "state": d.state, "failure_reason": d.failure_reason,
+            "desired_replicas": d.desired_replicas, "replicas": replicas, "last_decision": d.last_decision,
+            "adapters": [served_name(a.model, d.id) for a in v.adapters], "created_at": int(d.created_at),
+            "updated_at": int(d.updated_at), "deleted_at": _t(d.deleted_at), "undelete_until": _t(v.undelete_until)}
+
+
 def usage_obj(r: UsageRecord) -> dict:
     return {"object": "usage.record", "id": r.id, "created_at": _t(r.created_at),
             "organization_id": r.organization_id, "api_key_id": r.api_key_id, "request_id": r.request_id,
@@ -119,7 +139,8 @@ def usage_obj(r: UsageRecord) -> dict:
             "checkpoint": r.checkpoint, "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
             "completion_tokens": r.completion_tokens, "cost_micro_usd": r.cost_micro_usd,
             "finish_reason": r.finish_reason, "usage_type": r.usage_type, "deployment_id": r.deployment_id,
-            "batch_id": r.batch_id, "discount_bps": r.discount_bps}
+            "batch_id": r.batch_id, "discount_bps": r.discount_bps, "accelerator_type": r.accelerator_type,
+            "accelerator_seconds": r.accelerator_seconds}
 
 
 def batch_obj(r, usage: tuple[int, int, int] | None = None) -> dict:

@@ -5,7 +5,8 @@ Owns: ``Meter.record``, keyed by the request id (a unique column), so a second c
 request is a no-op rather than a double charge; choosing the price row (the model called if configured,
 else its base model) and the batch discount; ``add_training_usage``, the job's row for its trained tokens,
 written in the same transaction as its move to ``succeeded``. Does not own: counting tokens
-(``tenfold.inference``) or reading the ledger (``tenfold.billing.export``).
+(``tenfold.inference``) or reading the ledger (``tenfold.billing.export``). ``add_replica_usage`` writes a
+dedicated deployment's replica-seconds (the controller decides when, from its billing watermark).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger("tenfold.billing")
 
 INTERACTIVE = "TEXT_COMPLETION_INFERENCE_USAGE"
 BATCH = "BATCH_INFERENCE_USAGE"
+DEPLOYMENT = "deployment"  # replica-seconds of a dedicated deployment
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,10 @@ class Meter:
         self.db = db
 
     def cost(self, e: UsageEntry) -> tuple[int, int]:
-        """(cost in micro-dollars, discount in basis points) for an entry."""
+        """(cost in micro-dollars, discount in basis points) for an entry. Tokens served on a dedicated
+        deployment cost nothing: the deployment bills its replica-seconds instead."""
+        if e.deployment_id is not None:
+            return 0, 0
         price = self.settings.price_for(e.base_model, e.model)
         discount = price.batch_discount_bps if e.batch_id else 0
         return inference_cost(price, prompt_tokens=e.prompt_tokens, cached_tokens=e.cached_tokens,
@@ -102,3 +107,16 @@ def add_training_usage(s: Session, settings: Settings, *, job: FineTuningJob, tr
                    endpoint="fine_tuning.jobs", model=job.id, base_model=job.model, adapter_digest=digest,
                    checkpoint=None, prompt_tokens=trained_tokens, cached_tokens=0, completion_tokens=0,
                    cost_micro_usd=cost, finish_reason=None)
+
+
+def add_replica_usage(s: Session, settings: Settings, *, organization_id: str, deployment_id: str, base_model: str,
+                      hardware_profile: str, replica_id: str, start: float, seconds: int) -> None:
+    """One usage row for ``seconds`` of one replica from ``start`` (keyed by replica and start, so the same
+    span is never written twice), at the hardware profile's ``replica_per_second``."""
+    price = settings.hardware_price(hardware_profile).replica_per_second
+    repo.add_usage(s, organization_id=organization_id, api_key_id="", request_id=f"{replica_id}@{start:.3f}",
+                   endpoint="deployments", model=deployment_id, base_model=base_model, adapter_digest=None,
+                   checkpoint=None, prompt_tokens=0, cached_tokens=0, completion_tokens=0,
+                   cost_micro_usd=seconds * price, finish_reason=None, usage_type=DEPLOYMENT,
+                   deployment_id=deployment_id, started_at=start, accelerator_type=hardware_profile,
+                   accelerator_seconds=seconds)

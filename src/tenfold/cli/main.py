@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from tenfold.cli import admin as admin_cmd
 from tenfold.cli import batches as batches_cmd
 from tenfold.cli import demo as demo_cmd
+from tenfold.cli import deployments as deployments_cmd
 from tenfold.cli import files as files_cmd
 from tenfold.cli import jobs as jobs_cmd
 from tenfold.cli import serving
@@ -59,7 +60,8 @@ JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    role: str = typer.Option("all", "--role", help="all (api + engine + worker) | api (api + engine) | worker"),
+    role: str = typer.Option("all", "--role", help="all (api + engine + worker) | api (api + engine) | worker | "
+                                              "engine (a replica of a dedicated deployment; started by the controller)"),
 ) -> None:
     """Run the tenfold server (api + engine + worker by default) in this process."""
     from tenfold.server import (
@@ -145,6 +147,7 @@ app.command("chat")(serving.chat)
 app.command("models")(models)
 app.add_typer(usage_cmd.app, name="usage")
 app.add_typer(batches_cmd.app, name="batches")
+app.add_typer(deployments_cmd.app, name="deployments")
 app.add_typer(admin_cmd.orgs_app, name="orgs")
 app.add_typer(admin_cmd.keys_app, name="keys")
 app.command("demo")(demo_cmd.demo)

@@ -37,12 +37,14 @@ def deploy(
     target: str = typer.Argument(..., help="JOB (final adapter) or JOB/step-N (a checkpoint)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would happen; change nothing."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run a short smoke generation after loading."),
+    deployment: str | None = typer.Option(None, "--deployment", "-d",
+                                          help="Serve it on this dedicated deployment (as JOB#dep-…)."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Serve a job's adapter (or one checkpoint of it) under the model name JOB."""
+    """Serve a job's adapter (or one checkpoint of it) under the model name JOB (JOB#dep-… on a deployment)."""
     api = client()
     if dry_run:
-        plan = api.adapters.plan(model=target, verify=verify)
+        plan = api.adapters.plan(model=target, verify=verify, deployment=deployment)
         if as_json:
             print_json(plan)
             return
@@ -51,7 +53,7 @@ def deploy(
         say(f"would replace: {replaces}" if replaces else "would replace: nothing (new deployment)")
         dim(f"deploy for real: tenfold deploy {target}")
         return
-    adapter = api.adapters.create(model=target, verify=verify)
+    adapter = api.adapters.create(model=target, verify=verify, deployment=deployment)
     if as_json:
         print_json(adapter)
         return

@@ -1,7 +1,8 @@
-"""Deploying adapters: ``<job>`` or ``<job>/step-N`` → what the model name ``<job>`` serves.
+"""Deploying adapters: ``<job>`` or ``<job>/step-N`` → what the model name ``<job>`` serves (shared serving), or
+what ``<job>#<deployment>`` serves on a dedicated deployment (each deployment tracks its own checkpoint).
 
-Owns: the plan (a dry run: what a deploy would do), loading onto the engine (which rejects adapters that do not fit the base), the smoke
-generation, the deployment row, listing and undeploying. Resolving the name to a folder is
+Owns: the plan (a dry run: what a deploy would do), loading onto the engine (which rejects adapters that do
+not fit the base), the smoke generation, the deployment row, listing and undeploying. Resolving the name to a folder is
 ``tenfold.jobs.refs``. Does not own: serving requests (``tenfold.deployments.router``) or wire shapes.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenfold.context import Principal, ServerContext
+from tenfold.deployments import service as deployment_service
 from tenfold.deployments.router import Route
 from tenfold.engine.types import (
     AdapterError,
@@ -23,13 +25,16 @@ from tenfold.engine.types import (
 from tenfold.errors import InvalidRequest, not_found
 from tenfold.inference.routing import engine_for, prompter_for
 from tenfold.jobs import refs
+from tenfold.store import deployment_repo as drepo
 from tenfold.store import repo
-from tenfold.store.tables import AdapterDeployment
+from tenfold.store.tables import AdapterDeployment, DeploymentAdapter
+
+Row = AdapterDeployment | DeploymentAdapter
 
 
 @dataclass(frozen=True)
 class Deployed:
-    row: AdapterDeployment
+    row: Row
     replaced: str | None  # what the model name served before ("<job>" or "<job>/step-N"), if anything
 
 
@@ -38,18 +43,35 @@ class DeployPlan:
     source: refs.AdapterSource
     would_replace: str | None
     verify: bool
+    deployment_id: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        return served_name(self.source.job_id, self.deployment_id)
 
     @property
     def message(self) -> str:
         shown = self.source.name if self.source.step is not None else self.source.job_id + " (final)"
-        return (f"Would serve {shown} as model '{self.source.job_id}'"
+        return (f"Would serve {shown} as model '{self.model_name}'"
                 + (f", replacing {self.would_replace}" if self.would_replace else "")
                 + (", then run a smoke generation." if self.verify else " (no smoke generation)."))
 
 
+def served_name(job_id: str, deployment_id: str | None) -> str:
+    """The model name an adapter is called by: ``<job>`` on shared serving, ``<job>#<deployment>`` on one."""
+    return f"{job_id}#{deployment_id}" if deployment_id else job_id
+
+
+def split_name(model: str) -> tuple[str, str | None]:
+    """``<job>#dep-…`` → (job, deployment); ``<job>`` → (job, None)."""
+    job, _, dep = model.partition("#")
+    return job, dep or None
+
+
 async def smoke_test(c: ServerContext, route: Route) -> None:
-    engine = engine_for(c, route)
-    prompt = prompter_for(c, route).chat_prompt([{"role": "user", "content": "Hello"}])
+    engine = await engine_for(c, route)
+    prompter = prompter_for(c, route, load=False) or await asyncio.to_thread(prompter_for, c, route)
+    prompt = prompter.chat_prompt([{"role": "user", "content": "Hello"}])
     req = GenerationRequest(request_id="verify-" + uuid.uuid4().hex[:8], prompt_token_ids=prompt,
                             sampling=SamplingParams(max_tokens=c.settings.verify_max_tokens, temperature=0.0),
                             adapter=route.adapter, organization="verify")
@@ -60,45 +82,74 @@ async def smoke_test(c: ServerContext, route: Route) -> None:
         raise InvalidRequest("Post-deploy smoke generation produced no tokens; nothing was deployed.")
 
 
-def plan(c: ServerContext, p: Principal, *, model: str, verify: bool) -> DeployPlan:
-    """What deploying ``model`` would do; loads and records nothing."""
+def _current(s, p: Principal, job_id: str, deployment_id: str | None) -> Row | None:
+    if deployment_id is None:
+        return repo.get_adapter(s, model=job_id, organization_id=p.organization_id)
+    return drepo.get_deployment_adapter(s, deployment_id=deployment_id, model=job_id)
+
+
+def plan(c: ServerContext, p: Principal, *, model: str, verify: bool, deployment: str | None = None) -> DeployPlan:
+    """What deploying ``model`` (on shared serving, or on ``deployment``) would do; loads and records nothing."""
+    base = c.settings.base_model
+    if deployment is not None:
+        base = deployment_service.active(c, p, deployment).base_model
     with c.db.session() as s:
         source = refs.resolve(s, organization_id=p.organization_id, name=model, param="model")
-        current = repo.get_adapter(s, model=source.job_id, organization_id=p.organization_id)
+        current = _current(s, p, source.job_id, deployment)
         previous = (refs.checkpoint_name(current.job_id, current.step) or current.job_id) if current else None
-    if source.base_model != c.settings.base_model:
-        raise InvalidRequest(f"Job {source.job_id} was trained on '{source.base_model}', but this server serves "
-                             f"'{c.settings.base_model}'.", param="model")
-    return DeployPlan(source, previous, verify)
+    if source.base_model != base:
+        where = f"deployment {deployment} serves" if deployment else "this server serves"
+        raise InvalidRequest(f"Job {source.job_id} was trained on '{source.base_model}', but {where} '{base}'. "
+                             "Deploy it where its base model is served.", param="model", code="base_model_mismatch")
+    return DeployPlan(source, previous, verify, deployment)
 
 
-async def deploy(c: ServerContext, p: Principal, *, model: str, verify: bool) -> Deployed:
-    planned = await asyncio.to_thread(plan, c, p, model=model, verify=verify)  # database: off the event loop
+async def deploy(c: ServerContext, p: Principal, *, model: str, verify: bool, deployment: str | None = None) -> Deployed:
+    planned = await asyncio.to_thread(plan, c, p, model=model, verify=verify, deployment=deployment)
     source, previous = planned.source, planned.would_replace
     ref = AdapterRef(digest=source.digest, path=Path(source.path))
-    route = Route(source.job_id, source.base_model, ref, refs.checkpoint_name(source.job_id, source.step))
+    route = Route(planned.model_name, source.base_model, ref, refs.checkpoint_name(source.job_id, source.step),
+                  deployment_id=deployment)
+    # On a deployment the adapter is checked on a healthy replica if one runs (a deployment scaled to zero is
+    # not woken: its replicas load the adapter on its first request, and it is recorded as not verified).
+    live = deployment is None or bool(c.deployments and (pool := c.deployments.pools.get(deployment))
+                                       and pool.healthy())
     try:
-        await engine_for(c, route).load_adapter(ref)
-        if verify:
-            await smoke_test(c, route)
+        if live:
+            await (await engine_for(c, route)).load_adapter(ref)
+            if verify:
+                await smoke_test(c, route)
     except AdapterError as e:
-        raise InvalidRequest(f"Adapter cannot be served on {c.settings.base_model}: {e}. Nothing was deployed.",
+        raise InvalidRequest(f"Adapter cannot be served on {source.base_model}: {e}. Nothing was deployed.",
                              param="model", code="invalid_adapter") from None
     with c.db.session() as s:
-        row = repo.upsert_adapter(s, model=source.job_id, organization_id=p.organization_id, job_id=source.job_id,
-                                  step=source.step, base_model=source.base_model, path=source.path,
-                                  digest=source.digest, verified=verify)
+        fields = dict(job_id=source.job_id, step=source.step, base_model=source.base_model, path=source.path,
+                      digest=source.digest, verified=verify and live)
+        if deployment is None:
+            row: Row = repo.upsert_adapter(s, model=source.job_id, organization_id=p.organization_id, **fields)
+        else:
+            row = drepo.upsert_deployment_adapter(s, deployment_id=deployment, organization_id=p.organization_id,
+                                                  model=source.job_id, **fields)
         return Deployed(row, previous)
 
 
-def list_adapters(c: ServerContext, p: Principal) -> list[AdapterDeployment]:
+def list_adapters(c: ServerContext, p: Principal) -> list[Row]:
     with c.db.session() as s:
-        return repo.list_adapters(s, organization_id=p.organization_id)
+        return [*repo.list_adapters(s, organization_id=p.organization_id),
+                *drepo.list_deployment_adapters(s, organization_id=p.organization_id)]
 
 
-def get(c: ServerContext, p: Principal, *, model: str) -> AdapterDeployment:
+def _find(s, p: Principal, model: str) -> Row | None:
+    job_id, deployment = split_name(model)
+    if deployment is None:
+        return repo.get_adapter(s, model=job_id, organization_id=p.organization_id)
+    row = drepo.get_deployment_adapter(s, deployment_id=deployment, model=job_id)
+    return row if row is not None and row.organization_id == p.organization_id else None
+
+
+def get(c: ServerContext, p: Principal, *, model: str) -> Row:
     with c.db.session() as s:
-        row = repo.get_adapter(s, model=model, organization_id=p.organization_id)
+        row = _find(s, p, model)
     if row is None:
         raise not_found("deployed adapter", model, hint="See `tenfold adapters` for what is deployed.")
     return row
@@ -106,7 +157,10 @@ def get(c: ServerContext, p: Principal, *, model: str) -> AdapterDeployment:
 
 def undeploy(c: ServerContext, p: Principal, *, model: str) -> None:
     with c.db.session() as s:
-        row = repo.get_adapter(s, model=model, organization_id=p.organization_id)
+        row = _find(s, p, model)
         if row is None:
             raise not_found("deployed adapter", model, hint="See `tenfold adapters` for what is deployed.")
-        repo.delete_adapter(s, row=row)
+        if isinstance(row, DeploymentAdapter):
+            drepo.delete_deployment_adapters(s, deployment_id=row.deployment_id, model=row.model)
+        else:
+            repo.delete_adapter(s, row=row)

@@ -1,7 +1,8 @@
 """Model routing: the ``model`` field of an inference request → base model, adapter and checkpoint.
 
-Owns: the addressing rules of DESIGN §2 (base model name; job id → whatever was last deployed for it)
-and the ``X-Tenfold-Expected-Checkpoint`` pin. Does not own: which engine runs a route
+Owns: the addressing rules of DESIGN §2 (base model name; job id → whatever was last deployed for it on
+shared serving; ``dep-…`` → a dedicated deployment's base model; ``<job>#dep-…`` → what the job serves on
+that deployment) and the ``X-Tenfold-Expected-Checkpoint`` pin. Does not own: which engine runs a route
 (``tenfold.inference.routing``), generation or billing.
 """
 
@@ -15,6 +16,7 @@ from tenfold.context import Principal, ServerContext
 from tenfold.engine.types import AdapterRef
 from tenfold.errors import Conflict, NotFound
 from tenfold.jobs.refs import checkpoint_name
+from tenfold.store import deployment_repo as drepo
 from tenfold.store import repo
 
 
@@ -30,10 +32,33 @@ class Route:
 _STEP = re.compile(r"^(?:(?P<job>ftjob-[A-Za-z0-9]+)/)?step-(?P<step>\d+)$")
 
 
+def _on_deployment(c: ServerContext, p: Principal, name: str) -> Route:
+    job_id, _, deployment_id = name.partition("#")
+    with c.db.session() as s:
+        dep = drepo.get_deployment(s, deployment_id=deployment_id or job_id, organization_id=p.organization_id)
+        if dep is None or dep.state in ("DELETING", "DELETED"):
+            raise NotFound(f"No deployment '{deployment_id or job_id}' is yours and active. GET /v1/deployments lists "
+                           "them.", param="model", code="deployment_not_found")
+        if dep.state == "FAILED":
+            raise Conflict(f"Deployment {dep.id} has FAILED: {dep.failure_reason} Update it (PATCH "
+                           f"/v1/deployments/{dep.id}) to try again.", param="model", code="deployment_failed")
+        if not deployment_id:
+            return Route(name, dep.base_model, None, None, deployment_id=dep.id)
+        row = drepo.get_deployment_adapter(s, deployment_id=dep.id, model=job_id)
+    if row is None:
+        raise NotFound(f"Model '{job_id}' is not deployed on {dep.id}. Deploy it there with `tenfold deploy {job_id} "
+                       f"--deployment {dep.id}` (POST /v1/adapters with \"deployment\"), then call it again.",
+                       param="model", code="model_not_deployed")
+    return Route(name, row.base_model, AdapterRef(digest=row.digest, path=Path(row.path)),
+                 checkpoint_name(row.job_id, row.step), deployment_id=dep.id)
+
+
 def resolve(c: ServerContext, p: Principal, model: str) -> Route:
     name = model.strip()
     if name == c.settings.base_model:
         return Route(name, name, None, None)
+    if name.startswith("dep-") or "#dep-" in name:
+        return _on_deployment(c, p, name)
     with c.db.session() as s:
         row = repo.get_adapter(s, model=name, organization_id=p.organization_id)
         if row is None:

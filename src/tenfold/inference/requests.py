@@ -102,13 +102,16 @@ def _max_tokens(body, prompt_len: int, max_context: int) -> int:
 
 
 async def prepare(c: ServerContext, p: Principal, kind: str, body, *, expected_checkpoint: str | None = None,
-                  request_id: str | None = None, priority: int = 0, batch_id: str | None = None) -> Call:
+                  request_id: str | None = None, priority: int = 0, batch_id: str | None = None,
+                  session_key: str | None = None) -> Call:
+    """``session_key`` (default: the body's ``user``) keeps a conversation on one replica of a deployment."""
     prompt_ids_fn = _prompt_fn(kind, body)
     await asyncio.to_thread(limits.check_spend_limit, c.db, p.organization_id)  # database: off the event loop
     route = await asyncio.to_thread(model_router.resolve, c, p, body.model)
     model_router.check_expected_checkpoint(route, expected_checkpoint)
-    engine = engine_for(c, route)
-    prompt_ids = prompt_ids_fn(prompter_for(c, route))
+    prompter = prompter_for(c, route, load=False) or await asyncio.to_thread(prompter_for, c, route)
+    prompt_ids = prompt_ids_fn(prompter)
+    engine = await engine_for(c, route, session_key=session_key or body.user)
     max_tokens = _max_tokens(body, len(prompt_ids), engine.max_context)
     rid = request_id or ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
     logprobs = body.logprobs_count()

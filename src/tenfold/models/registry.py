@@ -45,7 +45,7 @@ def _known_names() -> str:
     return ", ".join(sorted(KNOWN_BASE_MODELS))
 
 
-def _download_hf(repo_id: str, models_dir: Path) -> Path:
+def _download_hf(repo_id: str, models_dir: Path, token: str | None = None) -> Path:
     target = models_dir / "hf" / repo_id.replace("/", "--")
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
@@ -55,6 +55,7 @@ def _download_hf(repo_id: str, models_dir: Path) -> Path:
         snapshot_download(
             repo_id=repo_id,
             local_dir=str(target),
+            token=token,
             allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"],
         )
     except Exception as exc:  # network errors, gated repos, unknown ids
@@ -67,10 +68,11 @@ def _download_hf(repo_id: str, models_dir: Path) -> Path:
     return target
 
 
-def resolve_base_model(name: str, *, models_dir: Path) -> Path:
+def resolve_base_model(name: str, *, models_dir: Path, hf_token: str | None = None) -> Path:
     """Local folder (config.json, safetensors weights, tokenizer with chat template) for ``name``.
 
-    ``name`` is a known name (see ``KNOWN_BASE_MODELS``), a local folder path or a Hugging Face id.
+    ``name`` is a known name (see ``KNOWN_BASE_MODELS``), a local folder path or a Hugging Face id
+    (downloaded into ``models_dir`` once; ``hf_token`` is used for that download only, for gated models).
     """
     if not name or not name.strip():
         raise ValueError(f"empty base model name; known names: {_known_names()}")
@@ -81,14 +83,19 @@ def resolve_base_model(name: str, *, models_dir: Path) -> Path:
     if name == TINY_NAME:
         return ensure_tiny_model(models_dir)
     local = Path(name).expanduser()
-    if local.is_dir():
+    try:
+        is_dir, exists = local.is_dir(), local.exists()
+    except (OSError, ValueError) as exc:  # a name no file system takes (too long, NUL bytes)
+        raise ValueError(f"{name[:80]!r} is neither a known base model nor a usable path ({exc}); known names: "
+                         f"{_known_names()}") from None
+    if is_dir:
         if not (local / "config.json").is_file():
             raise ValueError(f"base model folder {local} has no config.json")
         return local
-    if name.startswith(("/", ".", "~")) or local.exists():
+    if name.startswith(("/", ".", "~")) or exists:
         raise ValueError(f"base model path {name!r} is not an existing folder")
     if _HF_ID.match(name):
-        return _download_hf(name, models_dir)
+        return _download_hf(name, models_dir, hf_token)
     raise ValueError(
         f"unknown base model {name!r}; known names: {_known_names()}; "
         "or pass a local folder or a Hugging Face id like 'HuggingFaceTB/SmolLM2-135M-Instruct'"

@@ -28,9 +28,11 @@ from tenfold.sdk.resources import (
     Adapters,
     ApiKeys,
     AsyncBatches,
+    AsyncDeployments,
     Batches,
     Chat,
     Completions,
+    Deployments,
     Files,
     FineTuning,
     Models,
@@ -68,6 +70,7 @@ class BaseClient:
         self.models = Models(self)
         self.adapters = Adapters(self)
         self.batches = (AsyncBatches if self.is_async else Batches)(self)
+        self.deployments = (AsyncDeployments if self.is_async else Deployments)(self)
         self.usage = Usage(self)
         self.organizations = Organizations(self)
         self.api_keys = ApiKeys(self)

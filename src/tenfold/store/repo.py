@@ -39,7 +39,7 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _page(s: Session, stmt, model, *, limit: int, after: str | None, id_col: str = "id") -> tuple[list, bool]:
+def page(s: Session, stmt, model, *, limit: int, after: str | None, id_col: str = "id") -> tuple[list, bool]:
     """Newest first by ``seq``; ``after`` is the id of the last row of the previous page."""
     if after:
         pivot = s.scalar(select(model.seq).where(getattr(model, id_col) == after))
@@ -105,7 +105,7 @@ def list_files(s: Session, *, organization_id: str, limit: int, after: str | Non
     stmt = select(File).where(File.organization_id == organization_id)
     if purpose:
         stmt = stmt.where(File.purpose == purpose)
-    return _page(s, stmt, File, limit=limit, after=after)
+    return page(s, stmt, File, limit=limit, after=after)
 
 
 def delete_file(s: Session, *, row: File) -> None:
@@ -140,7 +140,7 @@ def get_job(s: Session, *, job_id: str, organization_id: str | None) -> FineTuni
 
 def list_jobs(s: Session, *, organization_id: str, limit: int, after: str | None) -> tuple[list[FineTuningJob], bool]:
     stmt = select(FineTuningJob).where(FineTuningJob.organization_id == organization_id)
-    return _page(s, stmt, FineTuningJob, limit=limit, after=after)
+    return page(s, stmt, FineTuningJob, limit=limit, after=after)
 
 
 def next_queued_job_id(s: Session) -> str | None:
@@ -246,7 +246,7 @@ def list_events(s: Session, *, job_id: str, limit: int, after: str | None, ascen
                 ) -> tuple[list[JobEvent], bool]:
     stmt = select(JobEvent).where(JobEvent.job_id == job_id)
     if not ascending:
-        return _page(s, stmt, JobEvent, limit=limit, after=after)
+        return page(s, stmt, JobEvent, limit=limit, after=after)
     if after:
         pivot = s.scalar(select(JobEvent.seq).where(JobEvent.id == after))
         if pivot is not None:
@@ -327,7 +327,7 @@ def list_usage(s: Session, *, organization_id: str, limit: int, after: str | Non
     stmt = select(UsageRecord).where(UsageRecord.organization_id == organization_id)
     if model:
         stmt = stmt.where(UsageRecord.model == model)
-    return _page(s, stmt, UsageRecord, limit=limit, after=after)
+    return page(s, stmt, UsageRecord, limit=limit, after=after)
 
 
 def usage_exists(s: Session, *, request_id: str) -> bool:
@@ -336,7 +336,8 @@ def usage_exists(s: Session, *, request_id: str) -> bool:
 
 USAGE_COLUMNS = ("id", "request_id", "api_key_id", "endpoint", "model", "base_model", "adapter_digest", "checkpoint",
                  "deployment_id", "batch_id", "usage_type", "prompt_tokens", "cached_tokens", "completion_tokens",
-                 "cost_micro_usd", "discount_bps", "started_at", "created_at")
+                 "cost_micro_usd", "discount_bps", "started_at", "created_at", "accelerator_type",
+                 "accelerator_seconds")
 
 
 def usage_in_range(s: Session, *, organization_id: str, start: float, end: float, **filters: Any) -> list[Any]:
@@ -388,7 +389,7 @@ def get_batch(s: Session, *, batch_id: str, organization_id: str | None) -> Batc
 
 
 def list_batches(s: Session, *, organization_id: str, limit: int, after: str | None) -> tuple[list[Batch], bool]:
-    return _page(s, select(Batch).where(Batch.organization_id == organization_id), Batch, limit=limit, after=after)
+    return page(s, select(Batch).where(Batch.organization_id == organization_id), Batch, limit=limit, after=after)
 
 
 def active_batch_ids(s: Session) -> list[str]:

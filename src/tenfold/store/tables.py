@@ -169,6 +169,9 @@ class UsageRecord(Base):
     batch_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     discount_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # batch discount applied
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Added by migration 0006 (dedicated deployments): replica time, for ``usage_type`` "deployment".
+    accelerator_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    accelerator_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Batch(Base):
@@ -213,3 +216,78 @@ class BatchLine(Base):
     custom_id: Mapped[str] = mapped_column(String(512))
     status: Mapped[str] = mapped_column(String(16))  # pending | completed | failed
     result: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the output/error file line
+
+
+class Deployment(Base):
+    """A dedicated deployment: desired state (base model, hardware, replica limits, scaling targets)."""
+
+    __tablename__ = "deployments"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    base_model: Mapped[str] = mapped_column(String(256))
+    hardware_profile: Mapped[str] = mapped_column(String(64))
+    engine: Mapped[str] = mapped_column(String(32))
+    min_replicas: Mapped[int] = mapped_column(Integer)
+    max_replicas: Mapped[int] = mapped_column(Integer)
+    target_rps: Mapped[float] = mapped_column(Float)
+    target_latency_p95_ms: Mapped[float] = mapped_column(Float)
+    scale_down_window_s: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # CREATING READY UPDATING DELETING DELETED FAILED
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    secret: Mapped[str] = mapped_column(String(128))  # replicas accept only requests carrying it (never returned)
+    desired_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    last_change_at: Mapped[float] = mapped_column(Float)  # when desired_replicas last changed
+    last_decision: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    start_failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive replica starts that failed
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class DeploymentReplica(Base):
+    """One engine process of a deployment, and the watermark up to which its time was billed."""
+
+    __tablename__ = "deployment_replicas"
+    __table_args__ = (Index("ix_deployment_replicas_dep_state", "deployment_id", "state"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"))
+    state: Mapped[str] = mapped_column(String(16))  # STARTING READY STOPPING STOPPED FAILED
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    endpoint: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # last healthy answer
+    billed_until: Mapped[float] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DeploymentAdapter(Base):
+    """What a job id serves on one dedicated deployment (its final adapter or one checkpoint)."""
+
+    __tablename__ = "deployment_adapters"
+    __table_args__ = (UniqueConstraint("deployment_id", "model", name="uq_deployment_adapters_dep_model"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"), index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    model: Mapped[str] = mapped_column(String(256))  # the job id
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id"))
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    base_model: Mapped[str] = mapped_column(String(256))
+    path: Mapped[str] = mapped_column(String(1024))
+    digest: Mapped[str] = mapped_column(String(128))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Lease(Base):
+    """A named lease one process holds for a while (the deployment controller: one per database)."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -3,7 +3,8 @@
 Request bodies: ``inference`` (chat and completions), ``fine_tuning`` (job create, evaluation, adapter
 deploy, hyperparameter bounds), ``batches.BatchCreate``, ``admin`` and ``usage`` (their create/update
 bodies); ``fields`` (the request base class, metadata, describing validation errors). Responses, one module per REST noun: ``common`` (errors, list pages, deletions), ``files``,
-``jobs``, ``adapters``, ``chat``, ``completions``, ``models``, ``batches``, ``usage``, ``admin``.
+``jobs``, ``adapters``, ``chat``, ``completions``, ``models``, ``batches``, ``usage``, ``admin``,
+``deployments``.
 
 Names are importable from here (``from tenfold.types import FineTuningJob``); each module is imported only
 when one of its names is first used.
@@ -32,6 +33,8 @@ _MODULES = {
     "usage": ("UsageRecord", "UsageSummary", "UsageBucket", "UsageResult", "UsageAmounts", "SpendLimit",
               "SpendLimitUpdate"),
     "admin": ("Organization", "ApiKey", "Principal", "Health", "OrganizationCreate", "ApiKeyCreate"),
+    "deployments": ("Deployment", "DeploymentCreate", "DeploymentUpdate", "Replica", "ScalingDecision",
+                    "DeploymentState"),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 

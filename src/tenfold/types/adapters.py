@@ -16,7 +16,7 @@ from tenfold.types.common import ResponseModel
 
 
 class Adapter(ResponseModel):
-    id: str = Field(description="the model name: the job id")
+    id: str = Field(description="the model name: the job id, or <job id>#<deployment> on a dedicated deployment")
     object: Literal["adapter"] = "adapter"
     model: str
     base_model: str
@@ -29,6 +29,7 @@ class Adapter(ResponseModel):
     verified: bool = Field(description="a smoke generation ran after loading")
     digest: str
     replaced: str | None = Field(default=None, description="what this model name served before")
+    deployment_id: str | None = Field(default=None, description="the dedicated deployment; null: shared serving")
 
 
 class AdapterDeployPlan(ResponseModel):
@@ -36,7 +37,8 @@ class AdapterDeployPlan(ResponseModel):
 
     object: Literal["adapter.deploy_plan"] = "adapter.deploy_plan"
     status: Literal["dry_run"] = "dry_run"
-    would_serve_as: str = Field(description="the model name a deploy would serve it under: the job id")
+    would_serve_as: str = Field(description="the model name a deploy would serve it under: the job id (or "
+                                            "<job id>#<deployment>)")
     source: str = Field(description="what would serve: the checkpoint, or the job id for its final adapter")
     checkpoint: str | None = None
     base_model: str

@@ -125,4 +125,7 @@ class AdapterDeploy(Request):
     """``POST /v1/adapters`` (deploy) and ``POST /v1/adapters/plans`` (what a deploy would do)."""
 
     model: AdapterName = Field(description="<job id> (its final adapter) or <job id>/step-<N> (a checkpoint)")
+    deployment: str | None = Field(default=None, min_length=1, max_length=64, examples=["dep-0123abcd"],
+                                   description="A dedicated deployment to serve it on (as <job>#<deployment>); "
+                                               "default: shared serving.")
     verify: bool = True

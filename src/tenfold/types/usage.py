@@ -24,7 +24,7 @@ class UsageRecord(ResponseModel):
     organization_id: str
     api_key_id: str
     request_id: str
-    endpoint: str = Field(description="chat.completions, completions or fine_tuning.jobs")
+    endpoint: str = Field(description="chat.completions, completions, fine_tuning.jobs or deployments")
     model: str
     base_model: str
     adapter: str | None = Field(default=None, description="content digest of the adapter that served")
@@ -34,10 +34,13 @@ class UsageRecord(ResponseModel):
     completion_tokens: int
     cost_micro_usd: int
     finish_reason: FinishReason | None = None
-    usage_type: str = Field(description="e.g. TEXT_COMPLETION_INFERENCE_USAGE, BATCH_INFERENCE_USAGE")
+    usage_type: str = Field(description="TEXT_COMPLETION_INFERENCE_USAGE, BATCH_INFERENCE_USAGE, or deployment "
+                                        "(replica-seconds of a dedicated deployment)")
     deployment_id: str | None = None
     batch_id: str | None = None
     discount_bps: int = 0
+    accelerator_type: str | None = Field(default=None, description="deployment rows: the hardware profile")
+    accelerator_seconds: float | None = Field(default=None, description="deployment rows: replica-seconds billed")
 
 
 class UsageAmounts(ResponseModel):

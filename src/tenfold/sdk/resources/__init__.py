@@ -3,6 +3,7 @@
 
 from tenfold.sdk.resources.admin import ApiKeys, Organizations, SpendLimits
 from tenfold.sdk.resources.batches import AsyncBatches, Batches
+from tenfold.sdk.resources.deployments import AsyncDeployments, Deployments
 from tenfold.sdk.resources.files import Files
 from tenfold.sdk.resources.fine_tuning import (
            AsyncJobs,
@@ -18,4 +19,4 @@ from tenfold.sdk.resources.usage import Usage
 
 __all__ = ["ApiKeys", "Organizations", "SpendLimits", "AsyncBatches", "Batches", "Files", "AsyncJobs", "Checkpoints",
            "Evaluations", "FineTuning", "Jobs", "Chat", "ChatCompletions", "Completions", "AsyncEventFollower",
-           "EventFollower", "Adapters", "Models", "Usage"]
+           "EventFollower", "Adapters", "Models", "Usage", "Deployments", "AsyncDeployments"]

@@ -8,7 +8,7 @@ an adapter is loaded (the server's engine).
 
 from __future__ import annotations
 
-from tenfold.sdk._request import Resource, segment
+from tenfold.sdk._request import Resource, compact, segment
 from tenfold.types.adapters import Adapter, AdapterDeployPlan
 from tenfold.types.common import Deleted, ListResponse
 from tenfold.types.models import Model
@@ -24,18 +24,21 @@ class Models(Resource):
 
 
 class Adapters(Resource):
-    def create(self, *, model: str, verify: bool = True, timeout_seconds: float | None = None) -> Adapter:
+    def create(self, *, model: str, verify: bool = True, deployment: str | None = None,
+               timeout_seconds: float | None = None) -> Adapter:
         """Serve ``<job>`` (its final adapter) or ``<job>/step-N`` as the model ``<job>``, replacing what
-        that name served. ``verify`` runs a smoke generation after loading. A job without a final adapter
-        raises ``ConflictError`` listing its saved steps."""
-        return self._call("POST", "/adapters", Adapter, json={"model": model, "verify": verify},
-                          timeout_seconds=timeout_seconds)
+        that name served; with ``deployment="dep-…"`` on that dedicated deployment, as ``<job>#dep-…``.
+        ``verify`` runs a smoke generation after loading. A job without a final adapter raises
+        ``ConflictError`` listing its saved steps."""
+        body = compact({"model": model, "verify": verify, "deployment": deployment})
+        return self._call("POST", "/adapters", Adapter, json=body, timeout_seconds=timeout_seconds)
 
-    def plan(self, *, model: str, verify: bool = True, timeout_seconds: float | None = None) -> AdapterDeployPlan:
+    def plan(self, *, model: str, verify: bool = True, deployment: str | None = None,
+             timeout_seconds: float | None = None) -> AdapterDeployPlan:
         """What ``create`` would do (the dry run): which checkpoint would serve and what it would replace;
         changes nothing."""
-        return self._call("POST", "/adapters/plans", AdapterDeployPlan, json={"model": model, "verify": verify},
-                          timeout_seconds=timeout_seconds)
+        body = compact({"model": model, "verify": verify, "deployment": deployment})
+        return self._call("POST", "/adapters/plans", AdapterDeployPlan, json=body, timeout_seconds=timeout_seconds)
 
     def list(self, *, timeout_seconds: float | None = None) -> ListResponse[Adapter]:
         """Every adapter your organization has deployed (not paginated)."""

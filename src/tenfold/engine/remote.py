@@ -1,0 +1,160 @@
+"""An ``Engine`` in another process, reached over HTTP: a replica of a dedicated deployment.
+
+Owns: speaking the replica protocol, which is the OpenAI completions API as vLLM's server extends it, so a
+tenfold replica (``tenfold serve --role engine``) and ``vllm serve --enable-lora`` are interchangeable:
+prompts as token ids to ``POST /v1/completions`` (streamed, usage included), ``cache_salt`` for the
+prefix-cache namespace, ``priority``, adapters as LoRA names loaded with ``POST /v1/load_lora_adapter``;
+every call carries the deployment's secret as a bearer token. Turning the stream back into
+``GenerationDelta``s, and failures into engine errors: a 400 is ``EngineError``, a 429 ``EngineOverloaded``,
+a replica that cannot be reached or dies mid-request ``ReplicaUnavailable`` (retryable, never a hang).
+Does not own: choosing a replica (the deployment's router) or starting one (the replica backend).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from tenfold.engine.types import (
+    AdapterError,
+    AdapterRef,
+    EngineError,
+    EngineOverloaded,
+    GenerationDelta,
+    GenerationRequest,
+    TokenLogprob,
+)
+from tenfold.errors import Unavailable
+
+
+class ReplicaUnavailable(Unavailable):
+    """The replica could not be reached or stopped answering; the request may be retried."""
+
+    default_code = "replica_unavailable"
+
+
+class RemoteEngine:
+    """One replica at ``endpoint`` (``http://host:port``) serving ``base_model``."""
+
+    def __init__(self, endpoint: str, base_model: str, *, secret: str, max_context: int,
+                 client: httpx.AsyncClient | None = None, retry_after: float = 1.0) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.base_model = base_model
+        self.max_context = max_context
+        self.retry_after = retry_after
+        self._headers = {"Authorization": f"Bearer {secret}"}
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+
+    @staticmethod
+    def adapter_name(adapter: AdapterRef) -> str:
+        """The LoRA name a replica knows an adapter by: its content digest."""
+        return adapter.digest
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self._client.aclose()
+
+    def _gone(self, exc: Exception) -> ReplicaUnavailable:
+        return ReplicaUnavailable(f"The replica at {self.endpoint} is unavailable ({type(exc).__name__}); retry the "
+                                  "request, another replica or a restarted one will take it.",
+                                  retry_after=self.retry_after)
+
+    async def load_adapter(self, adapter: AdapterRef) -> None:
+        try:
+            r = await self._client.post(self.endpoint + "/v1/load_lora_adapter", headers=self._headers,
+                                         json={"lora_name": self.adapter_name(adapter), "lora_path": str(adapter.path)})
+        except httpx.TransportError as exc:
+            raise self._gone(exc) from None
+        if r.status_code >= 400:
+            raise AdapterError(_message(r))
+
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+        s = request.sampling
+        body: dict[str, Any] = {
+            "model": self.adapter_name(request.adapter) if request.adapter else self.base_model,
+            "prompt": list(request.prompt_token_ids), "max_tokens": s.max_tokens, "temperature": s.temperature,
+            "top_p": s.top_p, "top_k": s.top_k, "seed": s.seed, "stop": list(s.stop) or None,
+            "stop_token_ids": list(s.stop_token_ids) or None, "ignore_eos": s.ignore_eos,
+            "presence_penalty": s.presence_penalty, "frequency_penalty": s.frequency_penalty,
+            "logprobs": s.logprobs, "stream": True, "stream_options": {"include_usage": True},
+            "cache_salt": request.organization or None, "priority": request.priority,
+        }
+        return {k: v for k, v in body.items() if v is not None}
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        if len(request.prompt_token_ids) + request.sampling.max_tokens > self.max_context:
+            raise EngineError(f"this model's maximum context length is {self.max_context} tokens, but the request "
+                              f"needs {len(request.prompt_token_ids) + request.sampling.max_tokens}")
+        return self._stream(request)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        finish: str | None = None
+        try:
+            async with self._client.stream("POST", self.endpoint + "/v1/completions", headers=self._headers,
+                                           json=self._body(request)) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                    raise _error(r)
+                async for payload in _sse(r):
+                    usage = payload.get("usage")
+                    for choice in payload.get("choices") or []:
+                        finish = choice.get("finish_reason") or finish
+                        text, lps = choice.get("text") or "", _logprobs(choice.get("logprobs"))
+                        if text or lps:
+                            yield GenerationDelta(text=text, logprobs=lps)
+                    if usage:
+                        details = usage.get("prompt_tokens_details") or {}
+                        yield GenerationDelta(finish_reason=finish or "stop", prompt_tokens=usage["prompt_tokens"],
+                                              cached_tokens=details.get("cached_tokens") or 0,
+                                              completion_tokens=usage["completion_tokens"])
+                        return
+        except httpx.TransportError as exc:
+            raise self._gone(exc) from None
+        raise ReplicaUnavailable(f"The replica at {self.endpoint} ended the stream without finishing it; retry the "
+                                 "request.", retry_after=self.retry_after)
+
+
+async def _sse(response: httpx.Response) -> AsyncIterator[dict]:
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        payload = json.loads(data)
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            raise EngineError(str(payload["error"].get("message") or "the replica failed this request"))
+        yield payload
+
+
+def _logprobs(lp: dict | None) -> list[TokenLogprob] | None:
+    """Legacy completions logprobs → entries (token text; ids are the replica's and not needed here)."""
+    if not lp or not lp.get("tokens"):
+        return None
+    out = []
+    for i, token in enumerate(lp["tokens"]):
+        tops = (lp.get("top_logprobs") or [None] * len(lp["tokens"]))[i] or {}
+        out.append(TokenLogprob(token_id=-1, logprob=float(lp["token_logprobs"][i]),
+                                top=tuple((-1, float(v)) for v in tops.values()), text=token,
+                                top_text=tuple(tops.keys())))
+    return out
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        return str(r.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return r.text[:500] or f"HTTP {r.status_code}"
+
+
+def _error(r: httpx.Response) -> Exception:
+    if r.status_code == 429:
+        return EngineOverloaded(_message(r), retry_after=float(r.headers.get("retry-after") or 1))
+    if r.status_code in (400, 404, 413, 422):
+        return EngineError(_message(r))
+    return ReplicaUnavailable(f"The replica answered {r.status_code}: {_message(r)}", retry_after=1.0)
