@@ -77,6 +77,9 @@ def test_scale_to_zero_after_the_window_and_wake_on_a_request():
     assert woken == [(3.0, 1, "a request arrived while scaled to zero")]
     idle = run(t0, Window(), until=100, current=0)
     assert idle == []
+    # woken and still waiting for its replica: never scaled back down before one is ready
+    waiting = [decide(t0, Window(), current=1, now=now, last_change=0.0, waking=True) for now in (10.0, 100.0)]
+    assert all(d.replicas == 1 and not d.changed and "waiting" in d.reason for d in waiting)
 
 
 def test_limits_are_respected():

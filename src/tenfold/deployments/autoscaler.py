@@ -9,7 +9,7 @@ samples of the last minutes), ``decide`` and its ``Decision`` (the replica count
 - down only after the traffic has stayed below what one replica fewer could take for the whole
   ``scale_down_window`` since the last change, one step at a time (never flapping inside the window);
 - to zero when ``min_replicas`` is 0 and no request arrived during ``scale_down_window``; from zero when a
-  request arrives (the router wakes the deployment);
+  request arrives (the router wakes the deployment), holding until a replica is ready;
 - always within ``[min_replicas, max_replicas]``.
 Does not own: collecting the window (the router), acting on the decision (the controller).
 """
@@ -71,7 +71,8 @@ def _clamp(n: int, t: Targets) -> int:
 def decide(t: Targets, w: Window, *, current: int, now: float, last_change: float,
            waking: bool = False) -> Decision:
     """The replica count for the deployment now, given ``current`` replicas (desired so far) and when that
-    count last changed. ``waking``: a request is waiting on a deployment at zero."""
+    count last changed. ``waking``: a request found no replica and waits for one (no scaling down until one
+    is ready)."""
 
     def keep(reason: str) -> Decision:
         return Decision(current, reason, False)
@@ -96,6 +97,8 @@ def decide(t: Targets, w: Window, *, current: int, now: float, last_change: floa
     if p95 is not None and p95 > t.target_latency_p95_ms and current < t.max_replicas:
         return to(_clamp(current + 1, t), f"p95 time to first token {p95:.0f} ms over the last {t.up_window:g} s "
                                           f"exceeds the target of {t.target_latency_p95_ms:g} ms")
+    if waking:
+        return keep(f"holding {current}: requests are waiting for a replica to be ready")
     calm_for = now - last_change
     if calm_for < t.scale_down_window:
         return keep(f"holding {current}: last change {calm_for:.0f} s ago, within the {t.scale_down_window:g} s "

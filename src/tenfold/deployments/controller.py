@@ -180,13 +180,16 @@ class Controller:
             updates: dict = {"last_seen_at": now}
             if row.state == "STARTING":
                 updates.update(state="READY", ready_at=now)
-                cold = now - (pool.wake_at if pool.wake_at else row.started_at)
+                woken = pool.wake_at is not None
+                cold = now - (pool.wake_at if woken else row.started_at)
                 pool.cold_start_s, pool.waking, pool.wake_at = max(1.0, cold), False, None
                 metrics.COLD_STARTS.labels(dep.id).inc()
                 metrics.COLD_START_SECONDS.labels(dep.id).observe(cold)
                 log.info("deployment %s: replica %s is ready after %.1f s", dep.id, row.id, cold)
+                # Woken from zero: the stabilisation window runs from now, so the clients told to retry find it.
+                values = {"start_failures": 0, **({"last_change_at": now} if woken else {})}
                 await asyncio.to_thread(self._in_session, lambda s: drepo.update_deployment(
-                    s, deployment_id=dep.id, start_failures=0))
+                    s, deployment_id=dep.id, **values))
                 pool.changed.set()
             await asyncio.to_thread(self._in_session, lambda s: drepo.update_replica(s, replica_id=row.id, **updates))
             return

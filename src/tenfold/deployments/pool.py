@@ -140,6 +140,7 @@ class DeploymentRuntime:
         if pool is None or (pool.live == 0 and not pool.healthy()):
             if pool is not None:
                 pool.waking, pool.wake_at = True, pool.wake_at or time.time()
+                pool.window.arrivals.append(time.time())  # it wanted capacity: traffic for the autoscaler
             self.kick.set()
             retry = max(1, round(pool.cold_start_s if pool is not None else 10.0))
             raise Unavailable(f"Deployment {deployment_id} is scaled to zero; a replica is starting. Retry after "

@@ -149,10 +149,10 @@ def delete(c: ServerContext, p: Principal, deployment_id: str, *, force: bool) -
         dep = _owned(s, c, p, deployment_id)
         attached = drepo.list_deployment_adapters(s, deployment_id=dep.id)
         if attached and not force:
-            names = ", ".join(a.model for a in attached)
-            raise Conflict(f"Deployment {dep.id} serves adapters ({names}). Detach them (`tenfold undeploy "
-                           f"<job>#{dep.id}`) or delete with force=true (`tenfold deployments delete {dep.id} "
-                           "--force`), which detaches them.", code="deployment_has_adapters")
+            names = ", ".join(f"{a.model}#{dep.id}" for a in attached)
+            raise Conflict(f"Deployment {dep.id} serves adapters: {names}. Detach them (`tenfold undeploy "
+                           f"{attached[0].model}#{dep.id}`) or delete with force=true (`tenfold deployments delete "
+                           f"{dep.id} --force`), which detaches them.", code="deployment_has_adapters")
         drepo.delete_deployment_adapters(s, deployment_id=dep.id)
         drepo.update_deployment(s, deployment_id=dep.id, state="DELETING", deleted_at=time.time(), desired_replicas=0,
                                 last_change_at=time.time())
