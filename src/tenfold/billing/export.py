@@ -109,7 +109,8 @@ def to_csv(rows: list, *, account: str, parameter_counts: dict[str, int] | None 
     counts = parameter_counts or {}
     for r in rows:
         w.writerow([account, _stamp(r.started_at if r.started_at is not None else r.created_at), _stamp(r.created_at),
-                    r.usage_type, r.accelerator_type or "", _seconds(r.accelerator_seconds), r.base_model, r.model,
+                    r.usage_type, getattr(r, "accelerator_type", None) or "",
+                    _seconds(getattr(r, "accelerator_seconds", None)), r.base_model, r.model,
                     counts.get(r.base_model, ""), r.prompt_tokens,
                     r.completion_tokens, r.cached_tokens, usd(r.cost_micro_usd)])
     return buf.getvalue()
