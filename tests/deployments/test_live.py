@@ -316,6 +316,41 @@ def test_delete_undelete_and_billing(live, c, dep):
     assert ",deployment,cpu," in csv
 
 
+def test_the_cli_and_the_sdk_drive_deployments(live, c, job, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from tenfold import Tenfold
+    from tenfold.cli.main import app
+    from tenfold.types.deployments import Deployment
+
+    server = live["server"]
+    env = {"TENFOLD_BASE_URL": server.base_url, "TENFOLD_API_KEY": server.api_key,
+           "TENFOLD_CONFIG_DIR": str(tmp_path / "config"), "COLUMNS": "200"}
+    run = lambda *args: CliRunner().invoke(app, list(args), env=env)  # noqa: E731
+    out = run("deployments", "create", TINY, "-g", "cpu", "--min-replicas", "1", "--max-replicas", "1",
+              "--target-rps", "5", "--stabilisation", "60", "--display-name", "from-cli", "-w")
+    assert out.exit_code == 0, out.output
+    assert "cold start:" in out.output and "READY" in out.output and "from-cli" in out.output
+    dep_id = next(w for w in out.output.split() if w.startswith("dep-"))
+    assert dep_id in run("deployments", "list").output
+    assert "rep-" in run("deployments", "get", dep_id).output
+    assert run("deploy", job, "--deployment", dep_id).exit_code == 0
+    chat_out = run("chat", f"{job}#{dep_id}", "-m", "Hello")
+    assert chat_out.exit_code == 0, chat_out.output
+    with Tenfold(base_url=server.base_url, api_key=server.api_key) as client:
+        d = client.deployments.update(dep_id, max_replicas=2, target_rps=50)
+        assert isinstance(d, Deployment) and d.max_replicas == 2 and d.target_rps == 50
+        assert dep_id in [x.id for x in client.deployments.list().data]
+        reply = client.chat.completions.create(model=dep_id, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+        assert reply.usage.completion_tokens == 2
+        bad = run("deployments", "delete", dep_id)
+        assert bad.exit_code != 0 and "--force" in bad.output
+        gone = client.deployments.delete(dep_id, force=True)
+        assert gone.state in ("DELETING", "DELETED") and gone.adapters == []
+        assert client.deployments.undelete(dep_id).state in ("CREATING", "READY")
+        assert client.deployments.delete(dep_id).state in ("DELETING", "DELETED")
+
+
 def _billed(c: httpx.Client, dep_id: str) -> list[dict]:
     out, after = [], None
     while True:
