@@ -67,10 +67,11 @@ def first_token(client: httpx.Client, url: str, body: dict, headers: dict | None
     with client.stream("POST", url, json=body, headers=headers) as r:
         if r.status_code != 200:
             raise RuntimeError(f"{r.status_code}: {r.read()[:300]!r}")
-        for line in r.iter_lines():
+        lines = r.iter_lines()
+        for line in lines:
             if line.startswith("data: {") and json.loads(line[6:]).get("choices"):
                 first = time.perf_counter() - t0
-                for _ in r.iter_lines():
+                for _ in lines:  # drain
                     pass
                 return first
     raise RuntimeError("no token")
