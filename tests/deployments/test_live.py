@@ -351,6 +351,25 @@ def test_the_cli_and_the_sdk_drive_deployments(live, c, job, monkeypatch, tmp_pa
         assert client.deployments.delete(dep_id).state in ("DELETING", "DELETED")
 
 
+def test_a_spend_limit_holds_the_deployment_at_its_minimum(live, c):
+    server = live["server"]
+    key = new_org_key(server, "limited")
+    with server.client(key) as o:
+        org = o.get("/me").json()["organization_id"]
+        d = o.post("/deployments", json={"base_model": TINY, "min_replicas": 0, "max_replicas": 1,
+                                         "scale_down_window_s": 600}).json()
+        assert chat(o, d["id"]).status_code == 503  # wakes it
+        wait_for("a replica", lambda: healthy(o, d["id"]), timeout=180)
+        wait_for("replica-seconds billed", lambda: _billed(o, d["id"]))
+        assert c.put(f"/organizations/{org}/spend_limit", json={"monthly_spend_limit_usd": "0.000001"}).status_code == 200
+        r = chat(o, d["id"])
+        assert r.status_code == 429 and r.json()["error"]["code"] == "spend_limit_exceeded"
+        held = wait_for("held at min_replicas (0)", lambda: (x := get(o, d["id"]))["replicas"] == [] and x, timeout=60)
+        assert "spend limit" in held["last_decision"]["reason"]  # despite the 600 s window
+        assert c.put(f"/organizations/{org}/spend_limit", json={"monthly_spend_limit_usd": None}).status_code == 200
+        assert o.delete(f"/deployments/{d['id']}").status_code == 200
+
+
 def _billed(c: httpx.Client, dep_id: str) -> list[dict]:
     out, after = [], None
     while True:
