@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,26 +26,13 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BASE_MODEL, default_models_dir, resolve_model, table  # noqa: E402
+from _common import BASE_MODEL, default_models_dir, resolve_model, start_server, table  # noqa: E402
 
 QUESTIONS = ["Why is the sky blue?", "How do bicycles work?", "Why does bread rise?", "How do planes fly?"]
 
 
 def start(home: Path, models: Path, threads: int, port: int) -> subprocess.Popen:
-    env = {**os.environ, "TENFOLD_HOME": str(home), "TENFOLD_BASE_MODEL": BASE_MODEL,
-           "TENFOLD_MODEL_CACHE": str(models), "TENFOLD_TORCH_THREADS": str(threads)}
-    env.pop("TENFOLD_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "tenfold.cli.main", "serve", "--port", str(port)], env=env,
-                            stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("status") == "ok":
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit((home / "server.log").read_text())
+    return start_server(home, models, threads, port, timeout=180)
 
 
 def ttft(c: httpx.Client, question: str) -> float:

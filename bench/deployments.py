@@ -29,27 +29,15 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BASE_MODEL, default_models_dir, resolve_model, table  # noqa: E402
+from _common import BASE_MODEL, default_models_dir, resolve_model, start_server, table  # noqa: E402
 
 TINY = "tiny-random-llama"
 
 
 def start(home: Path, models: Path, threads: int, port: int) -> subprocess.Popen:
-    env = {**os.environ, "TENFOLD_HOME": str(home), "TENFOLD_BASE_MODEL": BASE_MODEL, "TENFOLD_MODEL_CACHE": str(models),
-           "TENFOLD_TORCH_THREADS": str(threads), "TENFOLD_REPLICA_TORCH_THREADS": str(threads),
-           "TENFOLD_CONTROLLER_INTERVAL_SECONDS": "0.2", "TENFOLD_AUTOSCALE_UP_WINDOW_SECONDS": "5"}
-    env.pop("TENFOLD_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "tenfold.cli.main", "serve", "--port", str(port), "--role", "api"],
-                            env=env, stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("status") == "ok":
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit((home / "server.log").read_text())
+    return start_server(home, models, threads, port, role="api", env={
+        "TENFOLD_REPLICA_TORCH_THREADS": str(threads), "TENFOLD_CONTROLLER_INTERVAL_SECONDS": "0.2",
+        "TENFOLD_AUTOSCALE_UP_WINDOW_SECONDS": "5"})
 
 
 def wait_healthy(c: httpx.Client, dep_id: str, n: int = 1, timeout: float = 600) -> dict:
