@@ -56,6 +56,12 @@ def text_body(media_type: str, description: str) -> dict[int | str, dict[str, An
     return {200: {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}}
 
 
+def binary_body(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """A 200 whose body is bytes of ``media_type`` (an archive)."""
+    return {200: {"description": description,
+                  "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}}
+
+
 def sse_or_json(description: str, chunk: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     """A 200 that is the JSON response model, or with ``stream: true`` server-sent events, each a ``chunk``
     as JSON (an error object if the request fails mid-stream), then ``[DONE]``."""

@@ -1,19 +1,21 @@
-"""``/v1/fine_tuning/jobs``: create (or ``dry_run`` estimate), list, get, cancel, resume, events, metrics,
-checkpoints (OpenAI job shape); ``/v1/fine_tuning/evaluations``: loss and exact match of the base model and
-adapters or checkpoints side by side."""
+"""``/v1/fine_tuning/jobs``: create (or ``dry_run`` estimate), list, get, cancel, resume, delete, events, metrics,
+checkpoints (OpenAI job shape), content (the weights as a streamed ``.tar.zst``); ``/v1/fine_tuning/evaluations``:
+loss and exact match of the base model and adapters or checkpoints side by side."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 
-from tenfold.api.contract import errors
+from tenfold.api.contract import binary_body, errors
 from tenfold.api.deps import PageParams, ctx, list_body, page_params, principal
 from tenfold.api.serialize import checkpoint_obj, event_obj, job_obj
+from tenfold.artifacts.archive import stream_tar_zst
 from tenfold.context import Principal
-from tenfold.jobs import evaluations, service, submit
-from tenfold.types.common import ListResponse
+from tenfold.jobs import evaluations, service, submit, weights
+from tenfold.types.common import Deleted, ListResponse
 from tenfold.types.fine_tuning import EvaluationCreate, JobCreate
 from tenfold.types.jobs import (
     Evaluation,
@@ -46,6 +48,29 @@ def list_jobs(request: Request, page: PageParams = Depends(page_params), p: Prin
 @router.get("/jobs/{job_id}", response_model=FineTuningJob, responses=errors(401, 404))
 def get_job(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
     return _job(service.get(ctx(request), p, job_id))
+
+
+@router.delete("/jobs/{job_id}", response_model=Deleted, responses=errors(401, 404, 409))
+def delete(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
+    """Delete an ended job that serves nowhere: its checkpoints and files go, its usage rows stay."""
+    service.delete(ctx(request), p, job_id)
+    return {"id": job_id, "object": "fine_tuning.job", "deleted": True}
+
+
+@router.get("/jobs/{job_id}/content", response_class=StreamingResponse,
+            responses={**binary_body("application/zstd", "A .tar.zst archive of the weights: a PEFT adapter folder, "
+                                                          "or with checkpoint_type=merged a full model folder."),
+                       **errors(400, 401, 404, 409)})
+def content(request: Request, job_id: str,
+            checkpoint_step: int | None = Query(None, ge=0, description="A saved step (default: the final adapter, "
+                                                                       "else the newest checkpoint)."),
+            checkpoint_type: Literal["default", "merged", "adapter"] = Query(
+                "default", description="adapter (the PEFT folder; what default means for LoRA jobs) or merged "
+                                       "(the base model with the adapter merged in)."),
+            p: Principal = Depends(principal)) -> StreamingResponse:
+    d = weights.download(ctx(request), p, job_id, checkpoint_step=checkpoint_step, checkpoint_type=checkpoint_type)
+    return StreamingResponse(stream_tar_zst(d.files, root=d.name), media_type="application/zstd",
+                             headers={"Content-Disposition": f'attachment; filename="{d.name}.tar.zst"'})
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=FineTuningJob, responses=errors(401, 404))

@@ -20,6 +20,7 @@ from tenfold.cli import files as files_cmd
 from tenfold.cli import jobs as jobs_cmd
 from tenfold.cli import serving
 from tenfold.cli import usage as usage_cmd
+from tenfold.cli import weights as weights_cmd
 from tenfold.cli.output import (
     CliError,
     client,
@@ -139,6 +140,8 @@ app.add_typer(files_cmd.app, name="files")
 app.command("train")(jobs_cmd.train)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.command("checkpoints")(jobs_cmd.checkpoints)
+app.command("download")(weights_cmd.download)
+jobs_cmd.app.command("delete")(weights_cmd.delete_job)
 app.command("eval")(jobs_cmd.evaluate)
 app.command("deploy")(serving.deploy)
 app.command("adapters")(serving.adapters)

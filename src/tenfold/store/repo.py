@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tenfold.store.tables import (
@@ -136,6 +136,19 @@ def get_job(s: Session, *, job_id: str, organization_id: str | None) -> FineTuni
     if organization_id is not None:
         stmt = stmt.where(FineTuningJob.organization_id == organization_id)
     return s.scalar(stmt)
+
+
+def active_jobs(s: Session, *, organization_id: str) -> list[FineTuningJob]:
+    return list(s.scalars(select(FineTuningJob).where(
+        FineTuningJob.organization_id == organization_id,
+        FineTuningJob.status.in_(("validating_files", "queued", "running")))))
+
+
+def delete_job(s: Session, *, job_id: str) -> None:
+    """The job and its events and checkpoints (its usage rows stay: the ledger keeps every charge)."""
+    s.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+    s.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
+    s.execute(delete(FineTuningJob).where(FineTuningJob.id == job_id))
 
 
 def list_jobs(s: Session, *, organization_id: str, limit: int, after: str | None) -> tuple[list[FineTuningJob], bool]:

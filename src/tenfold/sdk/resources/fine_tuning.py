@@ -11,11 +11,13 @@ by side). Does not own: running training (the server's workers) or the polling l
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from tenfold.sdk._request import Resource, compact, segment
+from tenfold.sdk.resources import downloads
 from tenfold.sdk.resources.job_events import async_wait_for_job, wait_for_job
-from tenfold.types.common import ListResponse
+from tenfold.types.common import Deleted, ListResponse
 from tenfold.types.jobs import (
     Evaluation,
     FineTuningJob,
@@ -93,6 +95,20 @@ class Jobs(Resource):
         return self._call("GET", "/fine_tuning/jobs", ListResponse[FineTuningJob],
                           params={"limit": limit, "after": after}, timeout_seconds=timeout_seconds)
 
+    def delete(self, job_id: str, *, timeout_seconds: float | None = None) -> Deleted:
+        """Delete an ended job that serves nowhere (its checkpoints and files go; its usage rows stay)."""
+        return self._call("DELETE", _path(job_id), Deleted, timeout_seconds=timeout_seconds)
+
+    def download(self, job_id: str, *, output: str | Path | None = None, checkpoint_step: int | None = None,
+                 checkpoint_type: str = "default", on_progress: Callable[[int], None] | None = None,
+                 timeout_seconds: float | None = None) -> Path:
+        """The job's weights as a ``.tar.zst`` at ``output`` (a file, or a folder for the server's file name):
+        the final adapter, else the newest checkpoint, or ``checkpoint_step``; ``checkpoint_type`` ``adapter``
+        (``default``) or ``merged``. ``on_progress`` gets the bytes written so far. Returns the path."""
+        return downloads.download(self, job_id, output=output, checkpoint_step=checkpoint_step,
+                                  checkpoint_type=checkpoint_type, on_progress=on_progress,
+                                  timeout_seconds=timeout_seconds if timeout_seconds is not None else 3600.0)
+
     def cancel(self, job_id: str, *, timeout_seconds: float | None = None) -> FineTuningJob:
         """Stop a job that has not ended; its saved checkpoints stay deployable."""
         return self._call("POST", _path(job_id, "/cancel"), FineTuningJob, timeout_seconds=timeout_seconds)
@@ -127,6 +143,14 @@ class Jobs(Resource):
 
 class AsyncJobs(Jobs):
     """``Jobs`` for ``AsyncTenfold``: the same verbs (awaited); ``wait`` polls with ``asyncio.sleep``."""
+
+    async def download(self, job_id: str, *, output: str | Path | None = None,  # type: ignore[override]
+                       checkpoint_step: int | None = None, checkpoint_type: str = "default",
+                       on_progress: Callable[[int], None] | None = None,
+                       timeout_seconds: float | None = None) -> Path:
+        return await downloads.adownload(self, job_id, output=output, checkpoint_step=checkpoint_step,
+                                         checkpoint_type=checkpoint_type, on_progress=on_progress,
+                                         timeout_seconds=timeout_seconds if timeout_seconds is not None else 3600.0)
 
     async def wait(self, job_id: str, *, on_event: Callable[[JobEvent], None] | None = None,  # type: ignore[override]
                    on_job: Callable[[FineTuningJob], None] | None = None, poll: float = 1.0,
