@@ -87,25 +87,34 @@ def _add_models(doc: dict, models: list[type[BaseModel]]) -> None:
         schemas.setdefault(model.__name__, schema)
 
 
+def _drop_null(schema: dict) -> None:
+    options = schema.get("anyOf")
+    if options and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        schema.pop("anyOf")
+        if schema.get("default", 0) is None:
+            schema.pop("default")
+        if len(rest) == 1:
+            schema.update(rest[0])
+        else:
+            schema["anyOf"] = rest
+
+
 def _no_null_parameters(doc: dict) -> None:
-    """Query and path values are strings on the wire and cannot be null: ``str | None`` parameters are
-    documented as optional strings, not ``anyOf [string, null]``."""
+    """Query, path and form values are strings (or files) on the wire and cannot be null: ``str | None``
+    parameters and form fields are documented as optional, not ``anyOf [string, null]``."""
+    schemas = doc.get("components", {}).get("schemas", {})
     for path in doc.get("paths", {}).values():
         for op in path.values():
             if not isinstance(op, dict):
                 continue
             for param in op.get("parameters", []):
-                schema = param.get("schema", {})
-                options = schema.get("anyOf")
-                if options and {"type": "null"} in options:
-                    rest = [o for o in options if o != {"type": "null"}]
-                    schema.pop("anyOf")
-                    if schema.get("default", 0) is None:
-                        schema.pop("default")
-                    if len(rest) == 1:
-                        schema.update(rest[0])
-                    else:
-                        schema["anyOf"] = rest
+                _drop_null(param.get("schema", {}))
+            form = op.get("requestBody", {}).get("content", {}).get("multipart/form-data", {}).get("schema", {})
+            ref = form.get("$ref", "")
+            body = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else form
+            for field in body.get("properties", {}).values():
+                _drop_null(field)
 
 
 def _strip_validation_errors(doc: dict) -> None:

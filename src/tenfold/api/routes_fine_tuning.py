@@ -80,8 +80,9 @@ def cancel(request: Request, job_id: str, p: Principal = Depends(principal)) -> 
 
 @router.post("/jobs/{job_id}/resume", response_model=FineTuningJob, responses=errors(401, 404, 409))
 def resume(request: Request, job_id: str, p: Principal = Depends(principal)) -> dict:
-    submit.resume_job(ctx(request), p, job_id)
-    return _job(service.get(ctx(request), p, job_id))
+    """Queue it again; the answer is the job as resuming left it (``queued``), even if a worker claims it at once."""
+    job = submit.resume_job(ctx(request), p, job_id)
+    return _job(service.view(ctx(request), job))
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=JobMetrics, responses=errors(401, 404))

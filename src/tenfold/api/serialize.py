@@ -20,6 +20,7 @@ from tenfold.store.tables import (
     DeploymentAdapter,
     File,
     FineTuningJob,
+    ImportedAdapter,
     JobEvent,
     Organization,
     UsageRecord,
@@ -75,15 +76,26 @@ def checkpoint_obj(r: Checkpoint) -> dict:
             "metrics": metrics}
 
 
-def adapter_obj(r: AdapterDeployment | DeploymentAdapter, *, endpoint: str, status: str = "deployed",
-                replaced: str | None = None) -> dict:
-    ckpt = checkpoint_name(r.job_id, r.step)
-    deployment_id = getattr(r, "deployment_id", None)
-    name = served_name(r.model, deployment_id)
-    return {"id": name, "object": "adapter", "model": name, "deployment_id": deployment_id,
-            "base_model": r.base_model, "checkpoint": ckpt, "source": ckpt or r.job_id, "created_at": _t(r.created_at), "updated_at": _t(r.updated_at),
-            "status": status, "endpoint": endpoint, "verified": r.verified, "digest": r.digest,
-            "replaced": replaced}
+def adapter_obj(r: AdapterDeployment | DeploymentAdapter | None, *, endpoint: str,
+                imported: ImportedAdapter | None = None, replaced: str | None = None) -> dict:
+    """A deployment row (``r``), an imported adapter deployed nowhere (``r`` None), or both."""
+    out: dict = {"object": "adapter", "endpoint": endpoint, "replaced": replaced}
+    if r is not None:
+        ckpt = checkpoint_name(r.job_id, r.step)
+        deployment_id = getattr(r, "deployment_id", None)
+        name = served_name(r.model, deployment_id)
+        out |= {"id": name, "model": name, "deployment_id": deployment_id, "base_model": r.base_model,
+                "checkpoint": ckpt, "source": ckpt or r.model, "created_at": _t(r.created_at),
+                "updated_at": _t(r.updated_at), "status": "deployed", "verified": r.verified, "digest": r.digest}
+    if imported is not None:
+        if r is None:
+            out |= {"id": imported.id, "model": imported.id, "deployment_id": None, "base_model": imported.base_model,
+                    "checkpoint": None, "source": imported.id, "created_at": _t(imported.created_at),
+                    "updated_at": _t(imported.created_at), "status": "imported", "verified": False,
+                    "digest": imported.digest}
+        out |= {"name": imported.name, "imported_from": imported.source, "rank": imported.rank,
+                "target_modules": imported.target_modules, "bytes": imported.bytes}
+    return out
 
 
 def adapter_plan_obj(d: DeployPlan, *, endpoint: str) -> dict:

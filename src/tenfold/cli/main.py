@@ -62,7 +62,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     role: str = typer.Option("all", "--role", help="all (api + engine + worker) | api (api + engine) | worker | "
-                                              "engine (a replica of a dedicated deployment; started by the controller)"),
+                                              "engine (a replica of a dedicated deployment; started by the "
+                                              "controller)"),
 ) -> None:
     """Run the tenfold server (api + engine + worker by default) in this process."""
     from tenfold.server import (
@@ -144,7 +145,7 @@ app.command("download")(weights_cmd.download)
 jobs_cmd.app.command("delete")(weights_cmd.delete_job)
 app.command("eval")(jobs_cmd.evaluate)
 app.command("deploy")(serving.deploy)
-app.command("adapters")(serving.adapters)
+app.add_typer(serving.adapters_app, name="adapters")
 app.command("undeploy")(serving.undeploy)
 app.command("chat")(serving.chat)
 app.command("models")(models)

@@ -1,4 +1,4 @@
-"""``tenfold deploy``, ``tenfold adapters``, ``tenfold undeploy`` and ``tenfold chat``.
+"""``tenfold deploy``, ``tenfold adapters`` (list, import, delete), ``tenfold undeploy`` and ``tenfold chat``.
 
 Owns: deploying a job or checkpoint and telling the user how to call it (a ``tenfold chat`` line and an
 openai SDK snippet), the adapters table, and chat output (answer, then a dim usage/checkpoint line).
@@ -7,10 +7,13 @@ Does not own: loading adapters or generating (the server).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.text import Text
 
 from tenfold.cli.output import (
+    CliError,
     client,
     console,
     dim,
@@ -69,15 +72,66 @@ def deploy(
     console.print(Text(SNIPPET.format(endpoint=endpoint, model=model)), soft_wrap=True)
 
 
-def adapters(as_json: bool = JSON_OPT) -> None:
-    """List deployed adapters and their endpoints."""
+adapters_app = typer.Typer(help="List adapters (deployed and imported); import adapters trained elsewhere.",
+                           no_args_is_help=False)
+
+
+@adapters_app.callback(invoke_without_command=True)
+def _adapters_group(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """List your adapters: deployed ones with their endpoints, and imported ones (subcommands: import, delete)."""
+    if ctx.invoked_subcommand is None:
+        adapters(as_json=as_json)
+
+
+def adapters(as_json: bool = False) -> None:
     page = client().adapters.list()
     if as_json:
         print_json(page)
         return
-    rows = [(a.model, a.source, a.base_model, a.endpoint, fmt_time(a.created_at)) for a in page.data]
-    print_table(None, ["model", "source", "base model", "endpoint", "deployed"], rows,
-                "nothing deployed: tenfold deploy JOB")
+    rows = [(a.model, a.name or "", a.source if a.status == "deployed" else f"imported ({a.imported_from})",
+             a.base_model, a.endpoint if a.status == "deployed" else "tenfold deploy " + a.model,
+             fmt_time(a.created_at)) for a in page.data]
+    print_table(None, ["model", "name", "source", "base model", "endpoint", "since"], rows,
+                "nothing deployed: tenfold deploy JOB (or tenfold adapters import DIR)")
+
+
+@adapters_app.command("import")
+def import_adapter(
+    source: str | None = typer.Argument(None, help="A PEFT adapter folder, or a .tar / .tar.zst of one."),
+    hub_id: str | None = typer.Option(None, "--hub-id", help="Or a Hugging Face Hub repository (the server "
+                                                             "fetches it)."),
+    revision: str | None = typer.Option(None, "--revision", help="Hub revision (with --hub-id)."),
+    base: str | None = typer.Option(None, "--base", help="The base model it is for (default: the one its "
+                                                         "adapter_config.json names)."),
+    name: str | None = typer.Option(None, "--name", help="A name, unique within your organization."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Import an adapter trained elsewhere; it is checked against the base model, then deployable."""
+    if (source is None) == (hub_id is None):
+        raise CliError("pass a folder or archive, or --hub-id (one of them)")
+    if source is not None:
+        if not Path(source).expanduser().exists():
+            raise CliError(f"{source} is neither an adapter folder nor an archive")
+        dim(f"packing and uploading {source} …")
+    adapter = client(timeout=3600.0).adapters.import_(source, hub_id=hub_id, revision=revision, base_model=base,
+                                                      name=name)
+    if as_json:
+        print_json(adapter)
+        return
+    say(f"imported {adapter.model}" + (f" ({adapter.name})" if adapter.name else "")
+        + f": rank {adapter.rank}, {', '.join(adapter.target_modules or [])}, for {adapter.base_model}", "bold green")
+    say(f"deploy it: tenfold deploy {adapter.model}")
+
+
+@adapters_app.command("delete")
+def delete_adapter(model: str = typer.Argument(..., help="An imported adapter's adp-… id or name.")) -> None:
+    """Delete an imported adapter that is deployed nowhere (its files go)."""
+    api = client()
+    adapter = api.adapters.retrieve(model)
+    if adapter.status == "deployed":
+        raise CliError(f"{adapter.model} is deployed; undeploy it first: tenfold undeploy {adapter.model}")
+    api.adapters.delete(model)
+    say(f"deleted {adapter.model}")
 
 
 def undeploy(model: str = typer.Argument(..., help="The deployed model name (a job id).")) -> None:

@@ -1,9 +1,12 @@
 """Deploying adapters: ``<job>`` or ``<job>/step-N`` → what the model name ``<job>`` serves (shared serving), or
-what ``<job>#<deployment>`` serves on a dedicated deployment (each deployment tracks its own checkpoint).
+what ``<job>#<deployment>`` serves on a dedicated deployment (each deployment tracks its own checkpoint); an
+imported adapter (``adp-…`` or its name) serves as ``adp-…`` the same ways.
 
 Owns: the plan (a dry run: what a deploy would do), loading onto the engine (which rejects adapters that do
-not fit the base), the smoke generation, the deployment row, listing and undeploying. Resolving the name to a folder is
-``tenfold.jobs.refs``. Does not own: serving requests (``tenfold.deployments.router``) or wire shapes.
+not fit the base), the smoke generation, the deployment row, listing (imported adapters too, deployed or
+not) and undeploying (an imported adapter deployed nowhere is deleted by the same call). Resolving the name
+to a folder is ``tenfold.jobs.refs`` (``tenfold.adapters.imports`` for imports). Does not own: serving
+requests (``tenfold.deployments.router``) or wire shapes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenfold.adapters import imports
 from tenfold.context import Principal, ServerContext
 from tenfold.deployments import service as deployment_service
 from tenfold.deployments.router import Route
@@ -25,9 +29,9 @@ from tenfold.engine.types import (
 from tenfold.errors import InvalidRequest, not_found
 from tenfold.inference.routing import engine_for, prompter_for
 from tenfold.jobs import refs
+from tenfold.store import adapter_repo, repo
 from tenfold.store import deployment_repo as drepo
-from tenfold.store import repo
-from tenfold.store.tables import AdapterDeployment, DeploymentAdapter
+from tenfold.store.tables import AdapterDeployment, DeploymentAdapter, ImportedAdapter
 
 Row = AdapterDeployment | DeploymentAdapter
 
@@ -47,11 +51,12 @@ class DeployPlan:
 
     @property
     def model_name(self) -> str:
-        return served_name(self.source.job_id, self.deployment_id)
+        return served_name(self.source.model, self.deployment_id)
 
     @property
     def message(self) -> str:
-        shown = self.source.name if self.source.step is not None else self.source.job_id + " (final)"
+        shown = self.source.name if self.source.step is not None or self.source.job_id is None else (
+            self.source.job_id + " (final)")
         return (f"Would serve {shown} as model '{self.model_name}'"
                 + (f", replacing {self.would_replace}" if self.would_replace else "")
                 + (", then run a smoke generation." if self.verify else " (no smoke generation)."))
@@ -94,12 +99,16 @@ def plan(c: ServerContext, p: Principal, *, model: str, verify: bool, deployment
     if deployment is not None:
         base = deployment_service.active(c, p, deployment).base_model
     with c.db.session() as s:
-        source = refs.resolve(s, organization_id=p.organization_id, name=model, param="model")
-        current = _current(s, p, source.job_id, deployment)
-        previous = (refs.checkpoint_name(current.job_id, current.step) or current.job_id) if current else None
+        source = refs.resolve(s, organization_id=p.organization_id, name=model, param="model") if refs.is_ref(
+            model) else None
+    if source is None:
+        source = imports.resolve(c, p, name=model, param="model")
+    with c.db.session() as s:
+        current = _current(s, p, source.model, deployment)
+        previous = (refs.checkpoint_name(current.job_id, current.step) or current.model) if current else None
     if source.base_model != base:
         where = f"deployment {deployment} serves" if deployment else "this server serves"
-        raise InvalidRequest(f"Job {source.job_id} was trained on '{source.base_model}', but {where} '{base}'. "
+        raise InvalidRequest(f"{source.model} was trained on '{source.base_model}', but {where} '{base}'. "
                              "Deploy it where its base model is served.", param="model", code="base_model_mismatch")
     return DeployPlan(source, previous, verify, deployment)
 
@@ -126,17 +135,30 @@ async def deploy(c: ServerContext, p: Principal, *, model: str, verify: bool, de
         fields = dict(job_id=source.job_id, step=source.step, base_model=source.base_model, path=source.path,
                       digest=source.digest, verified=verify and live)
         if deployment is None:
-            row: Row = repo.upsert_adapter(s, model=source.job_id, organization_id=p.organization_id, **fields)
+            row: Row = repo.upsert_adapter(s, model=source.model, organization_id=p.organization_id, **fields)
         else:
             row = drepo.upsert_deployment_adapter(s, deployment_id=deployment, organization_id=p.organization_id,
-                                                  model=source.job_id, **fields)
+                                                  model=source.model, **fields)
         return Deployed(row, previous)
 
 
-def list_adapters(c: ServerContext, p: Principal) -> list[Row]:
+@dataclass(frozen=True)
+class Listed:
+    """One entry of the adapter list: a deployment row, an imported adapter, or both (an import deployed on
+    shared serving)."""
+
+    row: Row | None  # None: an imported adapter deployed nowhere on shared serving
+    imported: ImportedAdapter | None = None
+
+
+def list_adapters(c: ServerContext, p: Principal) -> list[Listed]:
     with c.db.session() as s:
-        return [*repo.list_adapters(s, organization_id=p.organization_id),
-                *drepo.list_deployment_adapters(s, organization_id=p.organization_id)]
+        shared = repo.list_adapters(s, organization_id=p.organization_id)
+        dedicated = drepo.list_deployment_adapters(s, organization_id=p.organization_id)
+    imported = {a.id: a for a in imports.list_imported(c, p)}
+    out = [Listed(r, imported.pop(r.model, None)) for r in shared]
+    out += [Listed(r, imported.get(r.model)) for r in dedicated]
+    return out + [Listed(None, a) for a in imported.values()]
 
 
 def _find(s, p: Principal, model: str) -> Row | None:
@@ -147,20 +169,34 @@ def _find(s, p: Principal, model: str) -> Row | None:
     return row if row is not None and row.organization_id == p.organization_id else None
 
 
-def get(c: ServerContext, p: Principal, *, model: str) -> Row:
-    with c.db.session() as s:
-        row = _find(s, p, model)
-    if row is None:
-        raise not_found("deployed adapter", model, hint="See `tenfold adapters` for what is deployed.")
-    return row
+def _not_deployed(model: str):
+    return not_found("deployed adapter", model, hint="See `tenfold adapters` for what is deployed.")
 
 
-def undeploy(c: ServerContext, p: Principal, *, model: str) -> None:
+def get(c: ServerContext, p: Principal, *, model: str) -> Listed:
     with c.db.session() as s:
         row = _find(s, p, model)
-        if row is None:
-            raise not_found("deployed adapter", model, hint="See `tenfold adapters` for what is deployed.")
-        if isinstance(row, DeploymentAdapter):
-            drepo.delete_deployment_adapters(s, deployment_id=row.deployment_id, model=row.model)
-        else:
-            repo.delete_adapter(s, row=row)
+        imported = adapter_repo.get_imported(s, organization_id=p.organization_id, key=split_name(model)[0])
+    if row is None and (imported is None or "#" in model):
+        raise _not_deployed(model)
+    return Listed(row, imported)
+
+
+def undeploy(c: ServerContext, p: Principal, *, model: str) -> str:
+    """Undeploy ``model``; for an imported adapter deployed nowhere, delete it (files too). Returns what went:
+    ``"undeployed"`` or ``"deleted"``."""
+    with c.db.session() as s:
+        row = _find(s, p, model)
+        if row is not None:
+            if isinstance(row, DeploymentAdapter):
+                drepo.delete_deployment_adapters(s, deployment_id=row.deployment_id, model=row.model)
+            else:
+                repo.delete_adapter(s, row=row)
+            return "undeployed"
+    if "#" not in model:
+        with c.db.session() as s:
+            known = adapter_repo.get_imported(s, organization_id=p.organization_id, key=model) is not None
+        if known:
+            imports.delete(c, p, model)
+            return "deleted"
+    raise _not_deployed(model)

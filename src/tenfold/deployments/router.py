@@ -1,9 +1,9 @@
 """Model routing: the ``model`` field of an inference request → base model, adapter and checkpoint.
 
 Owns: the addressing rules of DESIGN §2 (base model name; job id → whatever was last deployed for it on
-shared serving; ``dep-…`` → a dedicated deployment's base model; ``<job>#dep-…`` → what the job serves on
-that deployment) and the ``X-Tenfold-Expected-Checkpoint`` pin. Does not own: which engine runs a route
-(``tenfold.inference.routing``), generation or billing.
+shared serving, an imported adapter's ``adp-…`` id likewise; ``dep-…`` → a dedicated deployment's base model;
+``<job>#dep-…`` → what the job serves on that deployment) and the ``X-Tenfold-Expected-Checkpoint`` pin.
+Does not own: which engine runs a route (``tenfold.inference.routing``), generation or billing.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from tenfold.context import Principal, ServerContext
 from tenfold.engine.types import AdapterRef
 from tenfold.errors import Conflict, NotFound
 from tenfold.jobs.refs import checkpoint_name
+from tenfold.store import adapter_repo, repo
 from tenfold.store import deployment_repo as drepo
-from tenfold.store import repo
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,9 @@ def resolve(c: ServerContext, p: Principal, model: str) -> Route:
     with c.db.session() as s:
         row = repo.get_adapter(s, model=name, organization_id=p.organization_id)
         if row is None:
-            job = repo.get_job(s, job_id=name.split("/")[0], organization_id=p.organization_id)
+            job = repo.get_job(s, job_id=name.split("/")[0], organization_id=p.organization_id) or (
+                adapter_repo.get_imported(s, organization_id=p.organization_id, key=name)
+                if name.startswith("adp-") else None)
     if row is not None:
         return Route(name, row.base_model, AdapterRef(digest=row.digest, path=Path(row.path)),
                      checkpoint_name(row.job_id, row.step))

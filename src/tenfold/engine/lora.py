@@ -2,10 +2,11 @@
 and keep them in three tiers: a fixed number of *slots* (pinned by running sequences, on the engine's
 device), a host-memory LRU, and disk (the adapter folder, the source of truth).
 
-Owns: ``validate`` (files, type, base model, target modules, shapes; loud ``AdapterError``s at deploy
-time), reading weights (scale folded into B; q/k/v and gate/up fused; any subset of modules and mixed
-ranks), the background loader (disk reads never block an engine step; it does no tensor math), and LRU eviction of idle slots
-and host copies. Does not own: the matmuls (``layers.add_lora``) or scheduling (``scheduler``).
+Owns: ``validate`` (files, type, base model, target modules, shapes, ranks, dtypes; ``modules_to_save``
+and non-LoRA weights refused by name; loud ``AdapterError``s at deploy and import time), reading weights
+(scale folded into B; q/k/v and gate/up fused; any subset of modules and mixed ranks), the background
+loader (disk reads never block an engine step; it does no tensor math), and LRU eviction of idle slots and
+host copies. Does not own: the matmuls (``layers.add_lora``) or scheduling (``scheduler``).
 """
 
 from __future__ import annotations
@@ -109,32 +110,74 @@ def validate_adapter(ref: AdapterRef, *, shape: ModelShape, base_name: str, mode
     if weights[0].suffix != ".safetensors":
         raise AdapterError(f"adapter {ref.digest}: only adapter_model.safetensors is served; re-save it with "
                            "safe_serialization=True")
-    _check_shapes(ref, weights[0], shape, modules)
+    _check_shapes(ref, weights[0], shape, modules, config)
     return config
 
 
-def _check_shapes(ref: AdapterRef, file: Path, shape: ModelShape, modules: dict[str, tuple[int, int]]) -> None:
+_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def _expected_rank(config: dict, key: str) -> int | None:
+    """The rank ``adapter_config.json`` declares for the module of weight ``key``: the first ``rank_pattern``
+    entry whose regex matches the module name's tail (PEFT's rule), else ``r``."""
+    module = key[: key.index(".lora_")].removeprefix("base_model.model.")
+    for pattern, r in (config.get("rank_pattern") or {}).items():
+        try:
+            if re.match(rf"(.*\.)?({pattern})$", module):
+                return int(r)
+        except re.error:
+            continue
+    r = config.get("r")
+    return int(r) if isinstance(r, int) and r > 0 else None
+
+
+def _check_shapes(ref: AdapterRef, file: Path, shape: ModelShape, modules: dict[str, tuple[int, int]],
+                  config: dict) -> None:
     from safetensors import safe_open
 
+    if config.get("modules_to_save"):
+        raise AdapterError(f"adapter {ref.digest}: modules_to_save {config['modules_to_save']!r} trains whole "
+                           "modules beside the LoRA matrices, which the engine cannot serve per request; retrain "
+                           "without modules_to_save")
     try:
         with safe_open(str(file), framework="pt") as handle:
             shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+            dtypes = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
     except Exception as exc:  # corrupt or truncated file
         raise AdapterError(f"adapter {ref.digest}: cannot read {file.name}: {exc}") from exc
     lora_keys = [k for k in shapes if _ANY_LORA.search(k)]
     if not lora_keys:
         raise AdapterError(f"adapter {ref.digest}: {file.name} holds no LoRA weights")
+    other = sorted(set(shapes) - set(lora_keys))
+    if other:
+        raise AdapterError(f"adapter {ref.digest}: {file.name} holds weights that are not LoRA matrices ("
+                           f"{', '.join(other[:3])}{', …' if len(other) > 3 else ''}): trained embeddings, lm_head, "
+                           "modules_to_save or DoRA magnitudes are not served; keep only lora_A/lora_B weights")
+    ranks: dict[str, dict[str, int]] = {}
     for key in lora_keys:
         m = _LORA_KEY.match(key)
         if m is None or m["module"] not in modules or int(m["layer"]) >= shape.layers:
             raise AdapterError(f"adapter {ref.digest}: weight {key} targets a module the base model lacks or "
                                f"the engine does not adapt (it adapts {sorted(modules)})")
+        if dtypes[key] not in _DTYPES:
+            raise AdapterError(f"adapter {ref.digest}: weight {key} is {dtypes[key]}; LoRA weights must be "
+                               f"{', '.join(_DTYPES.values())}")
         in_f, out_f = modules[m["module"]]
         s = shapes[key]
         ok = len(s) == 2 and (s[1] == in_f if m["part"] == "lora_A" else s[0] == out_f)
         if not ok:
             raise AdapterError(f"adapter {ref.digest}: weight {key} has shape {list(s)}, which does not fit "
                                f"{m['module']} ({in_f} -> {out_f}) of this base model")
+        rank = s[0] if m["part"] == "lora_A" else s[1]
+        expected = _expected_rank(config, key)
+        if expected is not None and rank != expected:
+            raise AdapterError(f"adapter {ref.digest}: weight {key} has rank {rank}, but adapter_config.json "
+                               f"declares r={expected} for it")
+        ranks.setdefault(key[: key.index(".lora_")], {})[m["part"]] = rank
+    for module, parts in ranks.items():
+        if len(parts) != 2 or parts["lora_A"] != parts["lora_B"]:
+            raise AdapterError(f"adapter {ref.digest}: {module} needs lora_A and lora_B of one rank; it has "
+                               f"{parts}")
 
 
 def load_adapter_weights(ref: AdapterRef, *, shape: ModelShape) -> AdapterWeights:

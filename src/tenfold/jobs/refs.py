@@ -27,7 +27,8 @@ def checkpoint_name(job_id: str, step: int | None) -> str | None:
 
 @dataclass(frozen=True)
 class AdapterSource:
-    job_id: str
+    model: str  # the model name it serves under: the job id, or an imported adapter's adp-… id
+    job_id: str | None  # None: an imported adapter
     step: int | None  # None: the final adapter
     base_model: str
     path: str
@@ -35,7 +36,7 @@ class AdapterSource:
 
     @property
     def name(self) -> str:
-        return checkpoint_name(self.job_id, self.step) or self.job_id
+        return checkpoint_name(self.job_id, self.step) or self.model  # an import has no steps
 
 
 def is_ref(name: str) -> bool:
@@ -74,10 +75,10 @@ def resolve(s: Session, *, organization_id: str, name: str, param: str) -> Adapt
                 msg = (f"Job {job_id} has no final adapter and no saved checkpoints yet (status: {job.status}). "
                        "Wait for it to finish, or train with checkpoint_every > 0 to get deployable steps.")
             raise Conflict(msg, param=param, code="no_final_adapter")
-        return AdapterSource(job_id, None, job.model, job.final_adapter_path, job.final_adapter_digest or "")
+        return AdapterSource(job_id, job_id, None, job.model, job.final_adapter_path, job.final_adapter_digest or "")
     ck = repo.get_checkpoint(s, job_id=job_id, step=step)
     if ck is None:
         have = ", ".join(map(str, steps)) or "none yet"
         raise NotFound(f"Job {job_id} has no checkpoint at step {step}. Saved steps: {have}. "
                        f"See `tenfold checkpoints {job_id}`.", param=param, code="checkpoint_not_found")
-    return AdapterSource(job_id, step, job.model, ck.path, ck.digest)
+    return AdapterSource(job_id, job_id, step, job.model, ck.path, ck.digest)

@@ -27,6 +27,12 @@ class JobView:
     steps: list[int]  # saved checkpoint steps, ascending
 
 
+def view(c: ServerContext, job: FineTuningJob) -> JobView:
+    """A job row already read (e.g. as an action left it), with its saved steps."""
+    with c.db.session() as s:
+        return JobView(job, refs.saved_steps(s, job_id=job.id))
+
+
 def _job(s: Session, p: Principal, job_id: str) -> FineTuningJob:
     row = repo.get_job(s, job_id=job_id, organization_id=p.organization_id)
     if row is None:

@@ -100,7 +100,8 @@ def advance_billing(s: Session, *, replica_id: str, from_: float, to: float) -> 
 
 # ---- adapters attached to a deployment -----------------------------------------------------------------
 
-def upsert_deployment_adapter(s: Session, *, deployment_id: str, organization_id: str, model: str, job_id: str,
+def upsert_deployment_adapter(s: Session, *, deployment_id: str, organization_id: str, model: str,
+                              job_id: str | None,
                               step: int | None, base_model: str, path: str, digest: str,
                               verified: bool) -> DeploymentAdapter:
     now = time.time()

@@ -301,7 +301,7 @@ def get_adapter(s: Session, *, model: str, organization_id: str | None) -> Adapt
     return s.scalar(stmt)
 
 
-def upsert_adapter(s: Session, *, model: str, organization_id: str, job_id: str, step: int | None,
+def upsert_adapter(s: Session, *, model: str, organization_id: str, job_id: str | None, step: int | None,
                    base_model: str, path: str, digest: str, verified: bool) -> AdapterDeployment:
     now = time.time()
     row = get_adapter(s, model=model, organization_id=organization_id)

@@ -126,13 +126,14 @@ class Checkpoint(Base):
 
 
 class AdapterDeployment(Base):
-    """What a model name (a job id) serves: the job's final adapter or one of its checkpoints."""
+    """What a model name serves: a job's final adapter or one of its checkpoints (the name is the job id), or an
+    imported adapter (the name is its ``adp-…`` id, ``job_id`` is None)."""
 
     __tablename__ = "adapter_deployments"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(String(256), unique=True, index=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("fine_tuning_jobs.id"), nullable=True)  # None: imported
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None = final adapter
     base_model: Mapped[str] = mapped_column(String(256))
     path: Mapped[str] = mapped_column(String(1024))
@@ -273,8 +274,8 @@ class DeploymentAdapter(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"), index=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
-    model: Mapped[str] = mapped_column(String(256))  # the job id
-    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id"))
+    model: Mapped[str] = mapped_column(String(256))  # the job id (or the imported adapter's id)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("fine_tuning_jobs.id"), nullable=True)  # None: imported
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     base_model: Mapped[str] = mapped_column(String(256))
     path: Mapped[str] = mapped_column(String(1024))
@@ -291,3 +292,23 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class ImportedAdapter(Base):
+    """A PEFT LoRA adapter brought in from elsewhere (an uploaded archive or a Hub repository), validated
+    against the base model it was imported for; deployable like a job's adapter under its ``adp-…`` id."""
+
+    __tablename__ = "imported_adapters"
+    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_imported_adapters_org_name"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(128), nullable=True)  # unique within the organization
+    base_model: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(1024))  # "upload:<file name>" or "hf:<repo>@<revision>"
+    path: Mapped[str] = mapped_column(String(1024))
+    digest: Mapped[str] = mapped_column(String(128))
+    rank: Mapped[int] = mapped_column(Integer)
+    target_modules: Mapped[list] = mapped_column(JSON)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -1,6 +1,7 @@
 """The adapter deployment object of ``/v1/adapters`` (deploy, dry run, list, retrieve).
 
-Owns: ``Adapter``: what a model name (a job id) serves, a final adapter or one checkpoint; and
+Owns: ``Adapter``: what a model name (a job id) serves, a final adapter or one checkpoint, or an imported
+adapter (``adp-…``, deployed or not, with its name, origin, rank and target modules); and
 ``AdapterDeployPlan``, what a dry run says a deploy would do (it creates nothing, so it carries no id).
 Undeploy answers ``tenfold.types.common.Deleted``. Does not own: the deploy body
 (``tenfold.types.fine_tuning.AdapterDeploy``).
@@ -24,12 +25,20 @@ class Adapter(ResponseModel):
     source: str = Field(description="what serves: the checkpoint, or the job id for its final adapter")
     created_at: int | None = None
     updated_at: int | None = None
-    status: Literal["deployed"] = "deployed"
+    status: Literal["deployed", "imported"] = Field(
+        default="deployed", description="deployed: callable now; imported: an imported adapter deployed nowhere "
+                                        "(deploy it with POST /v1/adapters)")
     endpoint: str = Field(description="the OpenAI-compatible base URL to call it at")
     verified: bool = Field(description="a smoke generation ran after loading")
     digest: str
     replaced: str | None = Field(default=None, description="what this model name served before")
     deployment_id: str | None = Field(default=None, description="the dedicated deployment; null: shared serving")
+    name: str | None = Field(default=None, description="an imported adapter's name (unique in the organization)")
+    imported_from: str | None = Field(default=None, description="an imported adapter's origin: upload:<file name> "
+                                                                "or hf:<repository>[@<revision>]")
+    rank: int | None = Field(default=None, description="an imported adapter's LoRA rank")
+    target_modules: list[str] | None = Field(default=None, description="an imported adapter's target modules")
+    bytes: int | None = Field(default=None, description="an imported adapter's size on disk")
 
 
 class AdapterDeployPlan(ResponseModel):

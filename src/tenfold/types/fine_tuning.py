@@ -40,6 +40,11 @@ AdapterName = Annotated[str, Field(pattern=hinted_pattern(r"^ftjob-[A-Za-z0-9]+(
                                                           "must be '<job id>' or '<job id>/step-<N>' (e.g. "
                                                           "ftjob-…/step-20)"), max_length=128,
                                    examples=["ftjob-0123abcd", "ftjob-0123abcd/step-20"])]
+# What a deploy names: a job's adapter or checkpoint, or an imported adapter's adp-… id or name
+DeployName = Annotated[str, Field(pattern=hinted_pattern(
+    r"^(ftjob-[A-Za-z0-9]+(/step-[0-9]+)?|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$",
+    "must be '<job id>', '<job id>/step-<N>', or an imported adapter's adp-… id or name"), max_length=128,
+    examples=["ftjob-0123abcd", "ftjob-0123abcd/step-20", "adp-0123abcd"])]
 
 
 class Hyperparameters(Request):
@@ -124,7 +129,8 @@ class EvaluationCreate(Request):
 class AdapterDeploy(Request):
     """``POST /v1/adapters`` (deploy) and ``POST /v1/adapters/plans`` (what a deploy would do)."""
 
-    model: AdapterName = Field(description="<job id> (its final adapter) or <job id>/step-<N> (a checkpoint)")
+    model: DeployName = Field(description="<job id> (its final adapter), <job id>/step-<N> (a checkpoint), or an "
+                                          "imported adapter's adp-… id or name")
     deployment: str | None = Field(default=None, min_length=1, max_length=64, examples=["dep-0123abcd"],
                                    description="A dedicated deployment to serve it on (as <job>#<deployment>); "
                                                "default: shared serving.")
