@@ -26,7 +26,7 @@ _MODULES = {
              "TopLogprob", "ChatCompletionChunk", "ChunkChoice", "ChoiceDelta"),
     "completions": ("Completion", "CompletionChoice", "CompletionLogprobs", "CompletionUsage",
                     "PromptTokensDetails", "CompletionTokensDetails", "FinishReason"),
-    "models": ("Model",),
+    "models": ("Model", "HUB_BASE_MODELS"),
     "batches": ("Batch", "BatchStatus", "BatchRequestCounts", "BatchUsage", "InputTokensDetails",
                 "OutputTokensDetails", "BatchError", "BatchErrors", "BatchOutputLine", "BatchLineResponse",
                 "BatchLineError", "TERMINAL_BATCH_STATUSES"),
