@@ -16,7 +16,7 @@ import yaml
 from tenfold import Tenfold
 from tenfold.sdk.hub import HubExportError, export_to_hub, extract_adapter, hub_base_model, parse_adapter_id
 from tests.api.helpers import train_tiny, wait_job
-from tests.conftest import TINY, new_org_key
+from tests.conftest import TINY, free_port, new_org_key
 from tests.weights.fake_hub import FakeHub
 
 TOKEN = "hf_alice_write_token"
@@ -193,4 +193,7 @@ def test_export_failures_are_one_clear_line_and_upload_nothing(server, job, hub,
         with pytest.raises(HubExportError) as err:
             export_to_hub(client, job, "alice/x", token="hf_wrong", endpoint=hub.url)
     assert err.value.status == 401
+    with Tenfold(base_url=server.base_url, api_key=server.api_key) as client:
+        with pytest.raises(HubExportError, match="could not reach the Hugging Face Hub"):
+            export_to_hub(client, job, "alice/x", token=TOKEN, endpoint=f"http://127.0.0.1:{free_port()}")
     assert {name: dict(r.files) for name, r in hub.repos.items()} == before and "alice/x" not in hub.repos

@@ -261,7 +261,7 @@ def _hub_api(token: str, endpoint: str | None) -> Any:
 
 def _check_token(api: Any, token: str) -> None:
     with _hub_errors(None, api.endpoint):
-        me = api.whoami(token=token, cache=False)
+        me = api.whoami(token=token)
     role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
         raise HubExportError(f"the Hugging Face token of {me.get('name')!r} is read-only; create a write token at "
@@ -283,6 +283,10 @@ class _hub_errors:
         from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
         repo = f"repository {self.repository!r}" if self.repository else "the Hub"
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, (HfHubHTTPError, OfflineModeIsEnabled)):
+            cause = cause.__cause__  # e.g. "Error while uploading '…' to the Hub" wrapping the Hub's answer
+        exc = cause or exc
         if isinstance(exc, OfflineModeIsEnabled):
             raise HubExportError("HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to export") from None
         if isinstance(exc, HfHubHTTPError) and exc.response is not None:
@@ -300,7 +304,7 @@ class _hub_errors:
                                      "that user, or of a member of that organization", status=403) from None
             raise HubExportError(f"the Hugging Face Hub answered {status} for {repo}{said}", status=status) from None
         name = type(exc).__name__
-        if "Connect" in name or "Timeout" in name or isinstance(exc, OSError):
+        if any(word in name for word in ("Connect", "Timeout", "Transport", "Network")):
             raise HubExportError(f"could not reach the Hugging Face Hub at {self.endpoint}: {exc}") from None
         return False
 
