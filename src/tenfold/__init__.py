@@ -1,7 +1,8 @@
 """tenfold: fine-tune LoRA adapters, deploy any checkpoint, serve thousands of them on one base model.
 
 ``from tenfold import Tenfold, AsyncTenfold`` (and the SDK's errors, ``Stream``, ``AsyncStream``,
-``APIResponse``) loads ``tenfold.sdk`` on first use, so ``import tenfold`` stays light (the server, CLI and
+``APIResponse``, the hosted-LoRA helper ``HostedLoraClient``, ``chat_completion_with_lora``,
+``generate_with_lora``) loads ``tenfold.sdk`` on first use, so ``import tenfold`` stays light (the server, CLI and
 engine import their own modules).
 """
 
@@ -15,7 +16,7 @@ _SDK_NAMES = frozenset({
     "Tenfold", "AsyncTenfold", "APIResponse", "Stream", "AsyncStream", "TenfoldError", "APIStatusError",
     "APIConnectionError", "APITimeoutError", "BadRequestError", "AuthenticationError", "PermissionDeniedError",
     "NotFoundError", "ConflictError", "PayloadTooLargeError", "RateLimitError", "InternalServerError",
-    "ServiceUnavailableError",
+    "ServiceUnavailableError", "HostedLoraClient", "chat_completion_with_lora", "generate_with_lora",
 })
 
 

