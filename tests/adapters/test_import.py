@@ -301,3 +301,36 @@ def test_the_cli_imports_lists_and_deletes(server, adapter_dir, tmp_path):
     assert adp not in run("adapters").output
     bad = run("adapters", "import", str(tmp_path / "missing"))
     assert bad.exit_code == 1 and "neither an adapter folder nor an archive" in bad.output
+
+
+def test_a_hub_repository_imports_from_a_loopback_hub(tmp_path_factory, model_cache, adapter_dir):
+    """The server fetches ``adapter_config.json`` and ``adapter_model.safetensors`` with ``hf_hub_download``
+    from a loopback server speaking the Hub's resolve protocol (the real Hub is not reachable here)."""
+    from tests.weights.fake_hub import FakeHub, Repo
+
+    with FakeHub(tokens={}) as hub:
+        hub.repos["someone/colour-lora"] = Repo(private=False, files={
+            f.name: f.read_bytes() for f in adapter_dir.iterdir()})
+        hub.repos["someone/not-an-adapter"] = Repo(private=False, files={"README.md": b"# hello"})
+        hub.repos["someone/secret"] = Repo(private=True, files={
+            f.name: f.read_bytes() for f in adapter_dir.iterdir()})
+        s = start_server(tmp_path_factory.mktemp("hub-import"), model_cache, role="api", extra_env={
+            "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": ""})
+        try:
+            with s.client() as c:
+                r = c.post("/adapters/import", data={"hub_id": "someone/colour-lora", "name": "from-hub"})
+                assert r.status_code == 200, r.text
+                body = r.json()
+                assert body["imported_from"] == "hf:someone/colour-lora" and body["rank"] == 4
+                assert (Path(s.home) / "artifacts" / "adapters" / body["id"] / "adapter_model.safetensors"
+                        ).read_bytes() == (adapter_dir / "adapter_model.safetensors").read_bytes()
+                assert c.post("/adapters", json={"model": "from-hub"}).status_code == 200
+                assert c.post("/chat/completions", json={"model": body["id"], "messages": MESSAGES,
+                                                         "max_tokens": 2}).status_code == 200
+                _refused(c, {}, 400, "has no adapter_config.json", data={"hub_id": "someone/not-an-adapter"})
+                _refused(c, {}, 400, "was not found", data={"hub_id": "someone/secret"})
+                _refused(c, {}, 400, "was not found", data={"hub_id": "someone/nothing-here"})
+                assert [a["id"] for a in c.get("/adapters").json()["data"]] == [body["id"]]
+            assert stored(s) == [body["id"]] and incoming_empty(s)
+        finally:
+            stop_server(s)

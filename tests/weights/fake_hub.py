@@ -15,6 +15,9 @@ Endpoints (as ``hf_api.py``, ``_commit_api.py`` and ``lfs.py`` call them):
   an upload ``href`` (``PUT /_lfs/{oid}``, sha256-checked) and a verify ``href`` (``POST /_lfs/{oid}/verify``).
 - ``POST /api/models/{owner}/{name}/commit/{rev}``: the ndjson commit (``header``, ``file`` base64,
   ``lfsFile`` by oid, ``deletedFile``).
+- ``HEAD`` / ``GET /{owner}/{name}/resolve/{rev}/{path}`` (what ``hf_hub_download`` calls): the file's bytes
+  with ``X-Repo-Commit``, ``ETag`` and ``Content-Length``; public repositories without a token, private ones
+  with their owner's; 404 ``RepoNotFound`` / ``EntryNotFound`` as the Hub answers.
 
 Every call needs ``Authorization: Bearer <a known token>`` (except the PUT to the LFS href, which the client
 sends without it, as to S3). Files are kept in memory per repository (``FakeHub.repos``). Xet is not
@@ -75,6 +78,14 @@ class FakeHub:
         return self.tokens.get(authorization[len("Bearer "):])
 
 
+@dataclass
+class _Raw:
+    """A file body (not JSON) with its headers."""
+
+    data: bytes
+    headers: dict[str, str]
+
+
 class _Reply(Exception):
     def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self.status, self.body, self.headers = status, body, headers or {}
@@ -103,6 +114,9 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             self._serve("PUT")
 
+        def do_HEAD(self) -> None:
+            self._serve("HEAD")
+
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 out = b""
@@ -125,15 +139,17 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 r = reply
             except Exception as e:  # a bug in the fake: say so instead of dropping the connection
                 r = _error(500, f"fake hub failed: {e!r}")
-            data = json.dumps(r.body).encode()
+            raw = r.body if isinstance(r.body, _Raw) else None
+            data = raw.data if raw else json.dumps(r.body).encode()
             hub.calls.append((method, path, r.status))
             self.send_response(r.status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "application/octet-stream" if raw else "application/json")
             self.send_header("Content-Length", str(len(data)))
-            for k, v in r.headers.items():
+            for k, v in {**r.headers, **(raw.headers if raw else {})}.items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(data)
+            if method != "HEAD":
+                self.wfile.write(data)
 
         def _auth(self) -> tuple[str, list[str]]:
             who = hub.user(self.headers.get("Authorization"))
@@ -152,7 +168,21 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 raise _error(403, f"You don't have the rights to write to {repo_id}")
             return repo
 
+        def _resolve(self, repo_id: str, file: str) -> _Raw:
+            repo = hub.repos.get(repo_id)
+            owner = repo_id.split("/", 1)[0]
+            who = hub.user(self.headers.get("Authorization"))
+            if repo is None or (repo.private and (who is None or owner not in (who[0], *who[1]))):
+                raise _error(404, "Repository not found", "RepoNotFound")
+            if file not in repo.files:
+                raise _error(404, f"{file} does not exist on main", "EntryNotFound")
+            data = repo.files[file]
+            commit = hashlib.sha1(f"{repo_id}{len(repo.commits)}".encode()).hexdigest()
+            return _Raw(data, {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
+
         def _route(self, method: str, path: str, body: bytes) -> Any:
+            if method in ("GET", "HEAD") and (m := re.fullmatch(rf"/{_REPO}/resolve/main/(?P<file>.+)", path)):
+                return self._resolve(m["repo"], m["file"])
             if method == "GET" and path == "/api/whoami-v2":
                 user, orgs = self._auth()
                 return {"type": "user", "name": user, "orgs": [{"name": o} for o in orgs],
