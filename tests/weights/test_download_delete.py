@@ -5,6 +5,7 @@ downloads, and deleting a job (refused while it runs or serves; afterwards a 404
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import tarfile
 from pathlib import Path
@@ -94,6 +95,14 @@ def test_bad_downloads_are_clear_and_other_organizations_see_nothing(server, job
             r = c.get(f"/fine_tuning/jobs/{job}/content", params={"checkpoint_type": "merged"})
             assert r.status_code == 400 and "no-such-base" in r.json()["error"]["message"]
             assert "checkpoint_type=adapter" in r.json()["error"]["message"]
+            db.execute("update fine_tuning_jobs set model = 'smollm2-135m-instruct' where id = ?", (job,))
+            db.commit()  # a base with a Hub name: the downloaded config names it so, loadable anywhere
+            archive = c.get(f"/fine_tuning/jobs/{job}/content").content
+            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(archive)) as z, \
+                    tarfile.open(fileobj=z, mode="r|") as t:
+                configs = [json.load(t.extractfile(m)) for m in t if m.name.endswith("adapter_config.json")]
+            assert configs[0]["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+            assert configs[0]["peft_type"] == "LORA"
         finally:
             db.execute("update fine_tuning_jobs set model = ? where id = ?", (TINY, job))
             db.commit()

@@ -46,18 +46,19 @@ class _Sink(io.RawIOBase):
         return out
 
 
-def stream_tar_zst(files: Iterable[tuple[str, Path]], *, level: int = 3, root: str = "") -> Iterator[bytes]:
-    """Compressed chunks of a tar of ``files`` (``(name in the archive, path on disk)``), under ``root/``."""
+def stream_tar_zst(files: Iterable[tuple[str, Path | bytes]], *, level: int = 3, root: str = "") -> Iterator[bytes]:
+    """Compressed chunks of a tar of ``files`` (``(name in the archive, path on disk or the bytes themselves)``:
+    small generated files such as a rewritten config travel as bytes), under ``root/``."""
     sink = _Sink()
     z = zstandard.ZstdCompressor(level=level).stream_writer(sink, write_return_read=False, closefd=False)
     now = int(time.time())
-    for name, path in files:
+    for name, source in files:
         arcname = f"{root}/{name}" if root else name
-        size = path.stat().st_size
+        size = len(source) if isinstance(source, bytes) else source.stat().st_size
         info = tarfile.TarInfo(arcname)
         info.size, info.mtime, info.mode = size, now, 0o644
         z.write(info.tobuf(format=tarfile.PAX_FORMAT))
-        with open(path, "rb") as fh:
+        with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as fh:
             for piece in iter(lambda: fh.read(CHUNK), b""):
                 z.write(piece)
                 if sink.parts:

@@ -1,7 +1,8 @@
 """A job's weights, out: which folder a download means and the files it streams.
 
 Owns: choosing the step (``checkpoint_step``, default the final adapter, else the newest checkpoint; a step
-that does not exist is a 404 listing the saved ones), the type (``adapter``: the PEFT folder, two files;
+that does not exist is a 404 listing the saved ones), the type (``adapter``: the PEFT folder, two files, its
+config naming the base by its Hugging Face Hub name where it has one;
 ``merged``: a full model, built once per step by ``tenfold.training.merge`` in a subprocess and kept beside
 the job's checkpoints; ``default`` means ``adapter`` for these LoRA jobs), and the archive's name. The
 bytes are streamed by ``tenfold.artifacts.archive``. Does not own: HTTP or the archive format.
@@ -9,6 +10,7 @@ bytes are streamed by ``tenfold.artifacts.archive``. Does not own: HTTP or the a
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -21,6 +23,7 @@ from tenfold.errors import Conflict, InvalidRequest, NotFound, not_found
 from tenfold.jobs import refs
 from tenfold.store import repo
 from tenfold.training.checkpoints import SERVING_FILES
+from tenfold.types.models import HUB_BASE_MODELS
 
 CheckpointType = Literal["default", "merged", "adapter"]
 _MERGE_LOCKS: dict[str, threading.Lock] = {}
@@ -30,7 +33,7 @@ _GUARD = threading.Lock()
 @dataclass(frozen=True)
 class Download:
     name: str  # the archive's top folder and file name (without .tar.zst)
-    files: list[tuple[str, Path]]  # (name in the archive, path on disk)
+    files: list[tuple[str, Path | bytes]]  # (name in the archive, path on disk or the bytes)
 
 
 def _lock(key: str) -> threading.Lock:
@@ -57,6 +60,15 @@ def _merged(c: ServerContext, job_id: str, base_model: str, step: int | None, ad
                 raise InvalidRequest(f"Merging the adapter into '{base_model}' failed: {done.stderr[-800:]}",
                                      param="checkpoint_type", code="merge_failed")
     return out
+
+
+def _portable_config(folder: Path, base_model: str) -> bytes:
+    """``adapter_config.json`` with ``base_model_name_or_path`` set to the base's Hugging Face Hub name where it
+    has one, so ``AutoPeftModelForCausalLM.from_pretrained(folder)`` loads it anywhere (and an import here
+    still recognises the base)."""
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = HUB_BASE_MODELS.get(base_model, base_model)
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
 
 
 def download(c: ServerContext, p: Principal, job_id: str, *, checkpoint_step: int | None,
@@ -86,6 +98,7 @@ def download(c: ServerContext, p: Principal, job_id: str, *, checkpoint_step: in
     kind = "adapter" if checkpoint_type == "default" else checkpoint_type
     name = f"{job_id}{'' if step is None else f'-step-{step}'}-{kind}"
     if kind == "adapter":
-        return Download(name, [(f, folder / f) for f in SERVING_FILES])
+        return Download(name, [(f, _portable_config(folder, base_model) if f == "adapter_config.json" else folder / f)
+                               for f in SERVING_FILES])
     merged = _merged(c, job_id, base_model, step, folder)
     return Download(name, [(f.relative_to(merged).as_posix(), f) for f in sorted(merged.rglob("*")) if f.is_file()])
