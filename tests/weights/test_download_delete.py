@@ -10,7 +10,6 @@ import sqlite3
 import tarfile
 from pathlib import Path
 
-import pytest
 import torch
 import zstandard
 
@@ -21,14 +20,6 @@ from tests.api.helpers import train_tiny, wait_job
 from tests.conftest import TINY, new_org_key
 
 MESSAGES = [{"role": "user", "content": "What is 2 plus 3?"}]
-
-
-@pytest.fixture(scope="module")
-def job(server):
-    with server.client() as c:
-        job = train_tiny(c, checkpoint_every=2, n_epochs=2)
-        assert wait_job(c, job["id"])["status"] == "succeeded"
-        return job["id"]
 
 
 def extract(archive: Path, dest: Path) -> Path:

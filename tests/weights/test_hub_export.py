@@ -15,7 +15,6 @@ import yaml
 
 from tenfold import Tenfold
 from tenfold.sdk.hub import HubExportError, export_to_hub, extract_adapter, hub_base_model, parse_adapter_id
-from tests.api.helpers import train_tiny, wait_job
 from tests.conftest import TINY, free_port, new_org_key
 from tests.weights.fake_hub import FakeHub
 
@@ -36,14 +35,6 @@ def hub():
             yield h
     finally:
         hf_constants.HF_HUB_DISABLE_XET, hf_constants.HF_HUB_OFFLINE = saved
-
-
-@pytest.fixture(scope="module")
-def job(server):
-    with server.client() as c:
-        job = train_tiny(c, checkpoint_every=2, n_epochs=2)
-        assert wait_job(c, job["id"])["status"] == "succeeded"
-        return job["id"]
 
 
 @pytest.fixture()
