@@ -231,14 +231,6 @@ def list_imported(c: ServerContext, p: Principal) -> list[ImportedAdapter]:
         return adapter_repo.list_imported(s, organization_id=p.organization_id)
 
 
-def get(c: ServerContext, p: Principal, key: str) -> ImportedAdapter:
-    with c.db.session() as s:
-        row = adapter_repo.get_imported(s, organization_id=p.organization_id, key=key)
-    if row is None:
-        raise not_found("adapter", key, hint="`tenfold adapters` lists yours.")
-    return row
-
-
 def delete(c: ServerContext, p: Principal, key: str) -> ImportedAdapter:
     """Delete an imported adapter that is deployed nowhere, with its files."""
     with c.db.session() as s:
