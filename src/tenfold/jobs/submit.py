@@ -26,6 +26,7 @@ from tenfold.jobs import lifecycle, refs
 from tenfold.jobs.validate import Estimate, FileCheckError, estimate, tokenize_files
 from tenfold.store import repo
 from tenfold.store.tables import FineTuningJob
+from tenfold.training.examples import FORMAT_LABELS, method_for
 from tenfold.training.spec import (
     BASE_LEARNING_RATE,
     TrainingSpec,
@@ -99,21 +100,17 @@ def _spec_error(e: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid hyperparameter {field}: {msg}.", param=f"hyperparameters.{field}")
 
 
-_FORMAT_NAMES = {"messages": "chat ('messages')", "prompt_completion": "'prompt'/'completion'",
-                 "preference": "preference pair ('prompt'/'chosen'/'rejected')"}
-
-
 def _check_fits(param: str, f: Any, method: str) -> None:
     """A 400 when the file's format (found on upload) is not what ``method`` trains on."""
-    if not f.data_format or (f.data_format == "preference") == (method == "dpo"):
+    if not f.data_format or f.data_format not in FORMAT_LABELS or method_for(f.data_format) == method:
         return
-    held = _FORMAT_NAMES.get(f.data_format, repr(f.data_format))
+    held = FORMAT_LABELS[f.data_format]
     if method == "dpo":
         raise InvalidRequest(f"File '{f.id}' holds {held} examples, but method 'dpo' needs preference pairs "
                           "('prompt', 'chosen', 'rejected'); train it with method 'sft' or upload preference pairs. "
                           "Nothing was created.", param=param, code="invalid_training_file")
     raise InvalidRequest(f"File '{f.id}' holds {held} examples, which train with method 'dpo'; set method "
-                      "{\"type\": \"dpo\"} or upload 'messages' or 'prompt'/'completion' examples for sft. "
+                      "{\"type\": \"dpo\"} or upload 'messages', 'text' or 'prompt'/'completion' examples for sft. "
                       "Nothing was created.", param=param, code="invalid_training_file")
 
 
