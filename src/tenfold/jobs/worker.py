@@ -232,15 +232,18 @@ class Worker:
                 from tenfold.training.checkpoints import adapter_digest
 
                 path, tokens = ev["path"], int(ev.get("trained_tokens") or 0)
+                evaluated = int(ev.get("evaluated_tokens") or 0)
                 digest = adapter_digest(Path(path))
-                # The usage row is written with the move to ``succeeded`` (which happens once), keyed by the job.
+                evals = f", {evaluated} validation tokens evaluated" if evaluated else ""
+                # The usage row is written with the move to ``succeeded`` (which happens once), keyed by the job;
+                # it bills trained + evaluated tokens (seed 002: n_epochs x training + n_evals x validation).
                 if lifecycle.succeed(s, job_id=job_id, data=ev, message=(
-                        f"Job succeeded: {ev.get('steps')} steps, {ev.get('trained_tokens')} tokens trained. "
+                        f"Job succeeded: {ev.get('steps')} steps, {ev.get('trained_tokens')} tokens trained{evals}. "
                         f"Deploy it with `tenfold deploy {job_id}`."), final_adapter_path=path,
                         final_adapter_digest=digest, trained_tokens=ev.get("trained_tokens"),
                         step=ev.get("steps", 0), last_loss=ev.get("train_loss")):
                     add_training_usage(s, self.settings, job=repo.get_job(s, job_id=job_id, organization_id=None),
-                                       trained_tokens=tokens, digest=digest)
+                                       trained_tokens=tokens + evaluated, digest=digest)
                 return "done"
             elif kind == "error":
                 code = "invalid_training_file" if ev.get("user_error") else "training_error"

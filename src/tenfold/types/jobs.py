@@ -145,7 +145,16 @@ class JobEstimate(ResponseModel):
     tokens_per_epoch: int
     n_epochs: int
     total_steps: int
-    estimated_trained_tokens: int
+    estimated_trained_tokens: int = Field(description="n_epochs × tokens_per_epoch: the training part, what the "
+                                                      "job reports as trained_tokens")
+    n_validation_examples: int = 0
+    validation_tokens_per_eval: int = Field(default=0, description="tokens of one pass over the validation file")
+    eval_every: int = Field(default=0, description="the resolved eval_every (0: only at checkpoints and the end)")
+    n_evals: int = Field(default=0, description="validation passes the run makes (every eval_every steps, at "
+                                                "checkpoints and at the end)")
+    estimated_evaluation_tokens: int = Field(default=0, description="n_evals × validation_tokens_per_eval")
+    estimated_total_tokens: int = Field(description="estimated_trained_tokens + estimated_evaluation_tokens: what "
+                                                    "is billed")
     truncated_examples: int
     skipped_examples: int
     training_price_per_mtok_micro_usd: int
