@@ -42,10 +42,10 @@ def _hp(name: str) -> str:
 
 
 def train(
-    path: Path = typer.Argument(..., help="Training data: a JSONL file (messages, prompt/completion, or "
-                                          "prompt/chosen/rejected for --method dpo)."),
+    path: Path = typer.Argument(..., help="Training data: a JSONL file (messages, text, prompt/completion, or "
+                                          "preference pairs for --method dpo; docs/api.md lists the formats)."),
     model: str = typer.Option(DEFAULT_BASE_MODEL, "--model", help="Base model to fine-tune."),
-    method: str = typer.Option("sft", "--method", help=_hp("method")),
+    method: str = typer.Option("sft", "--method", "--training-method", help=_hp("method")),
     epochs: int | None = typer.Option(None, "--epochs", help=_hp("n_epochs")),
     batch_size: str | None = typer.Option(None, "--batch-size", help=_hp("batch_size")),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help=_hp("learning_rate")),
@@ -68,6 +68,14 @@ def train(
                                                help="Continue from <job id> or <job id>/step-N (same base model)."),
     seed: int | None = typer.Option(None, "--seed", help=_hp("seed")),
     suffix: str | None = typer.Option(None, "--suffix", help="A label for the job (letters, digits, - _ .)."),
+    wandb_project: str | None = typer.Option(None, "--wandb-project",
+                                             help="Log the run to this Weights & Biases project."),
+    wandb_name: str | None = typer.Option(None, "--wandb-name", help="W&B run name (default: the job id)."),
+    wandb_entity: str | None = typer.Option(None, "--wandb-entity", help="W&B team or user."),
+    wandb_tags: list[str] | None = typer.Option(None, "--wandb-tag", help="A W&B run tag (repeatable)."),
+    wandb_api_key: str | None = typer.Option(
+        None, "--wandb-api-key", help="W&B API key for this job, sent once and never stored (e.g. "
+                                      "--wandb-api-key \"$WANDB_API_KEY\"); default: the server's WANDB_API_KEY."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and estimate tokens and cost; train nothing."),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="Follow progress until the job ends."),
 ) -> None:
@@ -78,6 +86,8 @@ def train(
     """
     if not path.is_file():
         raise CliError(f"no such file: {path}")
+    if wandb_project is None and (wandb_name or wandb_entity or wandb_tags):
+        raise CliError("--wandb-name, --wandb-entity and --wandb-tag need --wandb-project")
     if validation_file is not None and not validation_file.is_file():
         raise CliError(f"no such file: {validation_file}")
     size: int | str | None = batch_size
@@ -115,7 +125,8 @@ def train(
         say(f"uploaded {validation_file.name} as {valid_id}")
     request: dict[str, Any] = dict(model=model, training_file=uploaded.id, hyperparameters=hyper or None, seed=seed,
                                    suffix=suffix, validation_file=valid_id, method=method,
-                                   from_checkpoint=from_checkpoint)
+                                   from_checkpoint=from_checkpoint, wandb_api_key=wandb_api_key,
+                                   integrations=_wandb(wandb_project, wandb_name, wandb_entity, wandb_tags))
     if dry_run:
         print_estimate(api.fine_tuning.jobs.estimate(**request))
         return
@@ -130,12 +141,22 @@ def train(
         raise typer.Exit(1)
 
 
+def _wandb(project: str | None, name: str | None, entity: str | None, tags: list[str] | None) -> list[dict] | None:
+    if project is None:
+        return None
+    settings = {"project": project, "name": name, "entity": entity, "tags": tags or None}
+    return [{"type": "wandb", "wandb": {k: v for k, v in settings.items() if v is not None}}]
+
+
 def print_estimate(est: JobEstimate) -> None:
     say(f"dry run: nothing was created. {est.method} on {est.model}", "bold")
     for label, value in (
         ("examples", est.n_examples), ("tokens per epoch", est.tokens_per_epoch),
         ("epochs", est.n_epochs), ("steps", est.total_steps),
         ("training tokens", est.estimated_trained_tokens),
+        ("validation", f"{est.n_evals} evaluations x {est.validation_tokens_per_eval} tokens = "
+                       f"{est.estimated_evaluation_tokens}"),
+        ("billed tokens", est.estimated_total_tokens),
         ("price", f"{fmt_usd(est.training_price_per_mtok_micro_usd)} per 1M tokens"),
         ("estimated cost", fmt_usd(est.estimated_cost_micro_usd)),
         ("truncated", est.truncated_examples), ("skipped", est.skipped_examples),
@@ -176,6 +197,8 @@ def get_job(job_id: str, as_json: bool = JSON_OPT) -> None:
         ("trained tokens", job.trained_tokens),
         ("hyperparameters", ", ".join(f"{k}={v}" for k, v in job.hyperparameters.items())),
         ("checkpoints", ", ".join(job.checkpoints) or "-"),
+        ("W&B", ", ".join(f"{i.wandb.entity + '/' if i.wandb.entity else ''}{i.wandb.project} ({i.wandb.name})"
+                          for i in job.integrations) or "-"),
     ):
         say(f"{label:>16}: {value if value is not None else '-'}")
     if job.error:

@@ -39,6 +39,7 @@ from tenfold.types.fine_tuning import (
     Suffix,
     TargetModules,
     TrainOnInputs,
+    WandbSettings,
     WarmupRatio,
     WeightDecay,
 )
@@ -116,6 +117,9 @@ class TrainingSpec(BaseModel):
     resume_from: str | None = None  # a checkpoint folder holding resume state
     init_adapter: str | None = None  # continued fine-tuning: start from this adapter folder's weights
     from_checkpoint: str | None = None  # what the user named (<job> or <job>/step-N), for display
+    # Log the run to Weights & Biases (project, name, entity, tags). Never a key: the API key reaches the
+    # trainer in its environment (WANDB_API_KEY) only, so it is in no spec.json, row or event.
+    wandb: WandbSettings | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,9 +1,9 @@
 """Responses of ``/v1/fine_tuning/jobs``: the job, its events, checkpoints, metrics series and the dry-run
 estimate, plus ``/v1/fine_tuning/evaluations``.
 
-Owns: OpenAI's ``fine_tuning.job`` shape with our fields (``progress``, ``checkpoints``,
-``has_final_adapter``, ``from_checkpoint``), ``fine_tuning.job.event``, ``fine_tuning.job.checkpoint``,
-the per-step metrics list, ``fine_tuning.job.estimate`` and ``fine_tuning.evaluation``. Does not own: the
+Owns: OpenAI's ``fine_tuning.job`` shape (``integrations`` included, never a key) with our fields
+(``progress``, ``checkpoints``, ``has_final_adapter``, ``from_checkpoint``), ``fine_tuning.job.event``,
+``fine_tuning.job.checkpoint``, the per-step metrics list, ``fine_tuning.job.estimate`` and ``fine_tuning.evaluation``. Does not own: the
 create body (``tenfold.types.fine_tuning``).
 """
 
@@ -35,6 +35,20 @@ class JobMethod(ResponseModel):
     dpo: MethodDetails | None = None
 
 
+class WandbRunSettings(ResponseModel):
+    project: str
+    name: str | None = Field(default=None, description="the run's name (the job id unless one was given)")
+    entity: str | None = None
+    tags: list[str] | None = None
+
+
+class JobIntegration(ResponseModel):
+    """OpenAI's integration object; never carries an API key."""
+
+    type: Literal["wandb"]
+    wandb: WandbRunSettings
+
+
 class JobProgress(ResponseModel):
     step: int
     total_steps: int | None = None
@@ -64,7 +78,9 @@ class FineTuningJob(ResponseModel):
     suffix: str | None = None
     user_provided_suffix: str | None = None
     estimated_finish: int | None = None
-    integrations: list[Any] = []
+    integrations: list[JobIntegration] = Field(default=[], description="[{\"type\": \"wandb\", \"wandb\": "
+                                                                    "{project, name, entity, tags}}] when the run "
+                                                                    "logs to Weights & Biases")
     metadata: dict[str, str] | None = None
     progress: JobProgress
     checkpoints: list[str] = Field(default=[], description="saved checkpoints, <job id>/step-<N>, oldest first")
@@ -181,6 +197,6 @@ class Evaluation(ResponseModel):
     data: list[EvaluationResult]
 
 
-__all__ = ["FineTuningJob", "JobStatus", "JobError", "JobMethod", "MethodDetails", "JobProgress", "JobEvent",
+__all__ = ["FineTuningJob", "JobIntegration", "WandbRunSettings", "JobStatus", "JobError", "JobMethod", "MethodDetails", "JobProgress", "JobEvent",
            "JobCheckpoint", "CheckpointMetrics", "JobMetrics", "MetricsPoint", "JobEstimate", "Evaluation",
            "EvaluationResult", "TERMINAL_JOB_STATUSES"]
