@@ -155,3 +155,34 @@ def test_a_server_without_an_in_process_worker_refuses_the_key(tmp_path, model_c
             assert r.status_code == 200 and r.json()["integrations"][0]["wandb"]["project"] == "p", r.text
     finally:
         stop_server(api)
+
+
+def test_cli_train_flags(wandb_server, tmp_path):
+    import re
+
+    from typer.testing import CliRunner
+
+    from tenfold.cli.main import app
+
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_bytes(jsonl([{"prompt": f"Sky {i}?", "chosen": "Blue.", "rejected": "Green."} for i in range(4)]))
+    env = {"TENFOLD_CONFIG_DIR": str(tmp_path / "config"), "TENFOLD_BASE_URL": wandb_server.base_url,
+           "TENFOLD_API_KEY": wandb_server.api_key, "COLUMNS": "200"}
+    run = CliRunner().invoke
+    common = [str(prefs), "--model", TINY, "--training-method", "dpo", "--epochs", "1"]
+    wandb = ["--wandb-project", "cli-project", "--wandb-tag", "a", "--wandb-tag", "b", "--wandb-api-key", "k" * 40]
+    dry = run(app, ["train", *common, "--validation-file", str(prefs), "--dry-run", *wandb], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert re.search(r"validation: \d+ evaluations x \d+ tokens = \d+", dry.output) and "billed tokens" in dry.output
+    started = run(app, ["train", *common, "--no-follow", *wandb], env=env)
+    assert started.exit_code == 0, started.output
+    job_id = re.search(r"created job (ftjob-\S+)", started.output).group(1)
+    with wandb_server.client() as c:
+        job = c.post(f"/fine_tuning/jobs/{job_id}/cancel").json()
+    assert job["method"]["type"] == "dpo"
+    assert job["integrations"][0]["wandb"] == {"project": "cli-project", "name": job_id, "entity": None,
+                                               "tags": ["a", "b"]}
+    shown = run(app, ["jobs", "get", job_id], env=env)
+    assert f"cli-project ({job_id})" in shown.output and "k" * 40 not in shown.output
+    orphan = run(app, ["train", *common, "--wandb-tag", "a"], env=env)
+    assert orphan.exit_code != 0 and "need --wandb-project" in orphan.output

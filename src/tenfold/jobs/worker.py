@@ -1,12 +1,14 @@
 """The training worker: claims queued jobs and runs each in a subprocess (``python -m
-tenfold.training.sft``), turning its JSON-lines progress into job events, checkpoints and status; beside
+tenfold.training.main``), turning its JSON-lines progress into job events, checkpoints and status; beside
 it, a validator thread claims jobs in ``validating_files`` and validates their files
 (``tenfold.jobs.validate``), so a new job is validated at once even while another one trains.
 
 Owns: the two loops, the subprocess lifecycle (spawn, heartbeat, cancel by SIGTERM, kill if it lingers),
 the child's environment (a W&B key sent with the job's request goes there as ``WANDB_API_KEY``, from
-``tenfold.jobs.wandb_keys``, and nowhere else), mapping recipe events to rows, and resume on retry. Status changes go through ``tenfold.jobs.lifecycle``. Training runs in a child process so a crash or OOM
-cannot take the api down, and cancel is a signal. Does not own: the recipe (``tenfold.training``) or what
+``tenfold.jobs.wandb_keys``, and nowhere else), mapping recipe events to rows (the usage row of a succeeded
+job bills its trained plus evaluated tokens), and resume on retry. Status changes go through
+``tenfold.jobs.lifecycle``. Training runs in a child process so a crash or OOM cannot take the api down, and
+cancel is a signal. Does not own: the recipe (``tenfold.training``) or what
 validation checks (``tenfold.jobs.validate``).
 """
 

@@ -3,8 +3,9 @@ estimate, plus ``/v1/fine_tuning/evaluations``.
 
 Owns: OpenAI's ``fine_tuning.job`` shape (``integrations`` included, never a key) with our fields
 (``progress``, ``checkpoints``, ``has_final_adapter``, ``from_checkpoint``), ``fine_tuning.job.event``,
-``fine_tuning.job.checkpoint``, the per-step metrics list, ``fine_tuning.job.estimate`` and ``fine_tuning.evaluation``. Does not own: the
-create body (``tenfold.types.fine_tuning``).
+``fine_tuning.job.checkpoint``, the per-step metrics list, ``fine_tuning.job.estimate`` (training and
+evaluation tokens apart) and ``fine_tuning.evaluation``. Does not own: the create body
+(``tenfold.types.fine_tuning``).
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class Evaluation(ResponseModel):
     data: list[EvaluationResult]
 
 
-__all__ = ["FineTuningJob", "JobIntegration", "WandbRunSettings", "JobStatus", "JobError", "JobMethod", "MethodDetails", "JobProgress", "JobEvent",
+__all__ = ["FineTuningJob", "JobIntegration", "WandbRunSettings", "JobStatus", "JobError", "JobMethod",
+           "MethodDetails", "JobProgress", "JobEvent",
            "JobCheckpoint", "CheckpointMetrics", "JobMetrics", "MetricsPoint", "JobEstimate", "Evaluation",
            "EvaluationResult", "TERMINAL_JOB_STATUSES"]
