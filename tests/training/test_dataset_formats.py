@@ -124,6 +124,7 @@ NEAR_MISSES = [
     ({"conversations": [{"from": "human", "value": "hi"}]}, "nearest supported format is chat ('messages')"),
     ({"question": "q", "answer": "a"}, "rename 'question' to 'prompt'"),
     ({"body": "x"}, "the most common one is format 'messages'"),
+    ({"input": {"messages": [user("q")]}, "preferred": [bot("a")]}, "nearest supported format is OpenAI preference"),
     ({"prompt": "The sky is"}, "TRL's prompt-only type"),
     ({"prompt": "q", "completion": "a", "label": True}, "unpaired preference type (KTO)"),
     ({"prompt": "q", "completions": ["a"], "labels": [True]}, "stepwise supervision"),

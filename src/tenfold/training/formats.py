@@ -226,6 +226,8 @@ _NEAR: dict[str, tuple[str, str]] = {
 
 def _nearest_format_hint(obj: dict[str, Any]) -> str:
     hits = [_NEAR[k] for k in obj if k in _NEAR]
+    if isinstance(obj.get("input"), dict):  # OpenAI's preference shape with its replies missing or misnamed
+        hits = [("openai_preference", "add 'preferred_output' and 'non_preferred_output'")]
     if hits:
         fmt, how = max(hits, key=lambda hit: sum(h[0] == hit[0] for h in hits))
         nearest = f"the nearest supported format is {FORMAT_LABELS[fmt]}: {how}; {_show(fmt)}"
