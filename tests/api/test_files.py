@@ -3,6 +3,8 @@ list/get/content/delete, and organization isolation."""
 
 from __future__ import annotations
 
+import json
+
 from tests.api.helpers import TRAIN_ROWS, jsonl, upload
 
 
@@ -93,3 +95,30 @@ def test_upload_counts_tokens_as_training_will(server):
         batch = c.post("/files", files={"file": ("b.jsonl", jsonl([line]), "application/jsonl")},
                        data={"purpose": "batch"}).json()
         assert batch["n_tokens"] is None and batch["tokenizer"] is None
+
+
+def test_every_dataset_format_is_named_counted_and_fits_its_method(server):
+    """Each accepted format (TRL's standard and conversational types, OpenAI's chat and preference formats)
+    uploads with its own ``format`` value and a token count equal to what its method trains per epoch; a line
+    in no supported format is refused with its number and the nearest format."""
+    from tests.training.test_dataset_formats import PREFERENCE_LINES, SFT_LINES
+
+    with server.client() as c:
+        for fmt, line in {**SFT_LINES, **PREFERENCE_LINES}.items():
+            rows = [json.loads(json.dumps(line).replace("Sky", f"Sky {i}")) for i in range(4)]
+            r = upload(c, jsonl(rows), f"{fmt}.jsonl")
+            assert r.status_code == 200, (fmt, r.text)
+            f = r.json()
+            assert f["format"] == fmt and f["n_examples"] == 4 and f["n_tokens"] > 0, f
+            method = "dpo" if fmt in PREFERENCE_LINES else "supervised"
+            body = {"model": "tiny-random-llama", "training_file": f["id"], "dry_run": True,
+                    "hyperparameters": {"n_epochs": 1}}
+            est = c.post("/fine_tuning/jobs", json={**body, "method": {"type": method}})
+            assert est.status_code == 200 and est.json()["tokens_per_epoch"] == f["n_tokens"], (fmt, est.text)
+            other = c.post("/fine_tuning/jobs", json={**body, "method": {"type": "supervised" if method == "dpo"
+                                                                          else "dpo"}})
+            assert other.status_code == 400 and other.json()["error"]["param"] == "training_file", (fmt, other.text)
+        r = upload(c, jsonl(TRAIN_ROWS[:2]) + b'{"instruction": "Add", "input": "2+2", "output": "4"}\n')
+        assert r.status_code == 400
+        msg = r.json()["error"]["message"]
+        assert "line 3: no supported format has the keys" in msg and "'prompt'/'completion'" in msg

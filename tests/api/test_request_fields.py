@@ -49,12 +49,13 @@ def test_passthrough_fields_and_text_format_are_accepted(server):
         assert r.status_code == 200, r.text
 
 
-def test_job_metadata_is_stored_and_returned_and_integrations_are_refused(server):
+def test_job_metadata_is_stored_and_returned_and_unknown_integrations_are_refused(server):
     with server.client() as c:
         fid = upload(c, jsonl(TRAIN_ROWS)).json()["id"]
         body = {"model": TINY, "training_file": fid, "hyperparameters": {"n_epochs": 1}}
-        r = c.post("/fine_tuning/jobs", json={**body, "integrations": [{"type": "wandb", "wandb": {"project": "p"}}]})
-        assert r.status_code == 400 and r.json()["error"]["param"] == "integrations", r.text
+        r = c.post("/fine_tuning/jobs", json={**body, "integrations": [{"type": "slack", "slack": {}}]})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "integrations.0", r.text
+        assert "integration type 'slack' is not supported" in r.json()["error"]["message"]  # wandb is (elsewhere)
         r = c.post("/fine_tuning/jobs", json={**body, "metadata": {"k" * 65: "v"}})
         assert r.status_code == 400 and r.json()["error"]["param"].startswith("metadata"), r.text
         job = c.post("/fine_tuning/jobs", json={**body, "metadata": {"team": "search", "run": "7"}}).json()

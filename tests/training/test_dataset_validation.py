@@ -44,7 +44,7 @@ def test_text_parts_trailing_blank_lines_and_message_weights() -> None:
 BAD_CASES = [
     (lines(GOOD, "{not json"), 2, "invalid JSON"),
     (lines(GOOD, GOOD, "[1, 2]"), 3, "expected a JSON object, got a list"),
-    (lines({"text": "hello"}), 1, "expected a 'messages' list"),
+    (lines({"body": "hello"}), 1, "no supported format has the keys ['body']"),
     (lines(GOOD, {"messages": []}), 2, "'messages' must be a non-empty list"),
     (lines({"messages": "hi"}), 1, "'messages' must be a non-empty list"),
     (lines({"messages": [{"content": "hi"}]}), 1, "messages[0] has no 'role'"),

@@ -78,8 +78,8 @@ def test_preference_formats_parse() -> None:
             {"input": {"messages": [{"role": "user", "content": "q"}]},
              "preferred_output": [{"role": "assistant", "content": "good"}],
              "non_preferred_output": [{"role": "assistant", "content": "bad"}]}]
-    examples = parse_jsonl("".join(json.dumps(r) + "\n" for r in rows).encode())
-    assert [e.format for e in examples] == ["preference"] * 3
+    examples = [parse_jsonl((json.dumps(r) + "\n").encode())[0] for r in rows]
+    assert [e.format for e in examples] == ["preference", "preference", "openai_preference"]
     assert examples[0].weight == 0.5 and examples[2].chosen == "good" and examples[2].rejected == "bad"
     with pytest.raises(DatasetError, match="identical"):
         parse_jsonl(b'{"prompt": "q", "chosen": "a", "rejected": "a"}\n')

@@ -2,10 +2,12 @@
 resolve hyperparameters ("auto" → defaults), check the files, the base model and ``from_checkpoint``, build
 the ``TrainingSpec`` and insert the row.
 
-Owns: the mapping of OpenAI names onto ours ("auto" → the spec's defaults), the cheap checks that answer
-400/404 at creation and leave nothing behind (spec bounds, the files exist, are yours, have purpose
-``fine-tune`` and hold the format the method trains on), the dry run (which tokenizes synchronously and
-returns the estimate), and resume of a failed or cancelled job. Does not own: the hyperparameters' defaults
+Owns: the mapping of OpenAI names onto ours ("auto" → the spec's defaults; seed 002's ``training_method``
+onto ``method``; the ``wandb`` integration onto the spec's ``wandb``), the cheap checks that answer 400/404
+at creation and leave nothing behind (spec bounds, the files exist, are yours, have purpose ``fine-tune`` and
+hold the format the method trains on), handing a request's ``wandb_api_key`` to ``tenfold.jobs.wandb_keys``
+(memory only), the dry run (which tokenizes synchronously and returns the estimate), and resume of a failed
+or cancelled job. Does not own: the hyperparameters' defaults
 and bounds (``TrainingSpec``), status changes and their events (``tenfold.jobs.lifecycle``), the deep
 validation that follows creation (``tenfold.jobs.validate``) or training (``tenfold.jobs.worker``).
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +26,52 @@ from pydantic import ValidationError
 
 from tenfold.context import Principal, ServerContext
 from tenfold.errors import Conflict, InvalidRequest, NotFound, not_found
-from tenfold.jobs import lifecycle, refs
+from tenfold.jobs import lifecycle, refs, wandb_keys
 from tenfold.jobs.validate import Estimate, FileCheckError, estimate, tokenize_files
 from tenfold.store import repo
 from tenfold.store.tables import FineTuningJob
+from tenfold.training.examples import FORMAT_LABELS, method_for
 from tenfold.training.spec import (
     BASE_LEARNING_RATE,
     TrainingSpec,
     hyperparameter_defaults,
 )
 from tenfold.types.fields import field_path
-from tenfold.types.fine_tuning import JobCreate
+from tenfold.types.fine_tuning import JobCreate, WandbSettings
 
 
 def method_of(body: JobCreate) -> str:
-    return "dpo" if body.method is not None and body.method.type == "dpo" else "sft"
+    """``sft`` or ``dpo``, from OpenAI's ``method.type`` or seed 002's ``training_method`` (which must agree)."""
+    by_method = None if body.method is None else ("dpo" if body.method.type == "dpo" else "sft")
+    by_alias = None if body.training_method is None else ("dpo" if body.training_method == "dpo" else "sft")
+    if by_method and by_alias and by_method != by_alias:
+        raise InvalidRequest(f"training_method '{body.training_method}' and method.type '{body.method.type}' "
+                             "disagree; give one of them (training_method is another name for method.type: "
+                             "'sft' or 'supervised', or 'dpo').", param="training_method")
+    return by_method or by_alias or "sft"
+
+
+DEFAULT_WANDB_PROJECT = "tenfold"  # where a run goes when only wandb_api_key is given
+
+
+def wandb_settings(body: JobCreate, job_id: str) -> WandbSettings | None:
+    """The W&B run a job logs to: the ``wandb`` integration (run name defaulting to the job id, as OpenAI
+    does), or project ``tenfold`` when only ``wandb_api_key`` is given; None without either."""
+    given = next((i.wandb for i in body.integrations or () if i.type == "wandb"), None)
+    if given is None and body.wandb_api_key is None:
+        return None
+    given = given or WandbSettings(project=DEFAULT_WANDB_PROJECT)
+    return given.model_copy(update={"name": given.name or job_id})
+
+
+def _check_wandb_key(body: JobCreate) -> None:
+    if body.wandb_api_key is not None and not wandb_keys.can_hold():
+        raise InvalidRequest(
+            "This server runs no training worker in its own process (tenfold serve --role api), so a "
+            "wandb_api_key sent with the request could reach a worker only through storage, and tenfold never "
+            "stores it. Leave wandb_api_key out and set WANDB_API_KEY in the environment of the worker processes "
+            "(tenfold serve --role worker); the run then logs to the project given in integrations.",
+            param="wandb_api_key")
 
 
 def resolve_hyperparameters(body: JobCreate) -> dict:
@@ -99,21 +134,17 @@ def _spec_error(e: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid hyperparameter {field}: {msg}.", param=f"hyperparameters.{field}")
 
 
-_FORMAT_NAMES = {"messages": "chat ('messages')", "prompt_completion": "'prompt'/'completion'",
-                 "preference": "preference pair ('prompt'/'chosen'/'rejected')"}
-
-
 def _check_fits(param: str, f: Any, method: str) -> None:
     """A 400 when the file's format (found on upload) is not what ``method`` trains on."""
-    if not f.data_format or (f.data_format == "preference") == (method == "dpo"):
+    if not f.data_format or f.data_format not in FORMAT_LABELS or method_for(f.data_format) == method:
         return
-    held = _FORMAT_NAMES.get(f.data_format, repr(f.data_format))
+    held = FORMAT_LABELS[f.data_format]
     if method == "dpo":
         raise InvalidRequest(f"File '{f.id}' holds {held} examples, but method 'dpo' needs preference pairs "
                           "('prompt', 'chosen', 'rejected'); train it with method 'sft' or upload preference pairs. "
                           "Nothing was created.", param=param, code="invalid_training_file")
     raise InvalidRequest(f"File '{f.id}' holds {held} examples, which train with method 'dpo'; set method "
-                      "{\"type\": \"dpo\"} or upload 'messages' or 'prompt'/'completion' examples for sft. "
+                      "{\"type\": \"dpo\"} or upload 'messages', 'text' or 'prompt'/'completion' examples for sft. "
                       "Nothing was created.", param=param, code="invalid_training_file")
 
 
@@ -132,45 +163,69 @@ def create_job(c: ServerContext, p: Principal, body: JobCreate) -> FineTuningJob
         raise InvalidRequest(f"Unknown base model '{body.model}'. This server fine-tunes: {', '.join(bases)}.",
                              param="model", code="model_not_found")
     hp = resolve_hyperparameters(body)
+    _check_wandb_key(body)
     job_id = "ftjob-" + secrets.token_hex(10)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    with c.db.session() as s:
-        paths, files = {}, {}
-        for param, file_id in (("training_file", body.training_file), ("validation_file", body.validation_file)):
-            if file_id is None:
-                continue
-            f = repo.get_file(s, organization_id=p.organization_id, file_id=file_id)
-            if f is None:
-                raise NotFound(f"No file with id '{file_id}' was found. Upload it first with "
-                               "POST /v1/files (purpose 'fine-tune').", param=param, code="file_not_found")
-            if f.purpose != "fine-tune":
-                raise InvalidRequest(f"File '{file_id}' has purpose '{f.purpose}'; fine-tuning needs purpose "
-                                  "'fine-tune'.", param=param)
-            files[param] = f
-            paths[param] = str(c.artifacts.path(f.storage_key))
-        init_adapter = None
-        if body.from_checkpoint is not None:
-            init_adapter, fixed = _resolve_checkpoint(s, p, body, hp_given(body))
-            hp.update(fixed)
-        try:
-            spec = TrainingSpec(
-                method=method_of(body), base_model=body.model, training_file=paths["training_file"],
-                validation_file=paths.get("validation_file"), output_dir=str(c.artifacts.path(f"jobs/{job_id}")),
-                seed=seed, suffix=body.suffix, init_adapter=init_adapter, from_checkpoint=body.from_checkpoint,
-                **{k: v for k, v in hp.items()},
-            )
-        except ValidationError as e:
-            raise _spec_error(e) from None
-        for param, f in files.items():
-            _check_fits(param, f, spec.method)
+    with _key_held(job_id, body), c.db.session() as s:
+        spec = _build_spec(c, s, p, body, hp, job_id=job_id, seed=seed)
         if body.dry_run:
             return _dry_run(c, spec, hp)
         start = f" from {body.from_checkpoint}" if body.from_checkpoint else ""
+        logs = f"; logging to W&B project {spec.wandb.project}" if spec.wandb else ""
         return lifecycle.create(
             s, job_id=job_id, organization_id=p.organization_id, api_key_id=p.api_key_id, model=body.model,
             training_file=body.training_file, validation_file=body.validation_file, suffix=body.suffix, seed=seed,
             spec=spec.model_dump(mode="json"), hyperparameters=hp, metadata=body.metadata,
-            message=f"Created {spec.method} fine-tuning job {job_id} on {body.model}{start}; validating files.")
+            message=f"Created {spec.method} fine-tuning job {job_id} on {body.model}{start}{logs}; validating files.")
+
+
+def _build_spec(c: ServerContext, s, p: Principal, body: JobCreate, hp: dict, *, job_id: str, seed: int
+                ) -> TrainingSpec:
+    """The job's ``TrainingSpec`` after the checks that need the store: its files and ``from_checkpoint``."""
+    paths, files = {}, {}
+    for param, file_id in (("training_file", body.training_file), ("validation_file", body.validation_file)):
+        if file_id is None:
+            continue
+        f = repo.get_file(s, organization_id=p.organization_id, file_id=file_id)
+        if f is None:
+            raise NotFound(f"No file with id '{file_id}' was found. Upload it first with "
+                           "POST /v1/files (purpose 'fine-tune').", param=param, code="file_not_found")
+        if f.purpose != "fine-tune":
+            raise InvalidRequest(f"File '{file_id}' has purpose '{f.purpose}'; fine-tuning needs purpose "
+                                 "'fine-tune'.", param=param)
+        files[param] = f
+        paths[param] = str(c.artifacts.path(f.storage_key))
+    init_adapter = None
+    if body.from_checkpoint is not None:
+        init_adapter, fixed = _resolve_checkpoint(s, p, body, hp_given(body))
+        hp.update(fixed)
+    try:
+        spec = TrainingSpec(
+            method=method_of(body), base_model=body.model, training_file=paths["training_file"],
+            validation_file=paths.get("validation_file"), output_dir=str(c.artifacts.path(f"jobs/{job_id}")),
+            seed=seed, suffix=body.suffix, init_adapter=init_adapter, from_checkpoint=body.from_checkpoint,
+            wandb=wandb_settings(body, job_id), **hp,
+        )
+    except ValidationError as e:
+        raise _spec_error(e) from None
+    for param, f in files.items():
+        _check_fits(param, f, spec.method)
+    return spec
+
+
+@contextmanager
+def _key_held(job_id: str, body: JobCreate) -> Iterator[None]:
+    """Hold the request's W&B key for the new job in this process's memory, before its row is committed (so
+    the worker finds it once it can claim the job); forget it if the job is not created. A dry run holds none."""
+    if body.wandb_api_key is None or body.dry_run:
+        yield
+        return
+    wandb_keys.hold(job_id, body.wandb_api_key.get_secret_value())
+    try:
+        yield
+    except BaseException:
+        wandb_keys.drop(job_id)
+        raise
 
 
 def hp_given(body: JobCreate) -> dict:

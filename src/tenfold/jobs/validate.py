@@ -81,17 +81,26 @@ def tokenize_files(settings: Settings, spec: TrainingSpec) -> tuple[dict[str, An
 
 
 def estimate(settings: Settings, spec: TrainingSpec, stats: dict[str, Any], hyperparameters: dict) -> Estimate:
-    train = stats["training_file"]
+    """Tokens, steps and price of a run as seed 002's pricing counts them: ``n_epochs`` × training tokens
+    (``estimated_trained_tokens``, what the job reports as ``trained_tokens``) + ``n_evals`` × validation
+    tokens (``estimated_evaluation_tokens``); their sum (``estimated_total_tokens``) is what is billed."""
+    train, valid = stats["training_file"], stats.get("validation_file")
     batch_size = spec.resolved_batch_size(train.n_examples)
     steps = -(-train.n_examples // batch_size) * spec.n_epochs
     tokens = train.n_tokens * spec.n_epochs
+    n_evals = spec.n_evals(steps) if valid is not None else 0
+    per_eval = valid.n_tokens if valid is not None else 0
+    total = tokens + n_evals * per_eval
     price = settings.price_for(spec.base_model)
     return {"object": "fine_tuning.job.estimate", "model": spec.base_model, "method": spec.method,
             "n_examples": train.n_examples, "tokens_per_epoch": train.n_tokens, "n_epochs": spec.n_epochs,
             "total_steps": steps, "estimated_trained_tokens": tokens,
+            "n_validation_examples": valid.n_examples if valid is not None else 0,
+            "validation_tokens_per_eval": per_eval, "eval_every": spec.resolved_eval_every(steps),
+            "n_evals": n_evals, "estimated_evaluation_tokens": n_evals * per_eval, "estimated_total_tokens": total,
             "truncated_examples": len(train.truncated_lines), "skipped_examples": len(train.dropped_lines),
             "training_price_per_mtok_micro_usd": price.training_per_mtok,
-            "estimated_cost_micro_usd": training_cost(price, tokens=tokens),
+            "estimated_cost_micro_usd": training_cost(price, tokens=total),
             "hyperparameters": hyperparameters, "from_checkpoint": spec.from_checkpoint}
 
 
@@ -141,8 +150,10 @@ def validate_job(settings: Settings, db: Database, *, job_id: str, worker_id: st
                       f"validate them again (POST /v1/fine_tuning/jobs/{job_id}/resume).")
         return "failed"
     est = estimate(settings, spec, stats, hyperparameters)
+    evals = (f" plus {est['estimated_evaluation_tokens']} validation tokens ({est['n_evals']} evaluations of "
+             f"{est['validation_tokens_per_eval']})" if est["n_evals"] else "")
     summary = (f"Files validated: {est['n_examples']} examples, {est['tokens_per_epoch']} tokens per epoch; "
-               f"about {est['estimated_trained_tokens']} training tokens over {spec.n_epochs} epochs "
+               f"about {est['estimated_trained_tokens']} training tokens over {spec.n_epochs} epochs{evals} "
                f"(estimated cost ${est['estimated_cost_micro_usd'] / 1e6:.6f}).")
     events = [("warn", w["message"], w) for w in warnings] + [("info", summary, est)]
     with db.session() as s:

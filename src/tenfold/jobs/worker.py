@@ -1,11 +1,14 @@
 """The training worker: claims queued jobs and runs each in a subprocess (``python -m
-tenfold.training.sft``), turning its JSON-lines progress into job events, checkpoints and status; beside
+tenfold.training.main``), turning its JSON-lines progress into job events, checkpoints and status; beside
 it, a validator thread claims jobs in ``validating_files`` and validates their files
 (``tenfold.jobs.validate``), so a new job is validated at once even while another one trains.
 
 Owns: the two loops, the subprocess lifecycle (spawn, heartbeat, cancel by SIGTERM, kill if it lingers),
-mapping recipe events to rows, and resume on retry. Status changes go through ``tenfold.jobs.lifecycle``. Training runs in a child process so a crash or OOM
-cannot take the api down, and cancel is a signal. Does not own: the recipe (``tenfold.training``) or what
+the child's environment (a W&B key sent with the job's request goes there as ``WANDB_API_KEY``, from
+``tenfold.jobs.wandb_keys``, and nowhere else), mapping recipe events to rows (the usage row of a succeeded
+job bills its trained plus evaluated tokens), and resume on retry. Status changes go through
+``tenfold.jobs.lifecycle``. Training runs in a child process so a crash or OOM cannot take the api down, and
+cancel is a signal. Does not own: the recipe (``tenfold.training``) or what
 validation checks (``tenfold.jobs.validate``).
 """
 
@@ -27,7 +30,7 @@ from pathlib import Path
 from tenfold.artifacts.storage import ArtifactStore
 from tenfold.billing.meter import add_training_usage
 from tenfold.config import Settings
-from tenfold.jobs import lifecycle, metrics
+from tenfold.jobs import lifecycle, metrics, wandb_keys
 from tenfold.jobs.validate import validate_job
 from tenfold.store import repo
 from tenfold.store.db import Database
@@ -56,10 +59,15 @@ class Worker:
         self._proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        """Run the loops in a thread of this process; from now on the api of this process may accept W&B keys
+        with job requests (``tenfold.jobs.wandb_keys``), since this worker can hand them to its trainers."""
         self._thread = threading.Thread(target=self.run_forever, name="tenfold-worker", daemon=True)
         self._thread.start()
+        wandb_keys.worker_started()
 
     def stop(self) -> None:
+        if self._thread is not None:
+            wandb_keys.worker_stopped()
         self._stop.set()
         proc = self._proc
         if proc and proc.poll() is None:
@@ -109,7 +117,7 @@ class Worker:
         with self.db.session() as s:
             repo.add_event(s, job_id=job_id, message=message, **kw)
 
-    def _spec_path(self, job_id: str) -> Path:
+    def _spec_path(self, job_id: str) -> tuple[Path, dict]:
         from tenfold.models.registry import resolve_base_model
 
         with self.db.session() as s:
@@ -132,17 +140,32 @@ class Worker:
         out.mkdir(parents=True, exist_ok=True)
         path = out / "spec.json"
         path.write_text(json.dumps(spec, indent=2))
-        return path
+        return path, spec
+
+    def _child_env(self, job_id: str, spec: dict) -> dict[str, str]:
+        """The trainer's environment: this process's, plus the W&B key sent with the job's request (if this
+        process holds one), which overrides a ``WANDB_API_KEY`` of the worker's own environment."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        if not spec.get("wandb"):
+            return env
+        key = wandb_keys.get(job_id)
+        if key is not None:
+            env["WANDB_API_KEY"] = key
+            self._event(job_id, "W&B: the API key sent with the job is handed to the trainer's environment "
+                                "(it is never stored).")
+        elif env.get("WANDB_API_KEY"):
+            self._event(job_id, "W&B: using WANDB_API_KEY from the worker's environment.")
+        return env
 
     def run_job(self, job_id: str) -> None:
         try:
-            spec_path = self._spec_path(job_id)
+            spec_path, spec = self._spec_path(job_id)
         except Exception as e:
             self._fail(job_id, f"Could not start training: {e}", user_error=isinstance(e, FileNotFoundError))
             return
         self._event(job_id, "Training started.", data={"status": "running"})
         log_path = spec_path.parent / "train.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env = self._child_env(job_id, spec)
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "tenfold.training.main", "--spec", str(spec_path)],
                                     stdout=subprocess.PIPE, stderr=log_file, env=env, start_new_session=True,
@@ -225,22 +248,26 @@ class Worker:
             elif kind == "cancelled":
                 repo.add_event(s, job_id=job_id, message=f"Training stopped at step {ev.get('step')}.")
                 return "cancelled"
-            elif kind == "warning":
-                repo.add_event(s, job_id=job_id, level="warn", message=str(ev.get("message")),
-                               data={k: v for k, v in ev.items() if k != "type"})
+            elif kind in ("warning", "info"):
+                repo.add_event(s, job_id=job_id, level="warn" if kind == "warning" else "info",
+                               message=str(ev.get("message")), data={k: v for k, v in ev.items() if k != "type"})
             elif kind == "done":
                 from tenfold.training.checkpoints import adapter_digest
 
                 path, tokens = ev["path"], int(ev.get("trained_tokens") or 0)
+                evaluated = int(ev.get("evaluated_tokens") or 0)
                 digest = adapter_digest(Path(path))
-                # The usage row is written with the move to ``succeeded`` (which happens once), keyed by the job.
+                evals = f", {evaluated} validation tokens evaluated" if evaluated else ""
+                # The usage row is written with the move to ``succeeded`` (which happens once), keyed by the job;
+                # it bills trained + evaluated tokens (seed 002: n_epochs x training + n_evals x validation).
                 if lifecycle.succeed(s, job_id=job_id, data=ev, message=(
-                        f"Job succeeded: {ev.get('steps')} steps, {ev.get('trained_tokens')} tokens trained. "
+                        f"Job succeeded: {ev.get('steps')} steps, {ev.get('trained_tokens')} tokens trained{evals}. "
                         f"Deploy it with `tenfold deploy {job_id}`."), final_adapter_path=path,
                         final_adapter_digest=digest, trained_tokens=ev.get("trained_tokens"),
                         step=ev.get("steps", 0), last_loss=ev.get("train_loss")):
                     add_training_usage(s, self.settings, job=repo.get_job(s, job_id=job_id, organization_id=None),
-                                       trained_tokens=tokens, digest=digest)
+                                       trained_tokens=tokens + evaluated, digest=digest)
+                wandb_keys.drop(job_id)  # a succeeded job is never resumed: forget its key
                 return "done"
             elif kind == "error":
                 code = "invalid_training_file" if ev.get("user_error") else "training_error"

@@ -121,5 +121,6 @@ def run_dpo(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
         return {"valid_loss": sum(losses) / len(valid), "valid_reward_margin": float(all_margins.mean()),
                 "valid_reward_accuracy": float((all_margins > 0).float().mean())}
 
-    recipe = Recipe("dpo", len(train), step, evaluate if valid else None, "train_reward_accuracy")
+    recipe = Recipe("dpo", len(train), step, evaluate if valid else None, "train_reward_accuracy",
+                    eval_tokens=sum(p.n_tokens for p in valid))
     return runner.run_loop(spec, emit, should_stop, model, recipe, device, is_main=is_main, reduce=reduce)

@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenfold.training.data import (
-    DatasetError,
-    Example,
-    Message,
-    _parse_messages,
-    _parse_object,
-)
+from tenfold.training.chat import parse_messages
+from tenfold.training.errors import DatasetError
+from tenfold.training.examples import Example, Message
+from tenfold.training.formats import parse_line
 
 MAX_EVAL_EXAMPLES = 1000
 
@@ -52,7 +49,7 @@ def parse_eval_rows(rows: list[Any]) -> list[EvalRow]:
             if not isinstance(expected, str):
                 expected = json.dumps(expected) if expected is not None else None
             if "messages" in obj:
-                msgs = _parse_messages(line, obj["messages"], need_assistant=False)
+                msgs = parse_messages(line, obj["messages"], need_assistant=False)
             elif isinstance(obj.get("prompt"), str):
                 msgs = (Message("user", obj["prompt"]),)
             else:
@@ -62,10 +59,13 @@ def parse_eval_rows(rows: list[Any]) -> list[EvalRow]:
             example = Example(line=line, messages=(*msgs, Message("assistant", expected))) if expected else None
             out.append(EvalRow(line, msgs, expected, example))
             continue
-        example = _parse_object(line, obj)
-        if example.format == "preference":
+        example = parse_line(line, obj)
+        if example.is_preference:
             raise DatasetError(line, "preference pairs cannot be scored by exact match; give 'messages' or "
                                      "'prompt'/'completion'")
+        if example.text is not None:
+            raise DatasetError(line, "a 'text' row has no prompt and reply to compare; give 'messages', "
+                                     "'prompt'/'completion' or a prompt with 'expected'")
         last = max(i for i, m in enumerate(example.messages) if m.role == "assistant")
         out.append(EvalRow(line, example.messages[:last], example.messages[last].content, example))
     return out

@@ -1,11 +1,13 @@
 """The training entry point: ``python -m tenfold.training.main --spec spec.json`` runs the recipe the spec's
-``method`` names (``run_training``: ``sft`` or ``dpo``; also what the multi-process launcher ``ddp`` calls).
+``method`` names (``run_training``: ``sft`` or ``dpo``; also what the multi-process launcher ``ddp`` calls),
+mirrored to a Weights & Biases run when the spec asks for one (``tenfold.training.wandb_run``).
 
 Owns the dispatch by method and the process protocol the worker relies on:
 
 - stdout carries only events, one JSON object per line, flushed: ``started``, ``metrics``, ``checkpoint``,
-  ``warning``, ``done``, and on failure ``error`` (``message``, ``user_error``) or, after SIGTERM,
-  ``cancelled`` (``step``). Library output written to fd 1 is redirected to stderr.
+  ``warning``, ``info``, ``done``, and on failure ``error`` (``message``, ``user_error``) or, after SIGTERM,
+  ``cancelled`` (``step``). Library output written to fd 1 is redirected to stderr. The W&B API key (in the
+  environment only) is replaced by ``***`` should an event's message contain it.
 - exit codes: 0 done; 1 error (``user_error`` true for bad data/hyperparameters/template, false for
   internal errors, whose traceback goes to stderr); 143 stopped by SIGTERM (128 + 15).
 - SIGTERM (and SIGINT) set a flag that the loop checks before every step, so the process stops within one
@@ -41,14 +43,32 @@ def run_training(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool]
         from tenfold.training.dpo import run_dpo as recipe
     else:
         from tenfold.training.sft import run_sft as recipe
-    return recipe(spec, emit, should_stop or never, **kwargs)
+    if spec.wandb is None or not kwargs.get("is_main", True):
+        return recipe(spec, emit, should_stop or never, **kwargs)
+    from tenfold.training.wandb_run import WandbRun
+
+    run = WandbRun(spec, emit)
+    run.start()
+    failed = True
+    try:
+        done = recipe(spec, run, should_stop or never, **kwargs)
+        failed = False
+        return done
+    finally:
+        run.finish(failed=failed)
 
 
 class _EventWriter:
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, secrets: tuple[str, ...] = ()) -> None:
         self.stream = stream
+        self.secrets = tuple(s for s in secrets if s)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        message = event.get("message")
+        if isinstance(message, str) and any(s in message for s in self.secrets):  # text from libraries
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            event = {**event, "message": message}
         self.stream.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
         self.stream.flush()
 
@@ -66,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tenfold.training.main", description=__doc__)
     parser.add_argument("--spec", required=True, help="path of a TrainingSpec JSON file")
     args = parser.parse_args(argv)
-    emit = _EventWriter(_claim_stdout())
+    emit = _EventWriter(_claim_stdout(), secrets=(os.environ.get("WANDB_API_KEY", ""),))
     stop = {"requested": False}
 
     def _on_signal(signum: int, frame: Any) -> None:

@@ -4,8 +4,9 @@ Owns: threads/seeds/device, loading the base model with a fresh LoRA (or the wei
 continued fine-tuning), AdamW with the chosen schedule (linear, cosine or constant after warmup), the step
 counter and deterministic data order (``batching.batch_indices``: a permutation per epoch from the seed, so
 a resumed run sees the same batches), ``metrics`` events per logged step (train loss, learning rate,
-tokens/s, elapsed, ETA and, every ``eval_every`` steps, the validation loss), checkpoints every
-``checkpoint_every`` steps with their metrics and resume state, the final adapter and the ``done`` event,
+tokens/s, elapsed, ETA and, at the steps ``TrainingSpec.evaluates_at`` names, the validation loss),
+checkpoints every ``checkpoint_every`` steps with their metrics and resume state, the final adapter and the
+``done`` event (with ``evaluated_tokens``: validation tokens × evaluations, billed with the trained tokens),
 and which examples of a step each process takes under DDP (``share_of_step``).
 Does not own: what a step computes; a recipe passes a ``Recipe`` with ``step(indices)`` (forward and
 backward, so a recipe may accumulate gradients over micro-batches) and ``evaluate()``.
@@ -60,6 +61,7 @@ class Recipe:
     step: Callable[[list[int]], StepResult]  # forward and backward of one optimizer step's examples
     evaluate: Callable[[], dict[str, float]] | None  # validation metrics (valid_loss, …) or None
     accuracy_name: str  # train_mean_token_accuracy (sft) or train_reward_accuracy (dpo)
+    eval_tokens: int = 0  # tokens one evaluate() processes (the validation set, as tokenized)
 
 
 def share_of_step(indices: list[int], shard: tuple[int, int]) -> list[int]:
@@ -173,16 +175,23 @@ def run_loop(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool], mo
     optimizer = torch.optim.AdamW(trainable, lr=spec.learning_rate, weight_decay=spec.weight_decay)
     scheduler = make_scheduler(spec, optimizer, total_steps)
     step, trained_tokens, history = 0, 0, []  # history: (loss, n_weight, n_correct) per step
+    evals = {"tokens": 0, "n": 0}  # evaluations run so far (restored on resume, like trained_tokens)
     if spec.resume_from:
-        step, trained_tokens, history = _resume(spec, model, optimizer, scheduler, total_steps, recipe.n_examples)
+        step, trained_tokens, history, evals = _resume(spec, model, optimizer, scheduler, total_steps,
+                                                       recipe.n_examples)
+    evaluate = recipe.evaluate
+    n_evals = spec.n_evals(total_steps) if evaluate is not None else 0
 
     emit({"type": "started", "method": recipe.name, "total_steps": total_steps, "n_examples": recipe.n_examples,
           "epochs": spec.n_epochs, "batch_size": batch_size, "checkpoint_every": checkpoint_every,
+          "eval_every": spec.resolved_eval_every(total_steps) if evaluate is not None else 0, "n_evals": n_evals,
+          "validation_tokens": recipe.eval_tokens,
           "trainable_params": sum(p.numel() for p in trainable),
           "total_params": sum(p.numel() for p in model.parameters()),
           "start_step": step, "trained_tokens": trained_tokens, "device": device.type})
     model.train()
     start_time, session_tokens, start_step, last_ckpt = time.monotonic(), 0, step, step
+    evaluated: dict[str, float] = {}
     while step < total_steps:
         if should_stop():
             raise TrainingCancelled(step)
@@ -200,9 +209,10 @@ def run_loop(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool], mo
         session_tokens += result.n_tokens
         history.append((float(result.loss), result.n_weight, result.n_correct))
         elapsed = time.monotonic() - start_time
-        evaluated: dict[str, float] = {}
-        if recipe.evaluate is not None and spec.eval_every and step % spec.eval_every == 0:
-            evaluated = recipe.evaluate()
+        evaluated = {}
+        if evaluate is not None and spec.evaluates_at(step, total_steps):
+            evaluated = evaluate()
+            evals = {"tokens": evals["tokens"] + recipe.eval_tokens, "n": evals["n"] + 1}
         if step % spec.logging_steps == 0 or step == total_steps or evaluated:
             emit({"type": "metrics", "step": step, "total_steps": total_steps,
                   "epoch": round(step / per_epoch, 4), "loss": history[-1][0],
@@ -213,11 +223,10 @@ def run_loop(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool], mo
                   "eta_s": round(elapsed / (step - start_step) * (total_steps - step), 3),
                   **result.extra, **evaluated})
         if checkpoint_every and step % checkpoint_every == 0:
-            metrics = window_metrics(step, history[last_ckpt:], recipe.accuracy_name)
-            if recipe.evaluate is not None:
-                metrics.update(evaluated or recipe.evaluate())
+            metrics = {**window_metrics(step, history[last_ckpt:], recipe.accuracy_name), **evaluated}
             if is_main:
                 state = {"step": step, "trained_tokens": trained_tokens, "history": history,
+                         "evaluated_tokens": evals["tokens"], "n_evals": evals["n"],
                          "total_steps": total_steps, "n_examples": recipe.n_examples,
                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                          "rng": _rng_state()}
@@ -233,10 +242,12 @@ def run_loop(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool], mo
     if is_main:
         final = checkpoints.save_adapter(model, final, spec.base_model)
     done = {"type": "done", "method": recipe.name, "path": str(final), "trained_tokens": trained_tokens,
-            "steps": total_steps, "train_loss": final_metrics["train_loss"],
-            recipe.accuracy_name: final_metrics[recipe.accuracy_name]}
-    if recipe.evaluate is not None:
-        done.update(recipe.evaluate())
+            "evaluated_tokens": evals["tokens"], "n_evals": evals["n"], "steps": total_steps,
+            "train_loss": final_metrics["train_loss"], recipe.accuracy_name: final_metrics[recipe.accuracy_name]}
+    if evaluate is not None:
+        # The last step always evaluates; a run resumed from its final checkpoint ran none this session and
+        # reports a fresh one (already counted before that checkpoint was saved).
+        done.update(evaluated or evaluate())
     emit(done)
     return done
 
@@ -249,7 +260,7 @@ def window_metrics(step: int, window: list[tuple[float, int, int]], accuracy_nam
 
 
 def _resume(spec: TrainingSpec, model: Any, optimizer: Any, scheduler: Any, total_steps: int,
-            n_examples: int) -> tuple[int, int, list[tuple[float, int, int]]]:
+            n_examples: int) -> tuple[int, int, list[tuple[float, int, int]], dict[str, int]]:
     folder = Path(spec.resume_from or "")
     try:
         state = checkpoints.read_resume_state(folder)
@@ -263,4 +274,5 @@ def _resume(spec: TrainingSpec, model: Any, optimizer: Any, scheduler: Any, tota
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     _set_rng_state(state["rng"])
-    return int(state["step"]), int(state["trained_tokens"]), [tuple(h) for h in state["history"]]
+    evals = {"tokens": int(state.get("evaluated_tokens", 0)), "n": int(state.get("n_evals", 0))}
+    return int(state["step"]), int(state["trained_tokens"]), [tuple(h) for h in state["history"]], evals

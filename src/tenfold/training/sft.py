@@ -99,5 +99,6 @@ def run_sft(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
         return StepResult(loss, n_tokens, n_trained, n_correct)
 
     evaluate = (lambda: _evaluate(model, spec, valid, batch_size, pad_id, device)) if valid else None
-    recipe = Recipe("sft", len(train), step, evaluate, "train_mean_token_accuracy")
+    recipe = Recipe("sft", len(train), step, evaluate, "train_mean_token_accuracy",
+                    eval_tokens=sum(len(e.input_ids) for e in valid))
     return runner.run_loop(spec, emit, should_stop, model, recipe, device, is_main=is_main, reduce=reduce)

@@ -9,7 +9,10 @@ request bodies into it (``tenfold.jobs.submit``) or how a recipe runs it (``tenf
 
 Run-time resolution (the recipe does it once the data is loaded, deterministically, so resume agrees):
 ``batch_size="max"`` becomes ``min(n_examples, MAX_BATCH_SIZE)``; ``n_checkpoints=K`` becomes
-``checkpoint_every=ceil(total_steps / K)``.
+``checkpoint_every=ceil(total_steps / K)``; ``eval_every="auto"`` becomes ``max(1, round(total_steps / 10))``
+(about ten validation losses per run). With a validation file the validation set is evaluated at every
+``eval_every``-th step, at every checkpoint and at the last step (``evaluates_at``, ``n_evals``): what the
+recipe runs and what the estimate and the bill count (``n_evals`` × validation tokens).
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from tenfold.types.fine_tuning import (
     Suffix,
     TargetModules,
     TrainOnInputs,
+    WandbSettings,
     WarmupRatio,
     WeightDecay,
 )
 
 MAX_BATCH_SIZE = 64  # what batch_size="max" may resolve to
+AUTO_EVALS_PER_RUN = 10  # eval_every="auto": about this many validation losses per run
 
 # name -> one-line help; the single source for docs and `tenfold train --help`. Defaults are TrainingSpec's.
 _HELP: dict[str, str] = {
@@ -61,7 +66,8 @@ _HELP: dict[str, str] = {
     "n_checkpoints": "alternatively: this many evenly spaced checkpoints (0 = use checkpoint_every)",
     "seed": "seed for LoRA init, data order and dropout; fixed seed = reproducible run",
     "dpo_beta": "DPO temperature beta (0 < beta <= 10); dpo only",
-    "eval_every": "validation loss every N steps (0 = at checkpoints and the end); needs validation_file",
+    "eval_every": "validation loss every N steps (\"auto\" = about ten times per run; 0 = at checkpoints and "
+                  "the end); with a validation_file",
 }
 # What a job records as its resolved hyperparameters (``hyperparameters`` on the job object), by method.
 JOB_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate", "lr_scheduler", "lora_r", "lora_alpha",
@@ -101,7 +107,7 @@ class TrainingSpec(BaseModel):
     train_on_inputs: TrainOnInputs = "auto"
     seed: Seed = 42
     dpo_beta: DpoBeta = 0.1
-    eval_every: EvalEvery = 0
+    eval_every: EvalEvery | Literal["auto"] = "auto"
     logging_steps: int = Field(default=1, ge=1)
     # Not a hyperparameter (the math does not change): a step's examples run forward and backward in groups
     # of at most this many token positions with gradients accumulated, which bounds activation memory.
@@ -111,6 +117,9 @@ class TrainingSpec(BaseModel):
     resume_from: str | None = None  # a checkpoint folder holding resume state
     init_adapter: str | None = None  # continued fine-tuning: start from this adapter folder's weights
     from_checkpoint: str | None = None  # what the user named (<job> or <job>/step-N), for display
+    # Log the run to Weights & Biases (project, name, entity, tags). Never a key: the API key reaches the
+    # trainer in its environment (WANDB_API_KEY) only, so it is in no spec.json, row or event.
+    wandb: WandbSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -129,7 +138,7 @@ class TrainingSpec(BaseModel):
     def _cross_field(self) -> TrainingSpec:
         if self.checkpoint_every and self.n_checkpoints:
             raise ValueError("give checkpoint_every or n_checkpoints, not both")
-        if self.eval_every and not self.validation_file:
+        if self.eval_every not in (0, "auto") and not self.validation_file:
             raise ValueError("eval_every needs a validation_file")
         if self.method == "dpo" and self.packing:
             raise ValueError("packing applies to sft only; set packing=false for dpo")
@@ -146,6 +155,32 @@ class TrainingSpec(BaseModel):
         if self.n_checkpoints:
             return max(1, math.ceil(total_steps / self.n_checkpoints))
         return self.checkpoint_every
+
+    def resolved_eval_every(self, total_steps: int) -> int:
+        """Steps between validation losses (0: only at checkpoints and the end; 0 without a validation file)."""
+        if not self.validation_file:
+            return 0
+        if self.eval_every == "auto":
+            return max(1, math.floor(total_steps / AUTO_EVALS_PER_RUN + 0.5))
+        return int(self.eval_every)
+
+    def evaluates_at(self, step: int, total_steps: int) -> bool:
+        """Whether the validation set is evaluated after ``step`` (1-based) of a run of ``total_steps``."""
+        if not self.validation_file or not 1 <= step <= total_steps:
+            return False
+        every, ckpt = self.resolved_eval_every(total_steps), self.resolved_checkpoint_every(total_steps)
+        return step == total_steps or bool(every and step % every == 0) or bool(ckpt and step % ckpt == 0)
+
+    def n_evals(self, total_steps: int) -> int:
+        """How many times a run of ``total_steps`` evaluates the validation set (``evaluates_at`` counted)."""
+        if not self.validation_file or total_steps <= 0:
+            return 0
+        every, ckpt = self.resolved_eval_every(total_steps), self.resolved_checkpoint_every(total_steps)
+        n = (total_steps // every if every else 0) + (total_steps // ckpt if ckpt else 0)
+        if every and ckpt:
+            n -= total_steps // math.lcm(every, ckpt)  # steps that are both
+        last_counted = bool(every and total_steps % every == 0) or bool(ckpt and total_steps % ckpt == 0)
+        return n + (0 if last_counted else 1)
 
 
 def hyperparameter_defaults(method: str) -> dict[str, Any]:

@@ -5,8 +5,10 @@ turn ``i`` the trainable span is ``[len(render(messages[:i], add_generation_prom
 len(render(messages[:i+1])))`` in tokens, after checking that the longer rendering's ids really start with
 the shorter one's (a template that rewrites earlier turns cannot be masked this way and is reported).
 The span keeps the end-of-turn token (so the model learns to stop) and drops template whitespace after it.
-Also owns ``count_tokens``: the token count of a whole file as training would tokenize it (one batched
-tokenizer call, no masks), which the upload reports.
+The ``text`` format (TRL's standard language modeling) is tokenized as raw text, no chat template, with the
+end-of-sequence token appended as TRL does, and every token trained. Also owns ``count_tokens``: the token
+count of a whole file as training would tokenize it (one batched tokenizer call, no masks), which the upload
+reports.
 Does not own: file validation (``tenfold.training.data``) or batching (``tenfold.training.batching``).
 """
 
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tenfold.training.data import Example, Message
+from tenfold.training.examples import Example, Message
 from tenfold.training.errors import TemplateError, TrainingUserError
 
 TrainOnInputs = Literal["auto", True, False]
@@ -39,6 +41,16 @@ def render(tokenizer: Any, messages: Sequence[dict[str, str]], *, add_generation
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def text_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of raw texts (the ``text`` format): the tokenizer's own special tokens, then EOS appended
+    unless the text already ends with it (TRL's SFT does the same)."""
+    if not texts:
+        return []
+    out = tokenizer(list(texts), add_special_tokens=True, return_attention_mask=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    return [list(ids) + [eos] if eos is not None and (not ids or ids[-1] != eos) else list(ids) for ids in out]
+
+
 def _end_of_turn_ids(tokenizer: Any) -> set[int]:
     ids = set()
     for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", tokenizer.eos_token):
@@ -56,6 +68,9 @@ def _require_template(tokenizer: Any) -> None:
 def tokenize_example(tokenizer: Any, example: Example, *, train_on_inputs: TrainOnInputs = "auto",
                      end_of_turn: set[int] | None = None) -> TokenizedExample:
     """Token ids and loss weights for one example (not truncated)."""
+    if example.text is not None:  # raw text: nothing is input, every token is trained
+        ids = text_ids(tokenizer, [example.text])[0]
+        return TokenizedExample(example.line, ids, [example.weight] * len(ids))
     _require_template(tokenizer)
     msgs = [{"role": m.role, "content": m.content} for m in example.messages]
     ids = render(tokenizer, msgs, add_generation_prompt=False)
@@ -139,9 +154,9 @@ def tokenize_dataset(tokenizer: Any, examples: Sequence[Example], *, max_length:
     stats = stats if stats is not None else DatasetStats()
     out: list[TokenizedExample] = []
     for example in examples:
-        if example.format == "preference":
+        if example.is_preference:
             raise TrainingUserError(f"line {example.line}: preference pairs (prompt/chosen/rejected) train with "
-                                    "method 'dpo'; supervised fine-tuning needs 'messages' or "
+                                    "method 'dpo'; supervised fine-tuning needs 'messages', 'text' or "
                                     "'prompt'/'completion' examples")
         tok, cut = _truncate(tokenize_example(tokenizer, example, train_on_inputs=train_on_inputs,
                                               end_of_turn=eot), max_length)
@@ -167,7 +182,7 @@ def tokenize_preferences(tokenizer: Any, examples: Sequence[Example], *, max_len
     stats = stats if stats is not None else DatasetStats()
     out: list[PreferencePair] = []
     for example in examples:
-        if example.format != "preference":
+        if not example.is_preference:
             raise TrainingUserError(f"line {example.line}: method 'dpo' needs preference pairs "
                                     "('prompt', 'chosen', 'rejected'); this file holds "
                                     f"{example.format!r} examples, which train with method 'sft'")
@@ -206,26 +221,33 @@ class TokenCount:
 def _trains(example: Example) -> bool:
     if example.weight == 0:
         return False
-    return example.format == "preference" or any(m.role == "assistant" and m.weight for m in example.messages)
+    if example.is_preference or example.text is not None:
+        return True
+    return any(m.role == "assistant" and m.weight for m in example.messages)
 
 
 def count_tokens(tokenizer: Any, examples: Sequence[Example]) -> TokenCount:
     """Count tokens exactly as ``tokenize_dataset`` / ``tokenize_preferences`` produce ids (same rendering,
     same tokenizer call), with one batched template rendering and one batched tokenizer call."""
-    _require_template(tokenizer)
     conversations: list[list[dict[str, str]]] = []
     counted = [e for e in examples if _trains(e)]
     for example in counted:
+        if example.text is not None:
+            continue
         msgs = [{"role": m.role, "content": m.content} for m in example.messages]
-        if example.format == "preference":
+        if example.is_preference:
             conversations += [msgs + [{"role": "assistant", "content": reply or ""}]
                               for reply in (example.chosen, example.rejected)]
         else:
             conversations.append(msgs)
-    if not conversations:
+    lengths = [len(ids) for ids in text_ids(tokenizer, [e.text for e in counted if e.text is not None])]
+    if conversations:
+        _require_template(tokenizer)
+        texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=False)
+        lengths += [len(ids) for ids in tokenizer(texts, add_special_tokens=False,
+                                                  return_attention_mask=False)["input_ids"]]
+    if not lengths:
         return TokenCount(0, 0, 0)
-    texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=False)
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]]
     return TokenCount(n_tokens=sum(lengths), max_example_tokens=max(lengths), n_counted=len(counted))
 
 

@@ -13,7 +13,8 @@ from pydantic import Field
 from tenfold.types.common import ResponseModel
 
 FilePurpose = Literal["fine-tune", "batch", "batch_output", "batch_error"]
-FileFormat = Literal["messages", "prompt_completion", "preference", "batch"]
+FileFormat = Literal["messages", "text", "prompt_completion", "conversational_prompt_completion", "preference",
+                     "conversational_preference", "implicit_prompt_preference", "openai_preference", "batch"]
 
 
 class FileObject(ResponseModel):

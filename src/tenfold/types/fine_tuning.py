@@ -1,19 +1,20 @@
 """Request bodies of ``/v1/fine_tuning/jobs`` and ``/v1/adapters``.
 
 Owns: the OpenAI job-create shape (``hyperparameters``, ``method.supervised.hyperparameters`` or
-``method.dpo.hyperparameters``) plus our fields (LoRA, packing, schedule, ``from_checkpoint``, ``dry_run``),
-and the bounds of every hyperparameter as field types (``NEpochs``, ``LoraR``, …), which ``TrainingSpec``
-uses too, so a bound is written once and the OpenAPI document states it. Defaults live in ``TrainingSpec``;
-resolution into one happens in ``tenfold.jobs.submit``.
+``method.dpo.hyperparameters``, ``integrations`` of type ``wandb``) plus our fields (LoRA, packing, schedule,
+``from_checkpoint``, ``dry_run``) and seed 002's (``training_method``, ``wandb_api_key``), and the bounds of
+every hyperparameter as field types (``NEpochs``, ``LoraR``, …), which ``TrainingSpec`` uses too, so a bound
+is written once and the OpenAPI document states it. Defaults live in ``TrainingSpec``; resolution into one
+(and the rule that ``training_method`` and ``method`` agree) happens in ``tenfold.jobs.submit``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, Discriminator, Field, SecretStr, Tag, model_validator
 
-from tenfold.types.fields import Metadata, Request, hinted_pattern, schema_only
+from tenfold.types.fields import Metadata, Request, hinted_pattern
 
 Auto = Literal["auto"]
 NEpochs = Annotated[int, Field(ge=1, le=100)]
@@ -93,6 +94,47 @@ Method = Annotated[Annotated[SupervisedJobMethod, Tag("supervised")] | Annotated
                    Discriminator(_method_type)]
 
 
+# W&B names: no characters W&B refuses in project and entity names.
+WandbName = Annotated[str, Field(min_length=1, max_length=128, pattern=hinted_pattern(
+    r"^[^/\\#?%:]+$", "must not contain any of / \\ # ? % : (W&B refuses them in project and entity names)"))]
+WandbTag = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class WandbSettings(Request):
+    """OpenAI's ``integrations[].wandb``; also what a job's spec records (never a key)."""
+
+    project: WandbName = Field(description="The W&B project the run is logged to.")
+    name: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None, description="The run's display name (default: the job id).")
+    entity: WandbName | None = Field(default=None, description="The W&B team or user (default: the key's own).")
+    tags: Annotated[list[WandbTag], Field(max_length=50)] | None = Field(
+        default=None, description="Tags for the run (the server adds tenfold/finetune, tenfold/<base model> and "
+                                  "tenfold/<job id>).")
+
+
+class WandbIntegration(Request):
+    type: Literal["wandb"] = Field(description="The one integration: Weights & Biases.")
+    wandb: WandbSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "type" in data and data["type"] != "wandb":
+            raise ValueError(f"integration type {data['type']!r} is not supported; the one integration is "
+                             "'wandb' (Weights & Biases): {\"type\": \"wandb\", \"wandb\": {\"project\": \"...\"}}")
+        return data
+
+
+def _printable(key: SecretStr) -> SecretStr:
+    if not all("!" <= ch <= "~" for ch in key.get_secret_value()):
+        raise ValueError("must be printable ASCII without spaces (a W&B API key)")
+    return key
+
+
+WandbApiKey = Annotated[SecretStr, Field(min_length=1, max_length=512, json_schema_extra={"pattern": "^[!-~]+$"}),
+                        AfterValidator(_printable)]
+
+
 class JobCreate(Request):
     model: str = Field(min_length=1, max_length=256, description="The base model to fine-tune.")
     training_file: str = Field(min_length=1, max_length=64)
@@ -101,20 +143,21 @@ class JobCreate(Request):
     seed: Seed | None = None
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
+    # Seed 002's name for method.type ("sft" = "supervised"); given with ``method``, the two must agree.
+    training_method: Literal["sft", "supervised", "dpo"] | None = Field(
+        default=None, description="Another name for method.type: sft (= supervised) or dpo.")
     metadata: Metadata | None = None  # stored and returned on the job
-    integrations: list[dict[str, Any]] | None = schema_only(
-        "Not supported yet: must be empty or absent.", maxItems=0)
+    integrations: Annotated[list[WandbIntegration], Field(max_length=1)] | None = Field(
+        default=None, description="Weights & Biases: [{\"type\": \"wandb\", \"wandb\": {\"project\", \"name\", "
+                                  "\"entity\", \"tags\"}}]; the run logs losses, learning rate and tokens/s per step.")
+    # Never stored: held in the server's memory and handed to the trainer's environment (docs/api.md).
+    wandb_api_key: WandbApiKey | None = Field(
+        default=None, description="The W&B API key for this job's run (never stored or returned; needs a "
+                                  "worker in the server process). Alone, it logs to project 'tenfold'.")
     # Continued fine-tuning: start from "<job id>" (its final adapter) or "<job id>/step-<N>".
     from_checkpoint: AdapterName | None = None
     # Validate and estimate tokens and price, create nothing.
     dry_run: bool = False
-
-    @model_validator(mode="after")
-    def _unsupported(self):
-        if self.integrations:
-            raise ValueError("integrations: no integration (such as Weights & Biases) is supported yet; leave it "
-                             "out and follow the job's metrics with GET /v1/fine_tuning/jobs/{id}/metrics")
-        return self
 
 
 class EvaluationCreate(Request):

@@ -1,10 +1,11 @@
 """Responses of ``/v1/fine_tuning/jobs``: the job, its events, checkpoints, metrics series and the dry-run
 estimate, plus ``/v1/fine_tuning/evaluations``.
 
-Owns: OpenAI's ``fine_tuning.job`` shape with our fields (``progress``, ``checkpoints``,
-``has_final_adapter``, ``from_checkpoint``), ``fine_tuning.job.event``, ``fine_tuning.job.checkpoint``,
-the per-step metrics list, ``fine_tuning.job.estimate`` and ``fine_tuning.evaluation``. Does not own: the
-create body (``tenfold.types.fine_tuning``).
+Owns: OpenAI's ``fine_tuning.job`` shape (``integrations`` included, never a key) with our fields
+(``progress``, ``checkpoints``, ``has_final_adapter``, ``from_checkpoint``), ``fine_tuning.job.event``,
+``fine_tuning.job.checkpoint``, the per-step metrics list, ``fine_tuning.job.estimate`` (training and
+evaluation tokens apart) and ``fine_tuning.evaluation``. Does not own: the create body
+(``tenfold.types.fine_tuning``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,20 @@ class JobMethod(ResponseModel):
     type: Literal["supervised", "dpo"]
     supervised: MethodDetails | None = None
     dpo: MethodDetails | None = None
+
+
+class WandbRunSettings(ResponseModel):
+    project: str
+    name: str | None = Field(default=None, description="the run's name (the job id unless one was given)")
+    entity: str | None = None
+    tags: list[str] | None = None
+
+
+class JobIntegration(ResponseModel):
+    """OpenAI's integration object; never carries an API key."""
+
+    type: Literal["wandb"]
+    wandb: WandbRunSettings
 
 
 class JobProgress(ResponseModel):
@@ -64,7 +79,9 @@ class FineTuningJob(ResponseModel):
     suffix: str | None = None
     user_provided_suffix: str | None = None
     estimated_finish: int | None = None
-    integrations: list[Any] = []
+    integrations: list[JobIntegration] = Field(default=[], description="[{\"type\": \"wandb\", \"wandb\": "
+                                                                    "{project, name, entity, tags}}] when the run "
+                                                                    "logs to Weights & Biases")
     metadata: dict[str, str] | None = None
     progress: JobProgress
     checkpoints: list[str] = Field(default=[], description="saved checkpoints, <job id>/step-<N>, oldest first")
@@ -145,7 +162,16 @@ class JobEstimate(ResponseModel):
     tokens_per_epoch: int
     n_epochs: int
     total_steps: int
-    estimated_trained_tokens: int
+    estimated_trained_tokens: int = Field(description="n_epochs × tokens_per_epoch: the training part, what the "
+                                                      "job reports as trained_tokens")
+    n_validation_examples: int = 0
+    validation_tokens_per_eval: int = Field(default=0, description="tokens of one pass over the validation file")
+    eval_every: int = Field(default=0, description="the resolved eval_every (0: only at checkpoints and the end)")
+    n_evals: int = Field(default=0, description="validation passes the run makes (every eval_every steps, at "
+                                                "checkpoints and at the end)")
+    estimated_evaluation_tokens: int = Field(default=0, description="n_evals × validation_tokens_per_eval")
+    estimated_total_tokens: int = Field(description="estimated_trained_tokens + estimated_evaluation_tokens: what "
+                                                    "is billed")
     truncated_examples: int
     skipped_examples: int
     training_price_per_mtok_micro_usd: int
@@ -172,6 +198,7 @@ class Evaluation(ResponseModel):
     data: list[EvaluationResult]
 
 
-__all__ = ["FineTuningJob", "JobStatus", "JobError", "JobMethod", "MethodDetails", "JobProgress", "JobEvent",
+__all__ = ["FineTuningJob", "JobIntegration", "WandbRunSettings", "JobStatus", "JobError", "JobMethod",
+           "MethodDetails", "JobProgress", "JobEvent",
            "JobCheckpoint", "CheckpointMetrics", "JobMetrics", "MetricsPoint", "JobEstimate", "Evaluation",
            "EvaluationResult", "TERMINAL_JOB_STATUSES"]

@@ -1,8 +1,9 @@
 """``client.fine_tuning``: ``jobs`` (``/v1/fine_tuning/jobs``, with ``jobs.checkpoints``) and
 ``evaluations`` (``POST /v1/fine_tuning/evaluations``).
 
-Owns: the job create body (OpenAI's fields plus ``from_checkpoint``; ``method`` as OpenAI's object or the
-short names "sft"/"supervised"/"dpo"), ``estimate`` (the same body with ``dry_run: true``), retrieve, list,
+Owns: the job create body (OpenAI's fields, ``integrations`` included, plus ``from_checkpoint`` and seed
+002's ``training_method`` and ``wandb_api_key``; ``method`` as OpenAI's object or the short names
+"sft"/"supervised"/"dpo"), ``estimate`` (the same body with ``dry_run: true``), retrieve, list,
 cancel, resume, list_events, metrics, ``wait`` (blocking in ``Jobs``, a coroutine in ``AsyncJobs``), the
 checkpoints list, and evaluations (loss and exact match of the base model and adapters or checkpoints, side
 by side). Does not own: running training (the server's workers) or the polling loops (``job_events``).
@@ -34,7 +35,9 @@ _METHOD_TYPES = {"sft": "supervised", "supervised": "supervised", "dpo": "dpo"}
 def job_body(*, model: str, training_file: str, hyperparameters: Mapping[str, Any] | None,
              method: str | Mapping[str, Any] | None, suffix: str | None, seed: int | None,
              validation_file: str | None, metadata: Mapping[str, str] | None,
-             from_checkpoint: str | None) -> dict[str, Any]:
+             from_checkpoint: str | None, training_method: str | None = None,
+             integrations: Sequence[Mapping[str, Any]] | None = None,
+             wandb_api_key: str | None = None) -> dict[str, Any]:
     if isinstance(method, str):
         if method not in _METHOD_TYPES:
             raise ValueError(f"method must be one of {', '.join(_METHOD_TYPES)} or an OpenAI method object, "
@@ -44,7 +47,9 @@ def job_body(*, model: str, training_file: str, hyperparameters: Mapping[str, An
                     "hyperparameters": dict(hyperparameters) if hyperparameters else None,
                     "method": dict(method) if method else None, "suffix": suffix, "seed": seed,
                     "validation_file": validation_file, "metadata": dict(metadata) if metadata else None,
-                    "from_checkpoint": from_checkpoint})
+                    "from_checkpoint": from_checkpoint, "training_method": training_method,
+                    "integrations": [dict(i) for i in integrations] if integrations else None,
+                    "wandb_api_key": wandb_api_key})
 
 
 def _path(job_id: str, tail: str = "") -> str:
@@ -67,22 +72,31 @@ class Jobs(Resource):
     def create(self, *, model: str, training_file: str, hyperparameters: Mapping[str, Any] | None = None,
                method: str | Mapping[str, Any] | None = None, suffix: str | None = None, seed: int | None = None,
                validation_file: str | None = None, metadata: Mapping[str, str] | None = None,
-               from_checkpoint: str | None = None, timeout_seconds: float | None = None) -> FineTuningJob:
+               from_checkpoint: str | None = None, training_method: str | None = None,
+               integrations: Sequence[Mapping[str, Any]] | None = None, wandb_api_key: str | None = None,
+               timeout_seconds: float | None = None) -> FineTuningJob:
         """Queue a LoRA fine-tune of ``model`` on an uploaded file; ``from_checkpoint`` ("<job>" or
-        "<job>/step-N") continues from that adapter. The job starts in ``validating_files``."""
+        "<job>/step-N") continues from that adapter. The job starts in ``validating_files``.
+        ``integrations=[{"type": "wandb", "wandb": {"project": ...}}]`` logs the run to Weights & Biases, with
+        ``wandb_api_key`` (sent once, never stored or returned) or the server's own ``WANDB_API_KEY``."""
         body = job_body(model=model, training_file=training_file, hyperparameters=hyperparameters, method=method,
                         suffix=suffix, seed=seed, validation_file=validation_file, metadata=metadata,
-                        from_checkpoint=from_checkpoint)
+                        from_checkpoint=from_checkpoint, training_method=training_method,
+                        integrations=integrations, wandb_api_key=wandb_api_key)
         return self._call("POST", "/fine_tuning/jobs", FineTuningJob, json=body, timeout_seconds=timeout_seconds)
 
     def estimate(self, *, model: str, training_file: str, hyperparameters: Mapping[str, Any] | None = None,
                  method: str | Mapping[str, Any] | None = None, suffix: str | None = None, seed: int | None = None,
                  validation_file: str | None = None, metadata: Mapping[str, str] | None = None,
-                 from_checkpoint: str | None = None, timeout_seconds: float | None = None) -> JobEstimate:
-        """Validate the request and its files and estimate tokens, steps and cost; creates nothing."""
+                 from_checkpoint: str | None = None, training_method: str | None = None,
+                 integrations: Sequence[Mapping[str, Any]] | None = None, wandb_api_key: str | None = None,
+                 timeout_seconds: float | None = None) -> JobEstimate:
+        """Validate the request and its files and estimate tokens (training and evaluation), steps and cost;
+        creates nothing."""
         body = job_body(model=model, training_file=training_file, hyperparameters=hyperparameters, method=method,
                         suffix=suffix, seed=seed, validation_file=validation_file, metadata=metadata,
-                        from_checkpoint=from_checkpoint)
+                        from_checkpoint=from_checkpoint, training_method=training_method,
+                        integrations=integrations, wandb_api_key=wandb_api_key)
         return self._call("POST", "/fine_tuning/jobs", JobEstimate, json={**body, "dry_run": True},
                           timeout_seconds=timeout_seconds)
 
