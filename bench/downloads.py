@@ -10,7 +10,7 @@ LoRA adapter) as ``.tar.zst`` from a real ``tenfold serve`` vs ``tar -cf - DIR |
    minus its resident set just before; for the merged archive and for the adapter archive (100× smaller), so
    bounded memory shows as the same small delta for both.
 
-    .venv/bin/python bench/downloads.py [--rounds 3] [--threads 2]
+    .venv/bin/python bench/downloads.py [--rounds 3] [--threads 2] [--models-dir DIR]
 """
 
 from __future__ import annotations
@@ -93,8 +93,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models-dir", type=Path, default=default_models_dir())
     args = ap.parse_args()
-    models = default_models_dir()
+    models = args.models_dir
     resolve_model(models)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -115,7 +116,8 @@ def main() -> None:
                 time.sleep(1)
             if status != "succeeded":
                 raise SystemExit(f"job {status}: {c.get(f'/fine_tuning/jobs/{job}').json()['error']}")
-            first, _ = download(c, job, "merged")
+            with PeakRss(proc.pid) as first_peak:
+                first, _ = download(c, job, "merged")
             merged = home / "artifacts" / "jobs" / job / "merged" / "final"
             size = folder_bytes(merged)
             rows, mem = [], []
@@ -137,6 +139,9 @@ def main() -> None:
     print(table(["round", "server MB/s", "tar | zstd -3 MB/s", "ratio (≥ 0.8)", "server archive MB",
                  "reference archive MB"], rows))
     print()
+    print(f"server RSS before the first download {first_peak.start / 1024:.0f} MB, peak during it "
+          f"{first_peak.peak / 1024:.0f} MB (Δ {first_peak.delta_mb:.1f} MB); each round below: peak during the "
+          "download minus the RSS just before it\n")
     print(table(["round", "merged archive MB", "server RSS peak Δ MB", "adapter archive MB",
                  "server RSS peak Δ MB (adapter)"], mem))
 
