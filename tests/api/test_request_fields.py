@@ -13,9 +13,6 @@ TEXT = {"model": TINY, "prompt": "Hi", "max_tokens": 2}
 
 
 @pytest.mark.parametrize("path, extra, param", [
-    ("/chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
-    ("/chat/completions", {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
-     "response_format"),
     ("/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
     ("/chat/completions", {"tool_choice": "auto"}, "tool_choice"),
     ("/chat/completions", {"parallel_tool_calls": True}, "parallel_tool_calls"),

@@ -2,7 +2,8 @@
 
 Owns: ``LocalEngine`` (the ``Engine`` interface): loading the model, sizing the KV pool from a byte
 budget, validating requests, the bounded waiting queue (``EngineOverloaded`` → 429), the step loop
-(schedule → run → sample → finish), turning tokens into text deltas with stop strings, eos and stop
+(schedule → run → sample → finish), a request's grammar matcher (compiled on the caller's thread; a complete
+grammar finishes the request), turning tokens into text deltas with stop strings, eos and stop
 token ids, the text of tokens reported with logprobs, cancelling sequences whose clients went away, and
 updating metrics. Prompts arrive as token ids (chat templates are the api's, ``tenfold.inference.prompts``).
 Does not own: the
@@ -30,6 +31,7 @@ from tenfold.engine.detokenize import (
     StopStringMatcher,
     eos_token_ids,
 )
+from tenfold.engine.grammar import Grammars
 from tenfold.engine.kv_cache import BlockManager, namespace_seed
 from tenfold.engine.lora import AdapterStore
 from tenfold.engine.metrics import EngineMetrics
@@ -113,6 +115,7 @@ class _Stream:
     detokenizer: IncrementalDetokenizer
     stops: StopStringMatcher
     generator: Any = None
+    matcher: Any = None  # the request's grammar matcher (structured output), advanced by the sampler
     pending_ids: list[int] = field(default_factory=list)
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
     counted: bool = False  # prompt and cache-hit tokens reported to metrics
@@ -199,6 +202,7 @@ class LocalEngine:
         self.scheduler: Scheduler | None = None
         self.adapters: AdapterStore | None = None
         self.runner: ModelRunner | None = None
+        self.grammars: Grammars | None = None
         self._load_error: BaseException | None = None
         self._num_waiting = 0  # approximate, read by the api thread for back-pressure
         self._tps = 0.0
@@ -244,6 +248,7 @@ class LocalEngine:
         except OSError:
             gen_config = None
         self.eos_token_ids = eos_token_ids(self._tokenizer, gen_config)
+        self.grammars = Grammars(self._thread_tokenizer, self.shape.vocab_size, self.eos_token_ids)
         per_block = self.shape.kv_bytes_per_token(dtype) * o.block_size
         useful = o.max_num_seqs * (-(-self.max_context // o.block_size)) + 1
         num_blocks = max(2, min(o.kv_cache_bytes // per_block, useful))
@@ -316,6 +321,9 @@ class LocalEngine:
             self.metrics.rejected.inc()
             raise EngineOverloaded(f"the engine for {self.base_model} has {self.options.max_waiting} requests waiting; "
                                    "retry after a moment", retry_after=1.0)
+        # A new grammar compiles here, on the caller's thread (about a millisecond; cached by digest), never on
+        # the engine thread, so a new schema does not stall other requests' steps.
+        matcher = self.grammars.matcher(request.constraint) if request.constraint is not None else None
         if request.adapter is not None:
             self.adapters.register(request.adapter)
         digest = request.adapter.digest if request.adapter else None
@@ -325,7 +333,7 @@ class LocalEngine:
         seq.hash_seed = namespace_seed(seq.cache_namespace)
         seq.state = _Stream(loop=asyncio.get_running_loop(), queue=asyncio.Queue(), outbox=self._outbox,
                             detokenizer=IncrementalDetokenizer(self._thread_tokenizer, request.prompt_token_ids),
-                            stops=StopStringMatcher(request.sampling.stop))
+                            stops=StopStringMatcher(request.sampling.stop), matcher=matcher)
         self._inbox.put(seq)  # queued now, so back-pressure counts it even before the caller iterates
         if seq.priority == 0:
             self._interactive.set()
@@ -446,12 +454,16 @@ class LocalEngine:
         wants = params.logprobs is not None
         if seq.aborted:
             return  # dropped at the next schedule
-        if (token in self.eos_token_ids and not params.ignore_eos) or token in params.stop_token_ids:
+        # A complete grammar ends the request ("stop"), ignore_eos or not: nothing more may follow it.
+        grammar_done = st.matcher is not None and st.matcher.is_stopped()
+        if (token in self.eos_token_ids and (grammar_done or not params.ignore_eos)) or token in params.stop_token_ids:
             self._finish_flush(seq, "stop", "")
             return
         text, stopped = st.stops.push(st.detokenizer.add(token))
         if stopped:
             self._finish(seq, "stop", text)
+        elif grammar_done:
+            self._finish_flush(seq, "stop", text)
         elif len(seq.output_token_ids) >= params.max_tokens or seq.num_tokens >= self.max_context:
             self._finish_flush(seq, "length", text)
         elif text:

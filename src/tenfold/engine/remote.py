@@ -21,6 +21,7 @@ import httpx
 from tenfold.engine.types import (
     AdapterError,
     AdapterRef,
+    Constraint,
     EngineError,
     EngineOverloaded,
     GenerationDelta,
@@ -34,6 +35,27 @@ class ReplicaUnavailable(Unavailable):
     """The replica could not be reached or stopped answering; the request may be retried."""
 
     default_code = "replica_unavailable"
+
+
+def structured_outputs(constraint: Constraint | None) -> dict[str, Any] | None:
+    """A constraint as vLLM's ``structured_outputs`` request field (``json``: a schema; ``grammar``: Lark)."""
+    if constraint is None:
+        return None
+    if constraint.kind == "json_schema":
+        return {"json": json.loads(constraint.value)}
+    return {"grammar": constraint.value}
+
+
+def constraint_of(structured: dict[str, Any] | None) -> Constraint | None:
+    """The inverse of ``structured_outputs`` (what a replica receives)."""
+    if not structured:
+        return None
+    if "json" in structured:
+        schema = structured["json"]
+        return Constraint("json_schema", schema if isinstance(schema, str) else json.dumps(schema))
+    if "grammar" in structured:
+        return Constraint("lark", structured["grammar"])
+    raise EngineError(f"structured_outputs supports json or grammar, got {sorted(structured)}")
 
 
 class RemoteEngine:
@@ -83,6 +105,7 @@ class RemoteEngine:
             "presence_penalty": s.presence_penalty, "frequency_penalty": s.frequency_penalty,
             "logprobs": s.logprobs, "stream": True, "stream_options": {"include_usage": True},
             "cache_salt": request.organization or None, "priority": request.priority,
+            "structured_outputs": structured_outputs(request.constraint),
         }
         return {k: v for k, v in body.items() if v is not None}
 

@@ -98,7 +98,8 @@ class ModelRunner:
                                     torch.tensor(logit_rows, dtype=torch.long, device=dev), interrupt)
         if not sampled_items:
             return []
-        rows = [RowSampling(it.seq.sampling, it.seq.state.generator, it.seq.output_token_ids) for it in sampled_items]
+        rows = [RowSampling(it.seq.sampling, it.seq.state.generator, it.seq.output_token_ids,
+                            getattr(it.seq.state, "matcher", None)) for it in sampled_items]
         picks = sample_rows(logits.cpu(), rows)
         return [Sampled(it, tok, lp) for it, (tok, lp) in zip(sampled_items, picks)]
 

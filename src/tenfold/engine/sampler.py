@@ -1,7 +1,8 @@
 """Next-token sampling for a batch of rows, each with its own parameters and seeded generator.
 
-Owns: validating ``SamplingParams``; presence/frequency penalties, temperature, top_k, top_p (nucleus),
-greedy and seeded sampling, and logprobs/top_logprobs. A row's result depends only on its own logits,
+Owns: validating ``SamplingParams``; grammar masks (a constrained row samples only allowed tokens),
+presence/frequency penalties, temperature, top_k, top_p (nucleus), greedy and seeded sampling, and
+logprobs/top_logprobs. A row's result depends only on its own logits,
 parameters and generator, never on the other rows in the batch. Logprobs are those of the model's
 distribution (log-softmax of the raw logits), as OpenAI reports them. Does not own: stop strings and
 text (``detokenize``), or when a sequence finishes (``async_engine``).
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from tenfold.engine.grammar import mask_logits
 from tenfold.engine.types import EngineError, SamplingParams, TokenLogprob
 
 GREEDY_EPSILON = 1e-5  # temperatures below this are greedy
@@ -62,6 +65,7 @@ class RowSampling:
     params: SamplingParams
     generator: torch.Generator
     output_ids: list[int]
+    matcher: Any = None  # an llguidance matcher when the row's output is constrained (``grammar``)
 
 
 def _penalize(logits: torch.Tensor, params: SamplingParams, output_ids: list[int]) -> torch.Tensor:
@@ -92,8 +96,14 @@ def _pick(logits: torch.Tensor, params: SamplingParams, generator: torch.Generat
 
 
 def sample_rows(logits: torch.Tensor, rows: list[RowSampling]) -> list[tuple[int, TokenLogprob | None]]:
-    """One token per row of ``logits`` [rows, vocab] (float32)."""
+    """One token per row of ``logits`` [rows, vocab] (float32). A constrained row samples only what its grammar
+    allows next (its matcher then consumes the token); its logprobs stay those of the model's distribution."""
     out: list[tuple[int, TokenLogprob | None]] = []
+    constrained = [(i, r.matcher) for i, r in enumerate(rows) if r.matcher is not None]
+    raw: dict[int, torch.Tensor] = {}
+    if constrained:
+        raw = {i: logits[i].clone() for i, _ in constrained if rows[i].params.logprobs is not None}
+        mask_logits(logits, constrained, logits.shape[-1])
     plain_greedy = [i for i, r in enumerate(rows) if is_greedy(r.params) and r.params.presence_penalty == 0
                     and r.params.frequency_penalty == 0]
     greedy_ids = {}
@@ -104,9 +114,11 @@ def sample_rows(logits: torch.Tensor, rows: list[RowSampling]) -> list[tuple[int
         token = greedy_ids.get(i)
         if token is None:
             token = _pick(_penalize(logits[i], row.params, row.output_ids), row.params, row.generator)
+        if row.matcher is not None:
+            row.matcher.consume_token(token)
         lp = None
         if row.params.logprobs is not None:
-            logp = torch.log_softmax(logits[i], dim=-1)
+            logp = torch.log_softmax(raw.get(i, logits[i]), dim=-1)
             top: tuple[tuple[int, float], ...] = ()
             if row.params.logprobs > 0:
                 values, ids = torch.topk(logp, row.params.logprobs)

@@ -10,6 +10,7 @@ queue a ``RateLimited``. Does not own: chat templates and tokenizing prompts (th
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,20 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """What the output must match, decoded under a token mask: a JSON schema (``value`` its JSON text; JSON
+    mode is the schema ``{"type": "object"}``) or a grammar in llguidance's Lark dialect (which may embed
+    JSON schemas with ``%json``). Plain strings, so an engine in another process receives it as is."""
+
+    kind: str  # "json_schema" | "lark"
+    value: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.kind}\0{self.value}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class AdapterRef:
     """A PEFT adapter folder on disk, identified by the digest of its contents."""
 
@@ -78,6 +93,9 @@ class GenerationRequest:
     organization: str = ""
     # Scheduling class: 0 is interactive; higher numbers (the Batch API uses 1) run only in spare capacity.
     priority: int = 0
+    # Structured output: every sampled token keeps the output a prefix of this grammar's language; the
+    # request finishes ("stop") when the grammar is complete.
+    constraint: Constraint | None = None
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Prompts on the api side: OpenAI-style messages → token ids through the base model's chat template.
 
-Owns: ``Prompter`` (one per base model: its tokenizer and chat template), normalising message content
+Owns: ``Prompter`` (one per base model: its tokenizer, chat template and grammar compiler), normalising message content
 (a string or a list of text parts), rendering, and encoding without adding special tokens twice. The
 engine receives token ids only, so an engine in another process (a replica, vLLM) needs no template.
 Does not own: the wire schema of messages (``tenfold.types``) or detokenizing output (the engine).
@@ -8,6 +8,8 @@ Does not own: the wire schema of messages (``tenfold.types``) or detokenizing ou
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,23 @@ class Prompter:
 
             tokenizer = load_tokenizer(model_path)
         self.tokenizer = tokenizer
+        self.model_path = Path(model_path)
+        self._grammars: Any = None
+        self._grammars_lock = threading.Lock()
+
+    def grammars(self) -> Any:
+        """The grammar compiler for this tokenizer (``tenfold.engine.grammar.Grammars``), built on first use
+        (about a second: call it off the event loop)."""
+        with self._grammars_lock:
+            if self._grammars is None:
+                from tenfold.engine.grammar import Grammars
+
+                try:
+                    vocab = int(json.loads((self.model_path / "config.json").read_text())["vocab_size"])
+                except (OSError, ValueError, KeyError):
+                    vocab = len(self.tokenizer)
+                self._grammars = Grammars(self.tokenizer, max(vocab, len(self.tokenizer)))
+            return self._grammars
 
     def chat_prompt(self, messages: list[dict], *, add_generation_prompt: bool = True) -> list[int]:
         """Token ids of ``messages`` rendered with the chat template."""

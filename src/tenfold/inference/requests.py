@@ -2,8 +2,9 @@
 
 Owns: validating a raw body the way the HTTP routes do (``parse_body``, used by batch lines), the endpoint
 table, the spend-limit check, model routing, the context budget and ``max_tokens`` default, and turning
-every sampling field into ``SamplingParams`` (``prepare``: the whole validated body goes through this one
-function, so a new sampling field is added in one place). Does not own: running the call (``streams``),
+every sampling field into ``SamplingParams`` and ``response_format`` into a checked ``Constraint``
+(``prepare``: the whole validated body goes through this one function, so a new field is added in one
+place). Does not own: running the call (``streams``),
 response shapes (``responses``) or HTTP.
 """
 
@@ -22,6 +23,7 @@ from tenfold.context import Principal, ServerContext
 from tenfold.deployments import router as model_router
 from tenfold.engine.types import Engine, GenerationRequest, SamplingParams
 from tenfold.errors import InvalidRequest
+from tenfold.inference import structured
 from tenfold.inference.prompts import Prompter
 from tenfold.inference.routing import engine_for, prompter_for
 from tenfold.types.fields import describe
@@ -106,10 +108,13 @@ async def prepare(c: ServerContext, p: Principal, kind: str, body, *, expected_c
                   session_key: str | None = None) -> Call:
     """``session_key`` (default: the body's ``user``) keeps a conversation on one replica of a deployment."""
     prompt_ids_fn = _prompt_fn(kind, body)
+    constraint = structured.constraint_for(body)
     await asyncio.to_thread(limits.check_spend_limit, c.db, p.organization_id)  # database: off the event loop
     route = await asyncio.to_thread(model_router.resolve, c, p, body.model)
     model_router.check_expected_checkpoint(route, expected_checkpoint)
     prompter = prompter_for(c, route, load=False) or await asyncio.to_thread(prompter_for, c, route)
+    if constraint is not None:
+        await structured.compile_checked(prompter, constraint, param=structured.param_of(body))
     prompt_ids = prompt_ids_fn(prompter)
     engine = await engine_for(c, route, session_key=session_key or body.user)
     max_tokens = _max_tokens(body, len(prompt_ids), engine.max_context)
@@ -125,7 +130,7 @@ async def prepare(c: ServerContext, p: Principal, kind: str, body, *, expected_c
             ignore_eos=body.ignore_eos)
         gens.append(GenerationRequest(request_id=rid if i == 0 else f"{rid}-{i}", prompt_token_ids=prompt_ids,
                                       sampling=sampling, adapter=route.adapter, organization=p.organization_id,
-                                      priority=priority))
+                                      priority=priority, constraint=constraint))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Call(kind, rid, body.model, body.stream, include_usage, gens, route, engine, batch_id=batch_id,
                 logprobs=logprobs)

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field, ValidationError
 
+from tenfold.engine.remote import constraint_of
 from tenfold.engine.types import AdapterError, AdapterRef, Engine, GenerationRequest, SamplingParams
 from tenfold.errors import RateLimited, ServiceError
 from tenfold.inference.responses import LogprobShaper, chunk_body, usage_body
@@ -55,6 +56,7 @@ class Completion(RequestBody):
     stream_options: dict | None = None
     cache_salt: str | None = None
     priority: int = 0
+    structured_outputs: dict | None = None  # vLLM's: {"json": schema} or {"grammar": lark}
 
 
 class LoadAdapter(RequestBody):
@@ -165,9 +167,10 @@ def create_replica_app(engine: Engine, *, secret: str, replica_id: str, orphan_s
             logprobs=body.logprobs, presence_penalty=body.presence_penalty,
             frequency_penalty=body.frequency_penalty, ignore_eos=body.ignore_eos)
         rid = "cmpl-" + os.urandom(12).hex()
-        gen = GenerationRequest(request_id=rid, prompt_token_ids=body.prompt, sampling=sampling, adapter=adapter,
-                                organization=body.cache_salt or "", priority=body.priority)
         try:
+            gen = GenerationRequest(request_id=rid, prompt_token_ids=body.prompt, sampling=sampling, adapter=adapter,
+                                    organization=body.cache_salt or "", priority=body.priority,
+                                    constraint=constraint_of(body.structured_outputs))
             stream = engine.generate(gen)
         except RateLimited as e:
             return _error(429, e.message, e.code, {"Retry-After": str(max(1, round(e.retry_after or 1)))})

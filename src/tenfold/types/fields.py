@@ -68,7 +68,8 @@ _TYPE_TAGS = {"int", "str", "float", "bool", "none", "list", "dict", "tuple", "f
 
 def field_path(loc: tuple) -> str:
     """A pydantic error location as a field path: ``hyperparameters.batch_size``, not its union member tags
-    (``constrained-int``, ``literal['auto']``) or the request part (``body``, ``query``)."""
+    (``constrained-int``, ``literal['auto']``, a tagged union's ``type=…``) or the request part (``body``,
+    ``query``)."""
     if len(loc) >= 2 and loc[0] in ("query", "path", "header"):
         return str(loc[1])  # a parameter: its name (not the index of a repeated value)
     parts = []
@@ -77,7 +78,7 @@ def field_path(loc: tuple) -> str:
             parts.append(str(x))
         elif x in ("body", "query", "path", "header") and not parts:
             continue
-        elif x in _TYPE_TAGS or "[" in x or x.startswith(("constrained-", "function-", "lax-", "json-")):
+        elif x in _TYPE_TAGS or "[" in x or x.startswith(("constrained-", "function-", "lax-", "json-", "type=")):
             continue
         else:
             parts.append(x)

@@ -85,13 +85,16 @@ class DpoJobMethod(Request):
     dpo: SupervisedMethod | None = None
 
 
-def _method_type(data: Any) -> str:
-    return (data.get("type") if isinstance(data, dict) else getattr(data, "type", None)) or "supervised"
+def _method_type(data: Any) -> str | None:
+    kind = (data.get("type") if isinstance(data, dict) else getattr(data, "type", None)) or "supervised"
+    return f"type={kind}" if kind in ("supervised", "dpo") else None
 
 
-# OpenAI's ``method``: ``{"type": "supervised", "supervised": {...}}`` or ``{"type": "dpo", "dpo": {...}}``.
-Method = Annotated[Annotated[SupervisedJobMethod, Tag("supervised")] | Annotated[DpoJobMethod, Tag("dpo")],
-                   Discriminator(_method_type)]
+# OpenAI's ``method``: ``{"type": "supervised", "supervised": {...}}`` or ``{"type": "dpo", "dpo": {...}}``; the
+# tags ("type=…") stay out of error paths (``fields.field_path``).
+Method = Annotated[Annotated[SupervisedJobMethod, Tag("type=supervised")] | Annotated[DpoJobMethod, Tag("type=dpo")],
+                   Discriminator(_method_type, custom_error_type="invalid_method",
+                                 custom_error_message="type must be supervised or dpo")]
 
 
 # W&B names: no characters W&B refuses in project and entity names.

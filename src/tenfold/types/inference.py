@@ -2,15 +2,16 @@
 
 Owns: field names, defaults and bounds. Nothing is silently ignored: unknown fields are refused
 (``extra="forbid"``) except OpenAI's fields that need no server behaviour (``fields.OPENAI_PASSTHROUGH``);
-OpenAI fields this server cannot honour yet (tools, ``response_format`` other than text, ``logit_bias``,
-``echo``, ``suffix``, ``best_of`` > 1) are refused with a 400 that names them and says what works instead.
+OpenAI fields this server cannot honour yet (``logit_bias``, ``echo``, ``suffix``, ``best_of`` > 1) are refused
+with a 400 that names them and says what works instead. ``response_format`` (text, JSON mode, JSON schema) is
+honoured on chat and, as in vLLM, on completions.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from tenfold.types.fields import Metadata, Request, schema_only
 
@@ -39,18 +40,45 @@ class StreamOptions(Request):
     include_usage: bool = False
 
 
-class ResponseFormat(Request):
-    """Only ``{"type": "text"}`` for now (structured outputs come later)."""
-
+class ResponseFormatText(Request):
     type: Literal["text"]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _not_yet(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("type") in ("json_object", "json_schema"):
-            raise ValueError(f"type '{data['type']}' is not supported yet; only {{\"type\": \"text\"}}. Describe "
-                             "the format in the prompt instead")
-        return data
+
+class ResponseFormatJsonObject(Request):
+    """JSON mode: the answer is one JSON object (any keys)."""
+
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(Request):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The schema's name (letters, digits, _ and -).")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema", description="A JSON Schema (draft 2020-12) the answer matches.")
+    strict: bool | None = Field(default=None, description="Accepted either way: the answer is always decoded under "
+                                                          "the schema, so it always validates (unless cut by "
+                                                          "max_tokens: finish_reason length).")
+
+    model_config = {**Request.model_config, "populate_by_name": True}
+
+
+class ResponseFormatJsonSchema(Request):
+    """Structured output: the answer is JSON that validates against ``json_schema.schema``."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+def _format_type(data: Any) -> str | None:
+    kind = data.get("type") if isinstance(data, dict) else getattr(data, "type", None)
+    return f"type={kind}" if kind in ("text", "json_object", "json_schema") else None
+
+
+# Tagged by ``type``; the tags ("type=…") stay out of error paths (``fields.field_path``).
+ResponseFormat = Annotated[
+    Annotated[ResponseFormatText, Tag("type=text")] | Annotated[ResponseFormatJsonObject, Tag("type=json_object")]
+    | Annotated[ResponseFormatJsonSchema, Tag("type=json_schema")],
+    Discriminator(_format_type, custom_error_type="invalid_response_format",
+                  custom_error_message="type must be text, json_object or json_schema")]
 
 
 def _refuse(field: str, message: str) -> None:
@@ -74,6 +102,9 @@ class _SamplingFields(Request):
     ignore_eos: bool = False
     stream: bool = False
     stream_options: StreamOptions | None = Field(default=None, description="Only with stream: true.")
+    response_format: ResponseFormat | None = Field(default=None, description=(
+        "text (default), json_object (JSON mode) or json_schema (structured output); decoding is constrained, "
+        "so the answer parses (and validates) unless max_tokens cuts it (finish_reason length)."))
     logit_bias: dict[str, float] | None = schema_only("Not supported yet: must be empty or absent.", maxProperties=0)
     # OpenAI fields that need no behaviour from this server (fields.OPENAI_PASSTHROUGH).
     user: str | None = None
@@ -90,7 +121,13 @@ class _SamplingFields(Request):
                                   "parameters instead)")
         if self.stream_options is not None and not self.stream:
             _refuse("stream_options", "applies only with stream: true; leave it out or set stream")
+        if self.stop and self.structured():
+            _refuse("stop", "cannot be combined with a JSON response_format: a stop string would cut the structured "
+                            "answer (it ends by itself when the JSON is complete); leave stop out")
         return self
+
+    def structured(self) -> bool:
+        return self.response_format is not None and self.response_format.type != "text"
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -102,7 +139,6 @@ class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, description="Same as max_tokens (give one, or "
                                                                                 "both equal).")
-    response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = schema_only("Not supported yet: must be empty or absent.", maxItems=0)
     tool_choice: str | dict[str, Any] | None = schema_only("Only \"none\" (tools are not supported yet).",
                                                            enum=["none", None])
