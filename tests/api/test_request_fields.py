@@ -13,9 +13,6 @@ TEXT = {"model": TINY, "prompt": "Hi", "max_tokens": 2}
 
 
 @pytest.mark.parametrize("path, extra, param", [
-    ("/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ("/chat/completions", {"tool_choice": "auto"}, "tool_choice"),
-    ("/chat/completions", {"parallel_tool_calls": True}, "parallel_tool_calls"),
     ("/chat/completions", {"logit_bias": {"42": 5}}, "logit_bias"),
     ("/chat/completions", {"reasoning_effort": "high"}, "reasoning_effort"),
     ("/chat/completions", {"messages": [{"role": "user", "content": "Hi", "name": "bob"}]}, "messages.0.name"),

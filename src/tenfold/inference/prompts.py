@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tenfold.errors import InvalidRequest
+from tenfold.models import tool_format
 
 
 def message_text(content: Any) -> str:
@@ -61,21 +62,40 @@ class Prompter:
                 self._grammars = Grammars(self.tokenizer, max(vocab, len(self.tokenizer)))
             return self._grammars
 
-    def chat_prompt(self, messages: list[dict], *, add_generation_prompt: bool = True) -> list[int]:
-        """Token ids of ``messages`` rendered with the chat template."""
+    def chat_prompt(self, messages: list[dict], *, tools: list[dict] | None = None,
+                    add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of ``messages`` rendered with the chat template; ``tools`` (OpenAI tool objects), assistant
+        ``tool_calls`` and ``tool`` messages as ``tenfold.models.tool_format`` writes them."""
+        return self.encode(self.chat_text(messages, tools=tools, add_generation_prompt=add_generation_prompt))
+
+    def chat_text(self, messages: list[dict], *, tools: list[dict] | None = None,
+                  add_generation_prompt: bool = True) -> str:
         if not isinstance(messages, list) or not messages:
             raise InvalidRequest("messages must be a non-empty list.", param="messages")
         normalised = []
         for i, message in enumerate(messages):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
                 raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'.", param="messages")
-            normalised.append({"role": message["role"], "content": message_text(message.get("content"))})
+            m = {"role": message["role"], "content": message_text(message.get("content"))}
+            if message.get("tool_calls"):
+                m["tool_calls"] = message["tool_calls"]
+            if message.get("tool_call_id"):
+                m["tool_call_id"] = message["tool_call_id"]
+            normalised.append(m)
+        extra: dict[str, Any] = {}
+        if tools or any(m["role"] == "tool" or m.get("tool_calls") for m in normalised):
+            try:
+                normalised, native_tools = tool_format.to_template(
+                    normalised, tools, native=tool_format.template_supports_tools(self.tokenizer))
+            except tool_format.ToolFormatError as e:
+                raise InvalidRequest(f"{e}.", param="messages") from None
+            if native_tools:
+                extra["tools"] = native_tools
         try:
-            text = self.tokenizer.apply_chat_template(normalised, tokenize=False,
-                                                      add_generation_prompt=add_generation_prompt)
+            return self.tokenizer.apply_chat_template(normalised, tokenize=False,
+                                                      add_generation_prompt=add_generation_prompt, **extra)
         except Exception as exc:  # jinja raises on roles the template refuses
             raise InvalidRequest(f"The chat template rejected these messages: {exc}.", param="messages") from exc
-        return self.encode(text)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))

@@ -23,7 +23,7 @@ from tenfold.context import Principal, ServerContext
 from tenfold.deployments import router as model_router
 from tenfold.engine.types import Engine, GenerationRequest, SamplingParams
 from tenfold.errors import InvalidRequest
-from tenfold.inference import structured
+from tenfold.inference import structured, tools
 from tenfold.inference.prompts import Prompter
 from tenfold.inference.routing import engine_for, prompter_for
 from tenfold.types.fields import describe
@@ -47,6 +47,7 @@ class Call:
     batch_id: str | None = None
     started_at: float = field(default_factory=time.time)
     logprobs: int | None = None  # top alternatives per token when logprobs were asked for
+    tools: tools.ToolPlan | None = None  # the model may answer with tool calls
 
     @property
     def gen(self) -> GenerationRequest:
@@ -71,9 +72,13 @@ def parse_body(kind: str, raw: object) -> ChatCompletionRequest | CompletionRequ
 def _prompt_fn(kind: str, body) -> Callable[[Prompter], list[int]]:
     """How to turn the body into prompt token ids, after checking what cannot be served."""
     if kind == "chat":
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        messages = [m.model_dump(include={"role", "tool_calls", "tool_call_id"}, exclude_none=True)
+                    | {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in body.messages]
-        return lambda prompter: prompter.chat_prompt(messages)
+        # Tools are in the prompt whenever given (also with tool_choice none, as vLLM does): the prompt then does
+        # not change when a conversation switches tool_choice, and its prefix stays cached.
+        tool_list = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None
+        return lambda prompter: prompter.chat_prompt(messages, tools=tool_list)
     prompt = body.prompt
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
         if len(prompt) != 1:
@@ -108,13 +113,15 @@ async def prepare(c: ServerContext, p: Principal, kind: str, body, *, expected_c
                   session_key: str | None = None) -> Call:
     """``session_key`` (default: the body's ``user``) keeps a conversation on one replica of a deployment."""
     prompt_ids_fn = _prompt_fn(kind, body)
-    constraint = structured.constraint_for(body)
+    plan = tools.plan_for(body) if kind == "chat" else None
+    constraint = plan.constraint() if plan is not None else structured.constraint_for(body)
     await asyncio.to_thread(limits.check_spend_limit, c.db, p.organization_id)  # database: off the event loop
     route = await asyncio.to_thread(model_router.resolve, c, p, body.model)
     model_router.check_expected_checkpoint(route, expected_checkpoint)
     prompter = prompter_for(c, route, load=False) or await asyncio.to_thread(prompter_for, c, route)
     if constraint is not None:
-        await structured.compile_checked(prompter, constraint, param=structured.param_of(body))
+        await structured.compile_checked(prompter, constraint,
+                                         param="tools" if plan is not None else structured.param_of(body))
     prompt_ids = prompt_ids_fn(prompter)
     engine = await engine_for(c, route, session_key=session_key or body.user)
     max_tokens = _max_tokens(body, len(prompt_ids), engine.max_context)
@@ -133,4 +140,4 @@ async def prepare(c: ServerContext, p: Principal, kind: str, body, *, expected_c
                                       priority=priority, constraint=constraint))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Call(kind, rid, body.model, body.stream, include_usage, gens, route, engine, batch_id=batch_id,
-                logprobs=logprobs)
+                logprobs=logprobs, tools=plan)

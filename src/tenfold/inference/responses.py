@@ -1,6 +1,7 @@
 """OpenAI response shapes of chat and legacy completions: whole responses, stream chunks, usage, logprobs.
 
-Owns: the JSON of a ``chat.completion`` / ``text_completion``, of each ``chat.completion.chunk`` /
+Owns: the JSON of a ``chat.completion`` / ``text_completion`` (with ``tool_calls`` when the model called
+tools), of each ``chat.completion.chunk`` /
 streamed ``text_completion``, of ``usage`` (with ``prompt_tokens_details.cached_tokens``) and the two
 logprobs shapes: chat (``{"content": [{"token", "logprob", "bytes", "top_logprobs"}], "refusal"}``) and
 legacy (``tokens``, ``token_logprobs``, ``top_logprobs``, ``text_offset``). Token text comes from the
@@ -17,14 +18,19 @@ def usage_body(prompt: int, cached: int, completion: int) -> dict:
             "prompt_tokens_details": {"cached_tokens": cached}, "completion_tokens_details": None}
 
 
-def choice(kind: str, text: str, finish: str | None, *, delta: bool, first: bool = False, index: int = 0,
-           logprobs: dict | None = None) -> dict:
+def choice(kind: str, text: str | None, finish: str | None, *, delta: bool, first: bool = False, index: int = 0,
+           logprobs: dict | None = None, tool_calls: list[dict] | None = None) -> dict:
+    """One choice; ``tool_calls`` (chat only): the calls of a whole message, or tool-call delta entries."""
     if kind == "chat":
         if delta:
             d = {"role": "assistant", "content": text} if first else ({"content": text} if text else {})
+            if tool_calls:
+                d["tool_calls"] = tool_calls
             return {"index": index, "delta": d, "finish_reason": finish, "logprobs": logprobs}
-        return {"index": index, "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": finish, "logprobs": logprobs}
+        message = {"role": "assistant", "content": text, "refusal": None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        return {"index": index, "message": message, "finish_reason": finish, "logprobs": logprobs}
     return {"index": index, "text": text, "finish_reason": finish, "logprobs": logprobs}
 
 

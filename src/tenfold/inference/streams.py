@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from tenfold.billing.meter import UsageEntry
 from tenfold.context import Principal, ServerContext
-from tenfold.inference import responses
+from tenfold.inference import responses, tools
 from tenfold.inference.requests import Call
 
 
@@ -144,8 +144,11 @@ async def complete(c: ServerContext, p: Principal, call: Call) -> dict:
     choices = []
     for i in range(n):
         lp = responses.LogprobShaper(call.kind).shape(entries[i]) if call.logprobs is not None else None
-        choices.append(responses.choice(call.kind, "".join(parts[i]), tally.finishes[i], delta=False, index=i,
-                                        logprobs=lp))
+        text, calls, finish = "".join(parts[i]), None, tally.finishes[i]
+        if call.tools is not None:
+            text, calls, finish = tools.shape(text, finish)
+        choices.append(responses.choice(call.kind, text, finish, delta=False, index=i, logprobs=lp,
+                                        tool_calls=calls))
     return responses.response_body(call.kind, request_id=call.request_id, created=created, model=call.model,
                                    choices=choices, usage=tally.usage())
 
@@ -190,9 +193,12 @@ async def open_stream(c: ServerContext, p: Principal, call: Call) -> OpenStream:
         await finish()
         raise
 
-    def chunk(text: str, finish_reason: str | None, *, index: int = 0, is_first: bool = False, logprobs=None) -> dict:
+    calls = [tools.CallStream() for _ in range(n)] if call.tools is not None else None
+
+    def chunk(text: str, finish_reason: str | None, *, index: int = 0, is_first: bool = False, logprobs=None,
+              tool_calls: list[dict] | None = None) -> dict:
         choice = responses.choice(call.kind, text, finish_reason, delta=True, first=is_first, index=index,
-                                  logprobs=logprobs)
+                                  logprobs=logprobs, tool_calls=tool_calls)
         return responses.chunk_body(call.kind, request_id=call.request_id, created=created, model=call.model,
                                     choices=[choice], with_usage=call.include_usage)
 
@@ -208,7 +214,18 @@ async def open_stream(c: ServerContext, p: Principal, call: Call) -> OpenStream:
                     break
                 i, d = item
                 tally.add(d, i)
-                if d.text or d.finish_reason or d.logprobs:
+                if calls is not None:  # under tools: text streams as content, each finished call as deltas
+                    text, deltas = calls[i].feed(d.text)
+                    finish_reason = d.finish_reason
+                    if finish_reason:
+                        rest, finish_reason = calls[i].finish(finish_reason)
+                        text += rest
+                    lp = shapers[i].shape(d.logprobs) if call.logprobs is not None else None
+                    for entry in deltas:
+                        yield chunk("", None, index=i, tool_calls=[entry])
+                    if text or finish_reason or lp:
+                        yield chunk(text, finish_reason, index=i, logprobs=lp)
+                elif d.text or d.finish_reason or d.logprobs:
                     lp = shapers[i].shape(d.logprobs) if call.logprobs is not None else None
                     yield chunk(d.text, d.finish_reason, index=i, logprobs=lp)
             if call.include_usage:

@@ -1,7 +1,8 @@
 """Responses of ``POST /v1/chat/completions``: ``chat.completion`` and, when streaming,
 ``chat.completion.chunk``.
 
-Owns: the completion, its choices and message, the chunk and its delta, and the chat logprobs shape
+Owns: the completion, its choices and message (with ``tool_calls``), the chunk and its delta (with tool-call
+pieces), and the chat logprobs shape
 (``{"content": [{"token", "logprob", "bytes", "top_logprobs"}], "refusal"}``). Usage and finish reasons
 come from ``tenfold.types.completions``. Does not own: the request body
 (``tenfold.types.inference.ChatCompletionRequest``).
@@ -33,10 +34,22 @@ class ChoiceLogprobs(ResponseModel):
     refusal: list[ChatCompletionTokenLogprob] | None = None
 
 
+class Function(ResponseModel):
+    name: str
+    arguments: str  # a JSON object, as a string
+
+
+class ChatCompletionMessageToolCall(ResponseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: Function
+
+
 class ChatCompletionMessage(ResponseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = None
 
 
 class Choice(ResponseModel):
@@ -56,9 +69,25 @@ class ChatCompletion(ResponseModel):
     system_fingerprint: str | None = None
 
 
+class ChoiceDeltaToolCallFunction(ResponseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(ResponseModel):
+    """A piece of a streamed call: the first carries ``id``, ``type`` and the name; later ones more of the
+    arguments, for the call at ``index``."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChoiceDeltaToolCallFunction | None = None
+
+
 class ChoiceDelta(ResponseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
 
 
 class ChunkChoice(ResponseModel):
@@ -81,5 +110,6 @@ class ChatCompletionChunk(ResponseModel):
     system_fingerprint: str | None = None
 
 
-__all__ = ["ChatCompletion", "ChatCompletionMessage", "Choice", "ChoiceLogprobs", "ChatCompletionTokenLogprob",
-           "TopLogprob", "ChatCompletionChunk", "ChunkChoice", "ChoiceDelta"]
+__all__ = ["ChatCompletion", "ChatCompletionMessage", "ChatCompletionMessageToolCall", "Function",
+           "ChoiceDeltaToolCall", "ChoiceDeltaToolCallFunction", "Choice", "ChoiceLogprobs",
+           "ChatCompletionTokenLogprob", "TopLogprob", "ChatCompletionChunk", "ChunkChoice", "ChoiceDelta"]

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from tenfold.types.common import ResponseModel
 
-FinishReason = Literal["stop", "length", "abort", "error"]
+FinishReason = Literal["stop", "length", "tool_calls", "abort", "error"]
 
 
 class PromptTokensDetails(ResponseModel):

@@ -91,19 +91,19 @@ def describe(errors: list[dict[str, Any]], *, limit: int = 5) -> tuple[str, str 
     parts, param, seen = [], None, set()
     for err in errors:
         where = field_path(tuple(err.get("loc", ())))
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        named = re.match(r"^([a-z_]+): (.*)$", msg, re.S) if err.get("type") == "value_error" else None
+        if named:  # a model-level rule whose message starts with the field it concerns
+            where, msg = (f"{where}.{named.group(1)}" if where else named.group(1)), named.group(2)
         if where in seen:
             continue
         seen.add(where)
         param = param or (where or None)
-        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if err.get("type") == "json_invalid":
             msg = "request body is not valid JSON"
         elif err.get("type") == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") in _PATTERN_HINTS:
             msg = _PATTERN_HINTS[err["ctx"]["pattern"]]
         elif err.get("type") == "extra_forbidden":
             msg = "unknown field: this server does not support it (docs/api.md lists the supported fields)"
-        named = re.match(r"^([a-z_]+): ", msg) if not where else None
-        if named:  # a model-level rule whose message starts with the field it concerns
-            param = param or named.group(1)
         parts.append(f"{where}: {msg}" if where else msg)
     return "Invalid request: " + "; ".join(parts[:limit]), param

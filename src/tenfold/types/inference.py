@@ -24,9 +24,38 @@ class TextPart(Request):
     text: str
 
 
+FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                    description="A function name: letters, digits, _ and -, at most 64.")]
+
+
+class FunctionCall(Request):
+    name: FunctionName
+    arguments: str = Field(description="The arguments as a JSON object, in a string.")
+
+
+class ToolCall(Request):
+    id: str = Field(min_length=1, max_length=128)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(Request):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
+    tool_calls: list[ToolCall] | None = Field(default=None, description="An assistant's calls (role assistant).")
+    tool_call_id: str | None = Field(default=None, description="The call a tool message answers (role tool).")
+    refusal: str | None = Field(default=None, description="Accepted on assistant messages as OpenAI returns them; "
+                                                          "not rendered.")
+
+    @model_validator(mode="after")
+    def _roles(self):
+        if self.tool_calls and self.role != "assistant":
+            _refuse("tool_calls", "only assistant messages carry tool_calls")
+        if self.role == "tool" and not self.tool_call_id:
+            _refuse("tool_call_id", "a tool message needs the id of the call it answers")
+        if self.tool_call_id is not None and self.role != "tool":
+            _refuse("tool_call_id", "only tool messages carry tool_call_id")
+        return self
 
     def text(self) -> str:
         if self.content is None:
@@ -34,6 +63,28 @@ class ChatMessage(Request):
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content)
+
+
+class FunctionDefinition(Request):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(default=None, description="A JSON Schema of the arguments object.")
+    strict: bool | None = Field(default=None, description="Accepted either way: arguments are always decoded "
+                                                          "under the parameters schema.")
+
+
+class Tool(Request):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(Request):
+    name: FunctionName
+
+
+class NamedToolChoice(Request):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class StreamOptions(Request):
@@ -139,26 +190,38 @@ class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, description="Same as max_tokens (give one, or "
                                                                                 "both equal).")
-    tools: list[dict[str, Any]] | None = schema_only("Not supported yet: must be empty or absent.", maxItems=0)
-    tool_choice: str | dict[str, Any] | None = schema_only("Only \"none\" (tools are not supported yet).",
-                                                           enum=["none", None])
-    parallel_tool_calls: bool | None = schema_only("Not supported yet (needs tools): must be absent.", enum=[None])
+    tools: list[Tool] | None = Field(default=None, max_length=64, description="Functions the model may call.")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        default=None, description="none, auto (default with tools), required, or one named function.")
+    parallel_tool_calls: bool | None = Field(default=None, description="Several calls in one answer (default "
+                                                                       "true).")
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20, description="Only with logprobs: true.")
 
     @model_validator(mode="after")
     def _unsupported_chat(self):
-        if self.tools:
-            _refuse("tools", "tool calling is not supported yet; send plain messages")
-        if self.tool_choice is not None and self.tool_choice != "none":
-            _refuse("tool_choice", "tool calling is not supported yet; only \"none\" is accepted")
-        if self.parallel_tool_calls is not None:
-            _refuse("parallel_tool_calls", "applies only with tools, which are not supported yet; leave it out")
+        choice = self.tool_choice
+        if choice not in (None, "none") and not self.tools:
+            _refuse("tool_choice", "needs tools; send the functions in tools or leave tool_choice out")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in {t.function.name for t in self.tools}:
+            _refuse("tool_choice", f"names the function {choice.function.name!r}, which is not among tools "
+                                   f"({', '.join(t.function.name for t in self.tools)})")
+        if self.tools and len({t.function.name for t in self.tools}) != len(self.tools):
+            _refuse("tools", "two tools have the same function name")
+        if self.uses_tools() and self.structured():
+            _refuse("response_format", "a JSON response_format cannot be combined with tools (the answer is either "
+                                       "a call or text); use tool_choice none, or describe the JSON as a tool")
+        if self.uses_tools() and self.stop:
+            _refuse("stop", "cannot be combined with tools: a stop string would cut a call; leave stop out")
         if self.top_logprobs is not None and not self.logprobs:
             _refuse("top_logprobs", "needs logprobs: true")
         if None not in (self.max_tokens, self.max_completion_tokens) and self.max_tokens != self.max_completion_tokens:
             _refuse("max_completion_tokens", "differs from max_tokens; give one of them")
         return self
+
+    def uses_tools(self) -> bool:
+        """Whether the model may call the tools (tools given and tool_choice is not none)."""
+        return bool(self.tools) and self.tool_choice != "none"
 
     def logprobs_count(self) -> int | None:
         """How many alternatives per token the engine reports: None when logprobs are off."""
