@@ -164,3 +164,24 @@ def test_bad_structured_requests_are_400s_naming_the_field(server, response_form
     assert err["param"] == param, err
     if needle:
         assert needle in err["message"], err
+
+
+def metric(server, name: str) -> float:
+    with server.client() as c:
+        text = c.get(server.url + "/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and f'base_model="{TINY}"' in line)
+
+
+def test_a_new_schema_compiles_once_then_hits_the_cache(oai, server):
+    schema = {"type": "object", "properties": {"code": {"enum": ["x1", "y2", "z3"]}}, "required": ["code"],
+              "additionalProperties": False}
+    compiles, hits = metric(server, "tenfold_engine_grammar_compiles_total"), \
+        metric(server, "tenfold_engine_grammar_cache_hits_total")
+    for seed in range(3):
+        r = oai.chat.completions.create(model=TINY, messages=MESSAGES, max_tokens=20, seed=seed,
+                                        response_format=fmt(schema, "codes"))
+        assert valid(r.choices[0].message.content, schema)
+    assert metric(server, "tenfold_engine_grammar_compiles_total") == compiles + 1
+    assert metric(server, "tenfold_engine_grammar_cache_hits_total") == hits + 2
+    assert metric(server, "tenfold_engine_grammar_compile_seconds_total") > 0

@@ -2,8 +2,8 @@
 
 Owns: ``LocalEngine`` (the ``Engine`` interface): loading the model, sizing the KV pool from a byte
 budget, validating requests, the bounded waiting queue (``EngineOverloaded`` → 429), the step loop
-(schedule → run → sample → finish), a request's grammar matcher (compiled on the caller's thread; a complete
-grammar finishes the request), turning tokens into text deltas with stop strings, eos and stop
+(schedule → run → sample → finish), a request's grammar matcher (copied from the cache or compiled in a
+worker thread; a complete grammar finishes the request), turning tokens into text deltas with stop strings, eos and stop
 token ids, the text of tokens reported with logprobs, cancelling sequences whose clients went away, and
 updating metrics. Prompts arrive as token ids (chat templates are the api's, ``tenfold.inference.prompts``).
 Does not own: the
@@ -43,6 +43,7 @@ from tenfold.engine.sequence import Sequence
 from tenfold.engine.shapes import model_shape, read_config
 from tenfold.engine.types import (
     AdapterRef,
+    Constraint,
     EngineError,
     EngineOverloaded,
     GenerationDelta,
@@ -205,6 +206,7 @@ class LocalEngine:
         self.grammars: Grammars | None = None
         self._load_error: BaseException | None = None
         self._num_waiting = 0  # approximate, read by the api thread for back-pressure
+        self._compiling = 0  # requests waiting for their grammar to compile (event loop only)
         self._tps = 0.0
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -302,7 +304,9 @@ class LocalEngine:
 
     # ---- generation ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        """Validate now (raising ``EngineError``), then stream deltas from the engine thread."""
+        """Validate now (raising ``EngineError``), then stream deltas from the engine thread. A grammar that does
+        not compile fails the stream (``EngineError`` from its first ``__anext__``): check it first
+        (``Grammars.check``) to refuse it up front."""
         self._require_running()
         validate_sampling(request.sampling, self.shape.vocab_size)
         prompt = request.prompt_token_ids
@@ -317,13 +321,15 @@ class LocalEngine:
                 f"this model's maximum context length is {self.max_context} tokens, but the request needs "
                 f"{total} ({len(prompt)} prompt + {request.sampling.max_tokens} max_tokens); "
                 "shorten the prompt or lower max_tokens")
-        if self._num_waiting + self._inbox.qsize() >= self.options.max_waiting:
+        if self._num_waiting + self._inbox.qsize() + self._compiling >= self.options.max_waiting:
             self.metrics.rejected.inc()
             raise EngineOverloaded(f"the engine for {self.base_model} has {self.options.max_waiting} requests waiting; "
                                    "retry after a moment", retry_after=1.0)
-        # A new grammar compiles here, on the caller's thread (about a millisecond; cached by digest), never on
-        # the engine thread, so a new schema does not stall other requests' steps.
-        matcher = self.grammars.matcher(request.constraint) if request.constraint is not None else None
+        # A cached grammar is copied here (microseconds); a new one compiles in a worker thread and the request is
+        # queued when it is ready, so a new schema stalls neither the event loop nor other requests' steps.
+        matcher = self.grammars.cached_matcher(request.constraint) if request.constraint is not None else None
+        if matcher is not None:
+            self.metrics.grammar_hits.inc()
         if request.adapter is not None:
             self.adapters.register(request.adapter)
         digest = request.adapter.digest if request.adapter else None
@@ -334,11 +340,38 @@ class LocalEngine:
         seq.state = _Stream(loop=asyncio.get_running_loop(), queue=asyncio.Queue(), outbox=self._outbox,
                             detokenizer=IncrementalDetokenizer(self._thread_tokenizer, request.prompt_token_ids),
                             stops=StopStringMatcher(request.sampling.stop), matcher=matcher)
-        self._inbox.put(seq)  # queued now, so back-pressure counts it even before the caller iterates
+        if request.constraint is not None and matcher is None:
+            self._compile_then_queue(seq, request.constraint)
+        else:
+            self._queue(seq)  # queued now, so back-pressure counts it even before the caller iterates
+        return _DeltaStream(seq, self._wake, self._decode_token)
+
+    def _queue(self, seq: Sequence) -> None:
+        self._inbox.put(seq)
         if seq.priority == 0:
             self._interactive.set()
         self._wake.set()
-        return _DeltaStream(seq, self._wake, self._decode_token)
+
+    def _compile_then_queue(self, seq: Sequence, constraint: Constraint) -> None:
+        """Compile the grammar in a worker thread; then queue the sequence (or fail its stream)."""
+        start = time.perf_counter()
+        self._compiling += 1
+
+        def done(future: asyncio.Future) -> None:  # on the event loop
+            self._compiling -= 1
+            if future.cancelled() or seq.aborted:
+                return
+            exc = future.exception() or (EngineError("the engine stopped") if self._stopped else None)
+            if exc is not None:
+                if not isinstance(exc, EngineError):
+                    exc = EngineError(f"the grammar could not be compiled: {exc}")
+                seq.state.queue.put_nowait(exc)
+                return
+            self.metrics.grammar_compiled(time.perf_counter() - start)
+            seq.state.matcher = future.result()
+            self._queue(seq)
+
+        asyncio.get_running_loop().run_in_executor(None, self.grammars.matcher, constraint).add_done_callback(done)
 
     # ---- engine thread -------------------------------------------------------------------------
     def _run(self, ready: threading.Event) -> None:

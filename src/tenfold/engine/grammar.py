@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -52,7 +53,8 @@ def limits() -> Any:
 
 class Grammars:
     """One base model's compiled grammars: ``matcher(constraint)`` gives a fresh matcher (safe from any thread;
-    compiling a new grammar takes about a millisecond and happens on the caller's thread, never the engine's)."""
+    a new grammar compiles on the caller's thread in about a millisecond: the engine calls it from a worker
+    thread, never its own or the event loop). ``check`` results are cached by digest too."""
 
     def __init__(self, hf_tokenizer: Any, vocab_size: int, eos_token_ids: set[int] | None = None) -> None:
         import llguidance.hf
@@ -63,40 +65,60 @@ class Grammars:
         self.tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=vocab_size, eos_token=eos)
         self.vocab_size = vocab_size
         self._templates: OrderedDict[str, Any] = OrderedDict()
+        self._checked: OrderedDict[str, list[str]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.compile_seconds = 0.0  # total spent compiling templates (misses)
 
     def check(self, constraint: Constraint) -> list[str]:
         """Compile the constraint (within ``limits``); raise ``EngineError`` with the reason if it cannot serve,
         else return llguidance's warnings (e.g. schema keywords it does not implement)."""
         import llguidance
 
+        key = constraint.digest
+        with self._lock:
+            if key in self._checked:
+                self._checked.move_to_end(key)
+                return list(self._checked[key])
         grammar = grammar_of(constraint)
         is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, self.tokenizer,
                                                                                  limits=limits())
         if is_error:
             raise EngineError(messages[0] if messages else "the grammar does not compile")
+        with self._lock:  # a schema that passed (or only warned) is not compiled again to check it
+            self._checked[key] = list(messages)
+            while len(self._checked) > CACHE_SIZE:
+                self._checked.popitem(last=False)
         return list(messages)
 
+    def cached_matcher(self, constraint: Constraint) -> Any | None:
+        """A fresh matcher from the cache (a copy: microseconds), or None when the grammar must be compiled."""
+        with self._lock:
+            template = self._templates.get(constraint.digest)
+            if template is None:
+                return None
+            self._templates.move_to_end(constraint.digest)
+            self.hits += 1
+        return template.deep_copy()
+
     def matcher(self, constraint: Constraint) -> Any:
+        """A fresh matcher: from the cache, else compiled (blocking: call it off the event loop) and cached."""
         import llguidance
 
-        key = constraint.digest
+        cached = self.cached_matcher(constraint)
+        if cached is not None:
+            return cached
+        start = time.perf_counter()
+        template = llguidance.LLMatcher(self.tokenizer, grammar_of(constraint), log_level=0, limits=limits())
+        if template.is_error():
+            raise EngineError(f"the grammar does not compile: {template.get_error()}")
         with self._lock:
-            template = self._templates.get(key)
-            if template is not None:
-                self._templates.move_to_end(key)
-                self.hits += 1
-        if template is None:
-            template = llguidance.LLMatcher(self.tokenizer, grammar_of(constraint), log_level=0, limits=limits())
-            if template.is_error():
-                raise EngineError(f"the grammar does not compile: {template.get_error()}")
-            with self._lock:
-                self.misses += 1
-                self._templates[key] = template
-                while len(self._templates) > CACHE_SIZE:
-                    self._templates.popitem(last=False)
+            self.misses += 1
+            self.compile_seconds += time.perf_counter() - start
+            self._templates[constraint.digest] = template
+            while len(self._templates) > CACHE_SIZE:
+                self._templates.popitem(last=False)
         return template.deep_copy()
 
     @property

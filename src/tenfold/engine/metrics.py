@@ -27,6 +27,12 @@ ADAPTER_EVICTIONS = Counter("tenfold_engine_adapter_evictions", "Adapters evicte
                             ["base_model", "tier"])
 INTERRUPTED = Counter("tenfold_engine_interrupted_steps",
                       "Batch-priority steps stopped between layers because interactive work arrived", ["base_model"])
+GRAMMAR_COMPILES = Counter("tenfold_engine_grammar_compiles",
+                           "Structured-output grammars compiled (cache misses)", ["base_model"])
+GRAMMAR_COMPILE_SECONDS = Counter("tenfold_engine_grammar_compile_seconds",
+                                  "Time spent compiling structured-output grammars", ["base_model"])
+GRAMMAR_CACHE_HITS = Counter("tenfold_engine_grammar_cache_hits",
+                             "Structured-output requests whose grammar was already compiled", ["base_model"])
 REJECTED = Counter("tenfold_engine_rejected_requests", "Requests refused because the queue was full",
                    ["base_model"])
 
@@ -45,6 +51,11 @@ class EngineMetrics:
         self.adapter_loads = ADAPTER_LOADS.labels(base_model)
         self.rejected = REJECTED.labels(base_model)
         self.interrupted = INTERRUPTED.labels(base_model)
+        self.grammar_hits = GRAMMAR_CACHE_HITS.labels(base_model)
+
+    def grammar_compiled(self, seconds: float) -> None:
+        GRAMMAR_COMPILES.labels(self.base_model).inc()
+        GRAMMAR_COMPILE_SECONDS.labels(self.base_model).inc(seconds)
 
     def evicted(self, tier: str) -> None:
         ADAPTER_EVICTIONS.labels(self.base_model, tier).inc()

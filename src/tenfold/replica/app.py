@@ -168,9 +168,11 @@ def create_replica_app(engine: Engine, *, secret: str, replica_id: str, orphan_s
             frequency_penalty=body.frequency_penalty, ignore_eos=body.ignore_eos)
         rid = "cmpl-" + os.urandom(12).hex()
         try:
+            constraint = constraint_of(body.structured_outputs)
+            if constraint is not None and getattr(engine, "grammars", None) is not None:
+                await asyncio.to_thread(engine.grammars.check, constraint)  # refused up front, off the loop
             gen = GenerationRequest(request_id=rid, prompt_token_ids=body.prompt, sampling=sampling, adapter=adapter,
-                                    organization=body.cache_salt or "", priority=body.priority,
-                                    constraint=constraint_of(body.structured_outputs))
+                                    organization=body.cache_salt or "", priority=body.priority, constraint=constraint)
             stream = engine.generate(gen)
         except RateLimited as e:
             return _error(429, e.message, e.code, {"Retry-After": str(max(1, round(e.retry_after or 1)))})
