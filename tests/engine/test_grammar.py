@@ -124,10 +124,6 @@ def test_the_embedded_model_always_validates_when_it_stops(model_cache):
             await engine.stop()
 
     results = asyncio.run(main())
-    stops = 0
-    for schema, text, finish in results:
-        assert finish in ("stop", "length")
-        if finish == "stop":
-            stops += 1
-            jsonschema.validate(json.loads(text), schema)  # raises if it does not validate
-    assert stops >= len(results) * 3 // 4, results  # most finish well within 120 tokens
+    for schema, text, finish in results:  # the guarantee: every answer stops within 120 tokens, valid
+        assert finish == "stop", (schema, text)
+        jsonschema.validate(json.loads(text), schema)  # raises if it does not validate

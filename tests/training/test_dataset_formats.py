@@ -139,7 +139,7 @@ NEAR_MISSES = [
     ({"chosen": [user("q"), bot("a")], "rejected": [user("other"), bot("b")]}, "share every turn"),
     ({"chosen": [user("q"), bot("a")], "rejected": [user("q"), bot("a")]}, "identical"),
     ({"prompt": [user("q")], "chosen": [bot("a", weight=1)], "rejected": [bot("b")]}, "weigh the whole pair"),
-    ({"messages": [user("q"), bot("a")], "tools": [{"type": "function"}]}, "tool definitions"),
+    ({"messages": [user("q"), bot("a")], "tools": [{"type": "function"}]}, "tools[0] must be"),
     ({"input": {"messages": [user("q")], "tools": [{"type": "function"}]}, "preferred_output": [bot("a")],
       "non_preferred_output": [bot("b")]}, "'input.tools'"),
     ({"text": ""}, "'text' is empty"),

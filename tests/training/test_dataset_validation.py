@@ -52,7 +52,7 @@ BAD_CASES = [
     (lines({"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}), 1,
      "unknown role 'bot'"),
     (lines({"messages": [{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}]}), 1,
-     "tool messages"),
+     "must answer an assistant message's 'tool_calls'"),
     (lines({"messages": [{"role": "user", "content": "only a question"}]}), 1, "no assistant message"),
     (lines({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]}), 1,
      "starts with an assistant message"),

@@ -82,18 +82,11 @@ class Prompter:
             if message.get("tool_call_id"):
                 m["tool_call_id"] = message["tool_call_id"]
             normalised.append(m)
-        extra: dict[str, Any] = {}
-        if tools or any(m["role"] == "tool" or m.get("tool_calls") for m in normalised):
-            try:
-                normalised, native_tools = tool_format.to_template(
-                    normalised, tools, native=tool_format.template_supports_tools(self.tokenizer))
-            except tool_format.ToolFormatError as e:
-                raise InvalidRequest(f"{e}.", param="messages") from None
-            if native_tools:
-                extra["tools"] = native_tools
         try:
-            return self.tokenizer.apply_chat_template(normalised, tokenize=False,
-                                                      add_generation_prompt=add_generation_prompt, **extra)
+            return tool_format.render_chat(self.tokenizer, normalised, tools,
+                                           add_generation_prompt=add_generation_prompt)
+        except tool_format.ToolFormatError as e:
+            raise InvalidRequest(f"{e}.", param="messages") from None
         except Exception as exc:  # jinja raises on roles the template refuses
             raise InvalidRequest(f"The chat template rejected these messages: {exc}.", param="messages") from exc
 

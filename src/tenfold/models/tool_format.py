@@ -6,8 +6,10 @@ per call, the convention of Hermes / Qwen-style templates), turning OpenAI-shape
 assistant ``tool_calls`` and ``tool`` messages into what a chat template can render: the template's own tool
 support where it has one (it gets ``tools=`` and the calls as objects), else the documented default (the
 tools described in a system message, calls written into the assistant's content, results as user messages
-wrapped in ``<tool_response>``), and parsing calls back out of generated text. Does not own: applying the
-template (``tenfold.inference.prompts``, ``tenfold.training``) or constraining decoding (``tenfold.engine``).
+wrapped in ``<tool_response>``), ``render_chat`` (the template applied to such a conversation: serving's
+prompts and training's examples both come from it), and parsing calls back out of generated text. Does not
+own: message validation (``tenfold.inference``, ``tenfold.training``) or constraining decoding
+(``tenfold.engine``).
 """
 
 from __future__ import annotations
@@ -137,6 +139,19 @@ def split_calls(text: str) -> tuple[list[tuple[str, str]], str]:
         calls.append((body["name"], json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))))
         end = m.end()
     return calls, stripped[end:] if calls else text
+
+
+def render_chat(tokenizer: Any, messages: list[dict], tools: list[dict] | None, *,
+                add_generation_prompt: bool) -> str:
+    """The chat template applied to ``messages`` (``role``, text ``content``, optional ``tool_calls`` /
+    ``tool_call_id``) and ``tools``: the one rendering serving and training share."""
+    extra: dict[str, Any] = {}
+    if tools or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):
+        messages, native_tools = to_template(messages, tools, native=template_supports_tools(tokenizer))
+        if native_tools:
+            extra["tools"] = native_tools
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **extra)
 
 
 def parse_calls(text: str) -> list[tuple[str, str]] | None:

@@ -67,9 +67,22 @@ def method_for(fmt: str) -> str:
 
 @dataclass(frozen=True)
 class Message:
-    role: str
+    role: str  # system, user, assistant or tool
     content: str
     weight: int = 1  # only meaningful on assistant messages: 0 = do not train on this turn
+    tool_calls: tuple[tuple[str, str], ...] = ()  # an assistant's calls: (function name, arguments JSON)
+    tool_call_id: str | None = None  # a tool message: the call it answers
+
+    def as_dict(self) -> dict[str, Any]:
+        """The message as serving renders it (``tenfold.models.tool_format.render_chat``)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": f"call_{i}", "type": "function",
+                                  "function": {"name": name, "arguments": arguments}}
+                                 for i, (name, arguments) in enumerate(self.tool_calls)]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class Example:
     chosen: str | None = None  # preference pairs only: the preferred assistant reply
     rejected: str | None = None  # preference pairs only: the dispreferred assistant reply
     text: str | None = None  # the "text" format only: raw text, trained as is (``messages`` is empty)
+    tools: tuple[dict[str, Any], ...] = ()  # OpenAI tool objects the conversation may call (``messages`` format)
 
     @property
     def is_preference(self) -> bool:

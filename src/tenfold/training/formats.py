@@ -3,7 +3,8 @@
 Owns: ``parse_line`` (a decoded JSON line → a normalized ``Example`` whose ``format`` names what was
 recognized) for TRL's documented formats (https://huggingface.co/docs/trl/dataset_formats) and OpenAI's:
 
-- SFT: ``messages`` (TRL conversational language modeling; OpenAI's chat format), ``text`` (TRL standard
+- SFT: ``messages`` (TRL conversational language modeling; OpenAI's chat format; with ``tools``, assistant
+  ``tool_calls`` and ``tool`` results: OpenAI's and TRL's tool-calling shapes), ``text`` (TRL standard
   language modeling, trained as raw text), ``prompt_completion`` (strings; rendered as a user turn and an
   assistant turn), ``conversational_prompt_completion`` (message lists; only the completion is trained).
 - DPO: ``preference`` (explicit prompt, string replies; the prompt may also be a message list),
@@ -38,7 +39,9 @@ def parse_line(line: int, obj: Any) -> Example:
         for other in ("prompt", "completion", "text"):
             if other in obj:
                 raise DatasetError(line, f"use either 'messages' or '{other}', not both")
-        return Example(line=line, messages=parse_messages(line, obj["messages"]), weight=weight, format="messages")
+        tools = _tools(line, obj.get("tools"))
+        messages = parse_messages(line, obj["messages"], tools=tools, allow_tools=True)
+        return Example(line=line, messages=messages, weight=weight, format="messages", tools=tuple(tools or ()))
     if "text" in obj:
         return _text(line, obj, weight)
     if "prompt" in obj or "completion" in obj:
@@ -185,10 +188,35 @@ def _pair(line: int, messages: tuple[Message, ...], chosen: str, rejected: str, 
 
 
 def _refuse_tools(line: int, obj: dict[str, Any]) -> None:
-    for key in ("tools", "functions"):
-        if obj.get(key):
-            raise DatasetError(line, f"'{key}': tool definitions and tool-calling data are not supported yet; "
-                                     "remove the key, or flatten tool use into user/assistant text")
+    if obj.get("functions"):
+        raise DatasetError(line, "'functions' is OpenAI's deprecated function-calling shape; give the functions "
+                                 "as 'tools' ([{\"type\": \"function\", \"function\": {...}}]) with a 'messages' "
+                                 "conversation whose assistant turns carry 'tool_calls'")
+    if obj.get("tools") and "messages" not in obj:
+        raise DatasetError(line, "'tools' go with a 'messages' conversation (assistant 'tool_calls', 'tool' "
+                                 "results); " + _show("messages"))
+
+
+def _tools(line: int, raw: Any) -> list[dict] | None:
+    """A line's ``tools``: OpenAI tool objects (TRL writes the same shape), each a function with a name."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw:
+        raise DatasetError(line, "'tools' must be a non-empty list of {\"type\": \"function\", \"function\": "
+                                 "{\"name\": ..., \"parameters\": {...}}}")
+    names = set()
+    for i, tool in enumerate(raw):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or tool.get("type", "function") != "function" or not isinstance(
+                fn.get("name"), str) or not fn["name"]:
+            raise DatasetError(line, f"tools[{i}] must be {{\"type\": \"function\", \"function\": {{\"name\": "
+                                     "..., \"parameters\": {...}}}")
+        if fn["name"] in names:
+            raise DatasetError(line, f"tools[{i}]: two tools are named {fn['name']!r}")
+        if not isinstance(fn.get("parameters", {}), dict):
+            raise DatasetError(line, f"tools[{i}].function.parameters must be a JSON Schema object")
+        names.add(fn["name"])
+    return raw
 
 
 def _example_weight(line: int, obj: dict[str, Any]) -> float:

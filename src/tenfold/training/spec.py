@@ -1,11 +1,11 @@
 """``TrainingSpec``: the validated, complete description of one fine-tuning run, stored as JSON on the job.
 
 Owns: hyperparameter names, defaults and bounds (the fields below; ``HYPERPARAMETER_HELP`` is what
-``docs/api.md`` and ``tenfold train --help`` show, ``hyperparameter_defaults`` what a job records), and the cross-field rules (``checkpoint_every`` xor ``n_checkpoints``, ``eval_every``
-needs a validation file). Unknown fields are rejected (``extra="forbid"``); an out-of-range value is a
-``pydantic.ValidationError`` whose location names the field. Does not own: how the api parses OpenAI-style
-request bodies into it (``tenfold.jobs.submit``) or how a recipe runs it (``tenfold.training.sft`` /
-``tenfold.training.dpo``).
+``docs/api.md`` and ``tenfold train --help`` show, ``hyperparameter_defaults`` what a job records), and the
+cross-field rules (``checkpoint_every`` xor ``n_checkpoints``, ``eval_every`` needs a validation file).
+Unknown fields are rejected (``extra="forbid"``); an out-of-range value is a ``pydantic.ValidationError`` whose
+location names the field. Does not own: how the api parses OpenAI-style request bodies into it
+(``tenfold.jobs.submit``) or how a recipe runs it (``tenfold.training.sft`` / ``tenfold.training.dpo``).
 
 Run-time resolution (the recipe does it once the data is loaded, deterministically, so resume agrees):
 ``batch_size="max"`` becomes ``min(n_examples, MAX_BATCH_SIZE)``; ``n_checkpoints=K`` becomes

@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tenfold.training.examples import Example, Message
+from tenfold.models import tool_format
 from tenfold.training.errors import TemplateError, TrainingUserError
+from tenfold.training.examples import Example, Message
 
 TrainOnInputs = Literal["auto", True, False]
 
@@ -35,9 +36,11 @@ class TokenizedExample:
         return sum(1 for w in self.weights if w > 0)
 
 
-def render(tokenizer: Any, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                         add_generation_prompt=add_generation_prompt)
+def render(tokenizer: Any, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool,
+           tools: Sequence[dict] = ()) -> list[int]:
+    """Token ids of a conversation exactly as serving renders its prompt (tools and tool turns included)."""
+    text = tool_format.render_chat(tokenizer, list(messages), list(tools) or None,
+                                   add_generation_prompt=add_generation_prompt)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -72,8 +75,9 @@ def tokenize_example(tokenizer: Any, example: Example, *, train_on_inputs: Train
         ids = text_ids(tokenizer, [example.text])[0]
         return TokenizedExample(example.line, ids, [example.weight] * len(ids))
     _require_template(tokenizer)
-    msgs = [{"role": m.role, "content": m.content} for m in example.messages]
-    ids = render(tokenizer, msgs, add_generation_prompt=False)
+    msgs = [m.as_dict() for m in example.messages]
+    tools = example.tools
+    ids = render(tokenizer, msgs, add_generation_prompt=False, tools=tools)
     if train_on_inputs is True:
         return TokenizedExample(example.line, ids, [example.weight] * len(ids))
     eot = _end_of_turn_ids(tokenizer) if end_of_turn is None else end_of_turn
@@ -83,8 +87,8 @@ def tokenize_example(tokenizer: Any, example: Example, *, train_on_inputs: Train
             continue
         if i == 0:
             raise TrainingUserError(f"line {example.line}: a conversation cannot start with an assistant message")
-        prefix = render(tokenizer, msgs[:i], add_generation_prompt=True)
-        full = render(tokenizer, msgs[: i + 1], add_generation_prompt=False)
+        prefix = render(tokenizer, msgs[:i], add_generation_prompt=True, tools=tools)
+        full = render(tokenizer, msgs[: i + 1], add_generation_prompt=False, tools=tools)
         if full[: len(prefix)] != prefix:
             raise TemplateError(
                 f"line {example.line}: the chat template renders assistant turn {i} so that its tokens do not "
@@ -231,16 +235,21 @@ def count_tokens(tokenizer: Any, examples: Sequence[Example]) -> TokenCount:
     same tokenizer call), with one batched template rendering and one batched tokenizer call."""
     conversations: list[list[dict[str, str]]] = []
     counted = [e for e in examples if _trains(e)]
+    lengths: list[int] = []
     for example in counted:
         if example.text is not None:
             continue
-        msgs = [{"role": m.role, "content": m.content} for m in example.messages]
+        msgs = [m.as_dict() for m in example.messages]
+        if example.tools or any(m.tool_calls or m.role == "tool" for m in example.messages):
+            _require_template(tokenizer)  # rendered one by one: its tools go to the template with it
+            lengths.append(len(render(tokenizer, msgs, add_generation_prompt=False, tools=example.tools)))
+            continue
         if example.is_preference:
             conversations += [msgs + [{"role": "assistant", "content": reply or ""}]
                               for reply in (example.chosen, example.rejected)]
         else:
             conversations.append(msgs)
-    lengths = [len(ids) for ids in text_ids(tokenizer, [e.text for e in counted if e.text is not None])]
+    lengths += [len(ids) for ids in text_ids(tokenizer, [e.text for e in counted if e.text is not None])]
     if conversations:
         _require_template(tokenizer)
         texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=False)
