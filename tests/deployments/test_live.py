@@ -106,6 +106,8 @@ def test_bad_input_is_refused_and_creates_nothing(c):
         assert r.json()["error"]["param"] == param, (extra, r.json())
     r = c.post("/deployments", json={"base_model": TINY, "hardware_profile": "gpu.b300"})
     assert "cpu" in r.json()["error"]["message"]  # lists what is available
+    r = c.post("/deployments", json={"base_model": TINY, "engine": "vllm"})  # this server has no vLLM
+    assert r.json()["error"]["code"] == "engine_not_installed" and "pip install" in r.json()["error"]["message"]
     assert c.get("/deployments", params={"include_deleted": True}).json()["data"] == before
     assert chat(c, "dep-doesnotexist").json()["error"]["code"] == "deployment_not_found"
 

@@ -106,3 +106,19 @@ def test_an_adapter_is_loaded_on_the_chosen_replica_once(monkeypatch):
 
     asyncio.run(twice())
     assert loads == ["sha256:x"] and "sha256:x" in r.adapters
+
+
+def test_the_cache_salt_is_the_servers_and_separates_organizations_and_adapters():
+    from tenfold.engine.types import GenerationRequest, SamplingParams
+
+    def salt(engine: str, org: str, digest: str | None) -> str | None:
+        remote = RemoteEngine("http://127.0.0.1:9", "m", secret="s" * 20, max_context=64, engine=engine)
+        adapter = AdapterRef(digest, Path("/nowhere")) if digest else None
+        return remote.cache_salt(GenerationRequest("r", [1], SamplingParams(), adapter=adapter, organization=org))
+
+    # vLLM: one salt per (organization, adapter); the same pair always gets the same salt (so caching works)
+    salts = {salt("vllm", org, digest) for org in ("org-a", "org-b") for digest in (None, "d1", "d2")}
+    assert len(salts) == 6 and salt("vllm", "org-a", "d1") == salt("vllm", "org-a", "d1")
+    assert "org-a" not in salt("vllm", "org-a", "d1")  # a digest of both, not the organization's id
+    # a tenfold replica gets the organization and combines it with the adapter's digest itself
+    assert salt("tenfold", "org-a", "d1") == "org-a"

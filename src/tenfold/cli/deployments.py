@@ -23,7 +23,8 @@ JSON_OPT = typer.Option(False, "--json", help="Print the raw JSON answer.")
 
 def _status(d: Deployment) -> str:
     healthy = sum(1 for r in d.replicas if r.healthy)
-    return f"{d.id}  {d.state}  {healthy}/{d.desired_replicas} replicas healthy  ({d.base_model} on {d.hardware_profile})"
+    return (f"{d.id}  {d.state}  {healthy}/{d.desired_replicas} replicas healthy  ({d.base_model} on "
+            f"{d.hardware_profile}, engine {d.engine})")
 
 
 def _show(d: Deployment) -> None:
@@ -76,6 +77,8 @@ def create(
                                                                        "(used once, never stored)."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Block until a replica is healthy; print the cold start."),
     display_name: str | None = typer.Option(None, "--display-name"),
+    engine: str = typer.Option("tenfold", "--engine", "-e", help="tenfold (its own engine) or vllm (vLLM replicas; "
+                                                               "the server needs vLLM installed)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Create a dedicated deployment of BASE_MODEL."""
@@ -83,7 +86,7 @@ def create(
     d = client(timeout=600.0).deployments.create(
         base_model=base_model, hardware_profile=gpu, min_replicas=min_replicas, max_replicas=max_replicas,
         target_rps=target_rps, target_latency_p95_ms=target_latency, scale_down_window_s=stabilisation,
-        display_name=display_name, hf_token=hf_token)
+        display_name=display_name, hf_token=hf_token, engine=engine)
     if wait and d.desired_replicas > 0:
         d = _wait(d.id, started)
     if as_json:

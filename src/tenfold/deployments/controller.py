@@ -29,7 +29,7 @@ import httpx
 from tenfold.billing import limits
 from tenfold.billing.meter import add_replica_usage
 from tenfold.config import Settings
-from tenfold.deployments import metrics
+from tenfold.deployments import metrics, vllm
 from tenfold.deployments.autoscaler import Targets, decide
 from tenfold.deployments.pool import DeploymentPool, DeploymentRuntime, ReplicaClient
 from tenfold.deployments.replicas import ReplicaBackend, ReplicaHandle, ReplicaSpec
@@ -112,11 +112,18 @@ class Controller:
         client = pool.replicas.get(row.id)
         if client is None:
             engine = RemoteEngine(row.endpoint or "", dep.base_model, secret=dep.secret, max_context=2048,
-                                  retry_after=max(1.0, pool.cold_start_s))
+                                  retry_after=max(1.0, pool.cold_start_s), engine=dep.engine)
             client = pool.replicas[row.id] = ReplicaClient(row.id, engine)
         return client
 
     async def _health(self, dep: Deployment, client: ReplicaClient) -> bool:
+        if dep.engine == "vllm":
+            body = await vllm.health(self._http, client.engine.endpoint, dep.secret)
+            if body is None:
+                return False
+            client.engine.max_context = int(body["max_context"] or client.engine.max_context)
+            client.adapters = set(body["adapters"])
+            return True
         try:
             r = await self._http.get(client.engine.endpoint + "/health",
                                      headers={"Authorization": f"Bearer {dep.secret}"})

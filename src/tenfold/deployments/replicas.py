@@ -2,10 +2,12 @@
 
 Owns: ``ReplicaSpec`` (what to run), ``ReplicaHandle`` (where it runs), the ``ReplicaBackend`` interface
 the controller uses, and ``LocalProcessBackend``, the default: one ``tenfold serve --role engine`` process
-per replica on this machine, on a free loopback port, in its own session (so a replica outlives an api
-that crashes, and the restarted api adopts it), logging to ``$TENFOLD_HOME/replicas/<id>.log``. Another
-backend (Ray actors, ``vllm serve`` processes) implements the same four methods; the controller, router and
-autoscaler do not change. Does not own: deciding how many replicas run (the controller) or health.
+(or vLLM's OpenAI server, ``tenfold.deployments.vllm``) per replica on this machine, on a free loopback port,
+in its own session (so a replica outlives an api that crashes, and the restarted api adopts it; a kill takes
+its whole process group, vLLM's engine-core children included), logging to
+``$TENFOLD_HOME/replicas/<id>.log``. Another backend (Ray actors) implements the same four methods; the
+controller, router and autoscaler do not change. Does not own: deciding how many replicas run (the
+controller) or health.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class ReplicaSpec:
     replica_id: str
     base_model: str
     hardware_profile: str
-    engine: str  # "tenfold"
+    engine: str  # "tenfold" | "vllm"
     secret: str
 
 
@@ -85,15 +87,33 @@ class LocalProcessBackend:
         })
         return env
 
+    def _vllm(self, spec: ReplicaSpec, port: int) -> tuple[list[str], dict[str, str]]:
+        from tenfold.deployments import vllm
+        from tenfold.models.registry import resolve_base_model
+
+        s = self.settings
+        gpu = engine_device(spec.hardware_profile) == "cuda"
+        path = resolve_base_model(spec.base_model, models_dir=s.models_dir)  # fetched when it was created
+        cmd = vllm.command(s, model_path=path, served_name=spec.base_model, host=self.host, port=port, gpu=gpu)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TENFOLD_", "VLLM_"))}
+        env.update(vllm.environment(s, secret=spec.secret, threads=s.replica_torch_threads or s.torch_threads,
+                                    gpu=gpu))
+        return cmd, env
+
     def start(self, spec: ReplicaSpec) -> ReplicaHandle:
-        if spec.engine != "tenfold":
-            raise ValueError(f"the local process backend runs tenfold engines, not {spec.engine!r}")
         port = _free_port(self.host)
+        if spec.engine == "vllm":
+            cmd, env = self._vllm(spec, port)
+        elif spec.engine == "tenfold":
+            cmd = [sys.executable, "-m", "tenfold.cli.main", "serve", "--role", "engine", "--host", self.host,
+                   "--port", str(port)]
+            env = self._env(spec)
+        else:
+            raise ValueError(f"unknown replica engine {spec.engine!r}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{spec.replica_id}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "tenfold.cli.main", "serve", "--role", "engine",
-                                     "--host", self.host, "--port", str(port)], env=self._env(spec), stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         self._children[proc.pid] = proc
         return ReplicaHandle(spec.replica_id, proc.pid, f"http://{self.host}:{port}")
 
@@ -122,9 +142,12 @@ class LocalProcessBackend:
             time.sleep(0.05)
         if self.alive(handle):
             try:
-                os.kill(handle.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                os.killpg(handle.pid, signal.SIGKILL)  # its own session: the group is the replica and its children
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(handle.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self._reap(handle.pid)
 
     def _reap(self, pid: int | None) -> None:

@@ -18,12 +18,13 @@ import time
 from dataclasses import dataclass
 
 from tenfold.context import Principal, ServerContext
+from tenfold.deployments import vllm
 from tenfold.deployments.profiles import check_profile, default_profile
 from tenfold.errors import Conflict, InvalidRequest, NotFound, not_found
 from tenfold.store import deployment_repo as drepo
 from tenfold.store.tables import Deployment, DeploymentAdapter, DeploymentReplica
 
-ENGINES = ("tenfold",)  # "vllm" comes with the scale-out work (a replica backend that runs vLLM)
+ENGINES = ("tenfold", "vllm")
 DEFAULTS = {"min_replicas": 1, "max_replicas": 1, "target_rps": 10.0, "target_latency_p95_ms": 5000.0,
             "scale_down_window_s": 300.0}
 
@@ -73,6 +74,8 @@ async def create(c: ServerContext, p: Principal, *, base_model: str, hardware_pr
     _check_limits(min_replicas, max_replicas)
     if engine not in ENGINES:
         raise InvalidRequest(f"engine '{engine}' is not available; use one of: {', '.join(ENGINES)}.", param="engine")
+    if engine == "vllm":
+        vllm.launcher(c.settings)  # a 400 with the install command when vLLM is not installed
     try:  # fetch (or convert) the weights into the model cache now, so replicas start from disk
         await asyncio.to_thread(resolve_base_model, base_model, models_dir=c.settings.models_dir, hf_token=hf_token)
     except ValueError as e:

@@ -3,7 +3,8 @@
 Owns: speaking the replica protocol, which is the OpenAI completions API as vLLM's server extends it, so a
 tenfold replica (``tenfold serve --role engine``) and ``vllm serve --enable-lora`` are interchangeable:
 prompts as token ids to ``POST /v1/completions`` (streamed, usage included), ``cache_salt`` for the
-prefix-cache namespace, ``priority``, adapters as LoRA names loaded with ``POST /v1/load_lora_adapter``;
+prefix-cache namespace (the organization, and for vLLM the adapter's digest with it), ``priority``, adapters
+as LoRA names loaded with ``POST /v1/load_lora_adapter``;
 every call carries the deployment's secret as a bearer token. Turning the stream back into
 ``GenerationDelta``s, and failures into engine errors: a 400 is ``EngineError``, a 429 ``EngineOverloaded``,
 a replica that cannot be reached or dies mid-request ``ReplicaUnavailable`` (retryable, never a hang).
@@ -12,6 +13,7 @@ Does not own: choosing a replica (the deployment's router) or starting one (the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,8 +64,9 @@ class RemoteEngine:
     """One replica at ``endpoint`` (``http://host:port``) serving ``base_model``."""
 
     def __init__(self, endpoint: str, base_model: str, *, secret: str, max_context: int,
-                 client: httpx.AsyncClient | None = None, retry_after: float = 1.0) -> None:
+                 client: httpx.AsyncClient | None = None, retry_after: float = 1.0, engine: str = "tenfold") -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.engine = engine  # "tenfold" or "vllm": what answers at the endpoint
         self.base_model = base_model
         self.max_context = max_context
         self.retry_after = retry_after
@@ -93,7 +96,21 @@ class RemoteEngine:
         except httpx.TransportError as exc:
             raise self._gone(exc) from None
         if r.status_code >= 400:
-            raise AdapterError(_message(r))
+            message = _message(r)
+            if "already" in message and "loaded" in message:  # vLLM: another request loaded it first
+                return
+            raise AdapterError(message)
+
+    def cache_salt(self, request: GenerationRequest) -> str | None:
+        """The prefix-cache namespace a request runs in, set here from the organization (never the client). A
+        tenfold replica combines it with the adapter's digest itself; for vLLM the salt carries both, so no
+        cache hit crosses an organization or an adapter whatever vLLM keys its blocks by."""
+        if not request.organization:
+            return None
+        if self.engine == "tenfold":
+            return request.organization
+        digest = request.adapter.digest if request.adapter else "base"
+        return hashlib.sha256(f"{request.organization}|{digest}".encode()).hexdigest()[:32]
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         s = request.sampling
@@ -104,7 +121,7 @@ class RemoteEngine:
             "stop_token_ids": list(s.stop_token_ids) or None, "ignore_eos": s.ignore_eos,
             "presence_penalty": s.presence_penalty, "frequency_penalty": s.frequency_penalty,
             "logprobs": s.logprobs, "stream": True, "stream_options": {"include_usage": True},
-            "cache_salt": request.organization or None, "priority": request.priority,
+            "cache_salt": self.cache_salt(request), "priority": request.priority,
             "structured_outputs": structured_outputs(request.constraint),
         }
         return {k: v for k, v in body.items() if v is not None}

@@ -25,7 +25,8 @@ class DeploymentCreate(Request):
                                                                       "Face id the registry loads.")
     hardware_profile: str | None = Field(default=None, min_length=1, max_length=64,
                                          description="cpu, or gpu.<kind> where present (default: a GPU if any)")
-    engine: Literal["tenfold"] = "tenfold"
+    engine: Literal["tenfold", "vllm"] = Field(default="tenfold", description="tenfold's own engine, or vLLM "
+                                                "(installed beside tenfold; TENFOLD_VLLM_EXECUTABLE)")
     min_replicas: int = Field(default=1, ge=0, le=64, description="Replicas kept warm (0 allows scale to zero).")
     max_replicas: int = Field(default=1, ge=1, le=64)
     target_rps: float = Field(default=10.0, gt=0, le=1e6, description="Requests per second per replica.")

@@ -26,14 +26,14 @@ class Deployments(Resource):
     def create(self, *, base_model: str, hardware_profile: str | None = None, min_replicas: int | None = None,
                max_replicas: int | None = None, target_rps: float | None = None,
                target_latency_p95_ms: float | None = None, scale_down_window_s: float | None = None,
-               display_name: str | None = None, hf_token: str | None = None,
+               display_name: str | None = None, hf_token: str | None = None, engine: str | None = None,
                timeout_seconds: float | None = None) -> Deployment:
         """A dedicated deployment of ``base_model`` (unset fields take the server's defaults; ``hf_token`` is
-        used once to fetch a gated model and never stored)."""
+        used once to fetch a gated model and never stored; ``engine`` is ``"tenfold"`` or ``"vllm"``)."""
         body = compact({"base_model": base_model, "hardware_profile": hardware_profile, "min_replicas": min_replicas,
                         "max_replicas": max_replicas, "target_rps": target_rps,
                         "target_latency_p95_ms": target_latency_p95_ms, "scale_down_window_s": scale_down_window_s,
-                        "display_name": display_name, "hf_token": hf_token})
+                        "display_name": display_name, "hf_token": hf_token, "engine": engine})
         return self._call("POST", "/deployments", Deployment, json=body,
                           timeout_seconds=timeout_seconds if timeout_seconds is not None else 600.0)
 
