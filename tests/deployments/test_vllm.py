@@ -182,3 +182,23 @@ def test_the_batch_api_runs_on_a_vllm_deployment(vllm_dep, oai):
     out = [json.loads(x) for x in oai.files.content(batch.output_file_id).text.splitlines()]
     assert all(x["response"]["status_code"] == 200 and x["response"]["body"]["usage"]["completion_tokens"] == 6
                for x in out)
+
+
+def test_the_cli_and_the_sdk_create_vllm_deployments(vllm_dep, tmp_path):
+    from typer.testing import CliRunner
+
+    from tenfold import Tenfold
+    from tenfold.cli.main import app
+
+    server, _ = vllm_dep
+    env = {"TENFOLD_BASE_URL": server.base_url, "TENFOLD_API_KEY": server.api_key,
+           "TENFOLD_CONFIG_DIR": str(tmp_path / "config"), "COLUMNS": "200"}
+    out = CliRunner().invoke(app, ["deployments", "create", BASE, "--engine", "vllm", "--min-replicas", "0"], env=env)
+    assert out.exit_code == 0 and "engine vllm" in out.output, out.output  # scaled to zero: no second replica
+    dep_id = next(w for w in out.output.split() if w.startswith("dep-"))
+    with Tenfold(base_url=server.base_url, api_key=server.api_key) as client:
+        assert client.deployments.retrieve(dep_id).engine == "vllm"
+        other = client.deployments.create(base_model=BASE, engine="vllm", min_replicas=0)
+        assert other.engine == "vllm" and other.desired_replicas == 0
+        for d in (dep_id, other.id):
+            assert client.deployments.delete(d).state in ("DELETING", "DELETED")

@@ -9,8 +9,11 @@ and never repeats a finished one. Each line has a request id derived from (batch
 by a restart and run again is never charged twice. Writing the output and error files (OpenAI line format,
 joined on ``custom_id``); a failed line carries the status code and OpenAI error body the same request would
 have got over HTTP, rendered by the function the composition root hands in (the mapping lives in the api).
-Does not own: the API contract of create/cancel (``tenfold.batch.service``).
-Limitation: one runner per database (run batches in one api process).
+Several api processes on one database each run a runner: a batch is stepped only by the runner holding its
+lease (``batch:<id>`` in ``lease_repo``, renewed while it works, released when the batch ends), so no two
+processes run the same batch's lines; a runner that dies lets its lease lapse and another takes the batch
+over, re-running only the lines still pending. Does not own: the API contract of create/cancel
+(``tenfold.batch.service``).
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import time
+import uuid
 from collections.abc import Callable
 
 from tenfold.batch.validate import BatchFileError, BatchLineSpec, parse_batch_file
 from tenfold.context import Principal, ServerContext
 from tenfold.errors import RateLimited, ServiceError
 from tenfold.inference import requests, streams
-from tenfold.store import repo
+from tenfold.store import lease_repo, repo
 
 log = logging.getLogger("tenfold.batch")
 
@@ -54,6 +59,9 @@ class BatchRunner:
         self.idle_seconds = c.settings.batch_idle_seconds
         self._specs: dict[str, list[BatchLineSpec]] = {}
         self._task: asyncio.Task | None = None
+        self.holder = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = max(5.0, c.settings.controller_lease_seconds)
+        self._held: set[str] = set()  # batch leases this runner holds
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="tenfold-batch-runner")
@@ -65,6 +73,12 @@ class BatchRunner:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        for name in list(self._held):  # a clean stop hands its batches over at once, not when leases lapse
+            try:
+                await self._db(lease_repo.release_lease, name=name, holder=self.holder)
+            except Exception:  # noqa: BLE001 - the lease then lapses on its own
+                log.warning("batch lease %s: release failed", name, exc_info=True)
+        self._held.clear()
 
     async def _db(self, fn, /, **kw):
         def run():
@@ -93,6 +107,31 @@ class BatchRunner:
                 await asyncio.sleep(1.0)
 
     async def step(self, batch_id: str) -> None:
+        """One step of a batch, if this runner holds (or takes) the batch's lease."""
+        name = f"batch:{batch_id}"
+        if not await self._db(lease_repo.take_lease, name=name, holder=self.holder, seconds=self.lease_seconds):
+            return  # another api process is running this batch
+        self._held.add(name)
+        renew = asyncio.get_running_loop().create_task(self._renew(name))
+        try:
+            await self._step(batch_id)
+        finally:
+            renew.cancel()
+        b = await self._db(repo.get_batch, batch_id=batch_id, organization_id=None)
+        if b is None or b.status in ("completed", "failed", "expired", "cancelled"):
+            await self._db(lease_repo.release_lease, name=name, holder=self.holder)
+            self._held.discard(name)
+
+    async def _renew(self, name: str) -> None:
+        """Keep the lease while a step runs (lines in flight can outlast it)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self._db(lease_repo.take_lease, name=name, holder=self.holder, seconds=self.lease_seconds)
+            except Exception:  # noqa: BLE001 - a missed renewal is retried; the lease outlasts two of them
+                log.warning("batch lease %s: renewal failed", name, exc_info=True)
+
+    async def _step(self, batch_id: str) -> None:
         b = await self._db(repo.get_batch, batch_id=batch_id, organization_id=None)
         if b is None:
             return

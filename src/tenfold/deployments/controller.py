@@ -36,6 +36,7 @@ from tenfold.deployments.replicas import ReplicaBackend, ReplicaHandle, ReplicaS
 from tenfold.engine.remote import RemoteEngine
 from tenfold.errors import RateLimited
 from tenfold.store import deployment_repo as drepo
+from tenfold.store import lease_repo
 from tenfold.store.db import Database
 from tenfold.store.tables import Deployment, DeploymentReplica
 
@@ -66,7 +67,8 @@ class Controller:
                 pass
         if self.leader:
             await asyncio.to_thread(self._stop_all)
-            await asyncio.to_thread(self._in_session, lambda s: drepo.release_lease(s, name=LEASE, holder=self.holder))
+            await asyncio.to_thread(self._in_session, lambda s: lease_repo.release_lease(
+                s, name=LEASE, holder=self.holder))
         for pool in self.runtime.pools.values():
             for client in pool.replicas.values():
                 await client.engine.stop()
@@ -93,7 +95,7 @@ class Controller:
     # ---- one tick --------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        self.leader = await asyncio.to_thread(self._in_session, lambda s: drepo.take_lease(
+        self.leader = await asyncio.to_thread(self._in_session, lambda s: lease_repo.take_lease(
             s, name=LEASE, holder=self.holder, seconds=self.settings.controller_lease_seconds))
         deployments = await asyncio.to_thread(self._in_session, drepo.deployments_to_reconcile)
         for dep in deployments:

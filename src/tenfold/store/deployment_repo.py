@@ -1,9 +1,9 @@
-"""Queries over dedicated deployments, their replicas and attached adapters, and named leases: keyword-only
-functions like ``repo``'s, apart because these nouns are many.
+"""Queries over dedicated deployments, their replicas and attached adapters: keyword-only functions like
+``repo``'s, apart because these nouns are many.
 
 Owns: organization scoping of deployments (another organization's id reads as missing), the replica rows
-with their billing watermark, which checkpoint a job serves on each deployment, and the compare-and-set
-lease that lets one controller act per database. Does not own: sessions, wire shapes, or decisions.
+with their billing watermark, and which checkpoint a job serves on each deployment. Does not own: sessions,
+wire shapes, decisions, or the controller's lease (``lease_repo``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import time
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenfold.store.repo import new_id, page
-from tenfold.store.tables import Deployment, DeploymentAdapter, DeploymentReplica, Lease
+from tenfold.store.tables import Deployment, DeploymentAdapter, DeploymentReplica
 
 LIVE_REPLICA_STATES = ("STARTING", "READY")
 
@@ -137,27 +136,3 @@ def delete_deployment_adapters(s: Session, *, deployment_id: str, model: str | N
     if model is not None:
         stmt = stmt.where(DeploymentAdapter.model == model)
     return s.execute(stmt).rowcount
-
-
-# ---- leases -----------------------------------------------------------------------------------------
-
-def take_lease(s: Session, *, name: str, holder: str, seconds: float, now: float | None = None) -> bool:
-    """Hold (or renew) the lease ``name`` for ``seconds``: True when ``holder`` holds it now. Exactly one
-    holder wins on SQLite and PostgreSQL alike (compare-and-set on an expired or own lease)."""
-    now = time.time() if now is None else now
-    res = s.execute(update(Lease).where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at < now))
-                    .values(holder=holder, expires_at=now + seconds))
-    if res.rowcount == 1:
-        return True
-    if s.scalar(select(Lease.name).where(Lease.name == name)) is not None:
-        return False
-    try:
-        with s.begin_nested():
-            s.add(Lease(name=name, holder=holder, expires_at=now + seconds))
-    except IntegrityError:
-        return False
-    return True
-
-
-def release_lease(s: Session, *, name: str, holder: str) -> None:
-    s.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
