@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     train_micro_batch_tokens: int | None = None
     worker_poll_seconds: float = 0.5
     job_heartbeat_seconds: float = 5.0
+    # Most processes one job may use (hyperparameters.n_procs above it runs on this many); 0 = CPU cores on
+    # CPU, GPUs where there are GPUs.
+    worker_max_procs: int = 0
     job_lease_seconds: float = 60.0
     # Engine (DESIGN §4). The KV pool is sized in bytes (about 46 KB per token for SmolLM2-135M in float32);
     # it holds running sequences and, in its free blocks, the prefix cache.

@@ -48,6 +48,7 @@ def train(
     n_checkpoints: int | None = typer.Option(None, "--n-checkpoints", help=_hp("n_checkpoints")),
     dpo_beta: float | None = typer.Option(None, "--dpo-beta", help=_hp("dpo_beta")),
     eval_every: int | None = typer.Option(None, "--eval-every", help=_hp("eval_every")),
+    n_procs: int | None = typer.Option(None, "--n-procs", help=_hp("n_procs")),
     validation_file: Path | None = typer.Option(None, "--validation-file", help="Held-out JSONL for valid_loss."),
     from_checkpoint: str | None = typer.Option(None, "--from-checkpoint",
                                                help="Continue from <job id> or <job id>/step-N (same base model)."),
@@ -98,6 +99,7 @@ def train(
             ("max_seq_length", max_seq_length), ("train_on_inputs", inputs), ("packing", packing),
             ("checkpoint_every", checkpoint_every), ("n_checkpoints", n_checkpoints), ("dpo_beta", dpo_beta),
             ("eval_every", eval_every),
+            ("n_procs", n_procs),
         )
         if value is not None
     }

@@ -1,5 +1,6 @@
 """The training worker: claims queued jobs and runs each in a subprocess (``python -m
-tenfold.training.main``), turning its JSON-lines progress into job events, checkpoints and status; beside
+tenfold.training.main``, or torchrun of ``tenfold.training.ddp`` on ``n_procs`` processes), turning its
+JSON-lines progress into job events, checkpoints and status; beside
 it, a validator thread claims jobs in ``validating_files`` and validates their files
 (``tenfold.jobs.validate``), so a new job is validated at once even while another one trains.
 
@@ -129,6 +130,14 @@ class Worker:
             raise FileNotFoundError(f"training file {job.training_file} was deleted before the job ran")
         spec["base_model_path"] = str(resolve_base_model(spec["base_model"], models_dir=self.settings.models_dir))
         spec["torch_threads"] = self.settings.torch_threads
+        wanted = int(spec.get("n_procs") or 1)
+        spec["n_procs"] = min(wanted, self.max_procs())
+        if spec["n_procs"] < wanted:
+            self._event(job_id, f"n_procs {wanted} is above this worker's limit; running on {spec['n_procs']} "
+                                "processes (TENFOLD_WORKER_MAX_PROCS).", level="warn")
+        if spec["n_procs"] > 1:
+            cores = self.settings.torch_threads or os.cpu_count() or 1
+            spec["torch_threads"] = max(1, cores // spec["n_procs"])  # the machine's cores shared by the ranks
         if self.settings.train_micro_batch_tokens is not None:
             spec["micro_batch_tokens"] = self.settings.train_micro_batch_tokens
         if attempt > 1 and steps:
@@ -157,19 +166,39 @@ class Worker:
             self._event(job_id, "W&B: using WANDB_API_KEY from the worker's environment.")
         return env
 
+    def max_procs(self) -> int:
+        """The most processes one job may use here: the setting, else the GPUs, else the CPU cores."""
+        if self.settings.worker_max_procs > 0:
+            return self.settings.worker_max_procs
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else (os.cpu_count() or 1)
+
+    def command(self, spec_path: Path, spec: dict) -> list[str]:
+        """``python -m tenfold.training.main`` for one process; torchrun of ``tenfold.training.ddp`` for more
+        (a free rendezvous port on this machine; gloo on CPU, NCCL on GPUs)."""
+        n = int(spec.get("n_procs") or 1)
+        if n <= 1:
+            return [sys.executable, "-m", "tenfold.training.main", "--spec", str(spec_path)]
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
+                "-m", "tenfold.training.ddp", "--spec", str(spec_path)]
+
     def run_job(self, job_id: str) -> None:
         try:
             spec_path, spec = self._spec_path(job_id)
         except Exception as e:
             self._fail(job_id, f"Could not start training: {e}", user_error=isinstance(e, FileNotFoundError))
             return
-        self._event(job_id, "Training started.", data={"status": "running"})
+        procs = int(spec.get("n_procs") or 1)
+        self._event(job_id, "Training started." if procs == 1 else f"Training started on {procs} processes.",
+                    data={"status": "running", "n_procs": procs})
         log_path = spec_path.parent / "train.log"
         env = self._child_env(job_id, spec)
+        if procs > 1:
+            env["OMP_NUM_THREADS"] = str(spec["torch_threads"])
         with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "tenfold.training.main", "--spec", str(spec_path)],
-                                    stdout=subprocess.PIPE, stderr=log_file, env=env, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+            proc = subprocess.Popen(self.command(spec_path, spec), stdout=subprocess.PIPE, stderr=log_file, env=env,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
             self._proc = proc
             try:
                 self._supervise(job_id, proc, log_path)

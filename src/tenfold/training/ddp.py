@@ -7,8 +7,11 @@ the same model from the same seed and walks the same global batch order; each co
 slice of every step's examples (``indices[rank::world]``), gradients are averaged across processes
 (``accelerate.utils.reduce``, the all-reduce DDP performs) before clipping, so every process takes the same
 optimizer step and the weights stay identical. Only the main process emits the event stream and writes
-checkpoints and the final adapter. At the end every process prints a ``rank_done`` event with a checksum of
-its LoRA weights so agreement can be checked.
+checkpoints and the final adapter; a rank's own failure is reported by it. The process protocol (events on
+stdout, SIGTERM, exit codes) is ``tenfold.training.main``'s; a stop is agreed across ranks (an all-reduce of
+the flag before each step) so every rank leaves at the same step. At the end every process prints a
+``rank_done`` event with a checksum of its LoRA weights so agreement can be checked. The worker launches
+this when a job's ``n_procs`` is above 1.
 Both recipes run this way: SFT shards a step's examples, DPO its preference pairs (every process computes
 the reference log-probs of all pairs once, so none needs another's).
 Does not own: the recipes (picked by ``tenfold.training.main.run_training``) or the loop
@@ -19,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -41,20 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    import torch
+    import torch.distributed as dist
     from accelerate import PartialState
     from accelerate.utils import reduce
 
-    from tenfold.training.main import run_training
-    from tenfold.training.spec import TrainingSpec
+    from tenfold.training.main import run_training, serve_process
 
     state = PartialState(cpu=not _has_cuda())
-    spec = TrainingSpec.model_validate_json(Path(args.spec).read_text())
-    out = sys.stdout
-
-    def emit(event: dict[str, Any]) -> None:
-        out.write(json.dumps({**event, "rank": state.process_index}, default=str) + "\n")
-        out.flush()
-
     holder: dict[str, Any] = {}
 
     def average_gradients(model: Any) -> None:
@@ -63,14 +57,31 @@ def main(argv: list[str] | None = None) -> int:
             if p.requires_grad and p.grad is not None:
                 p.grad.copy_(reduce(p.grad, reduction="mean"))
 
-    done = run_training(spec, emit, is_main=state.is_main_process, reduce=average_gradients,
-                        shard=(state.process_index, state.num_processes))
-    state.wait_for_everyone()
-    model = holder.get("model")
-    emit({"type": "rank_done", "world_size": state.num_processes, "train_loss": done["train_loss"],
-          "checksum": _checksum(model) if model is not None else None, "backend": state.backend})
-    state.destroy_process_group() if hasattr(state, "destroy_process_group") else None
-    return 0
+    def per_rank(writer: Any) -> Any:
+        def emit(event: dict[str, Any]) -> None:  # the main rank reports; any rank reports its own failure
+            if state.is_main_process or event.get("type") in ("rank_done", "error"):
+                writer({**event, "rank": state.process_index})
+        return emit
+
+    def run(spec: Any, emit: Any, should_stop: Any) -> None:
+        def agreed_stop() -> bool:
+            """A stop asked of any rank (the worker signals them all, not at the same instant) is a stop on
+            every rank at the same step, so none waits in a collective for one that has left."""
+            flag = torch.tensor([1 if should_stop() else 0], device=state.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            return bool(flag.item())
+
+        done = run_training(spec, emit, agreed_stop, is_main=state.is_main_process, reduce=average_gradients,
+                            shard=(state.process_index, state.num_processes))
+        state.wait_for_everyone()
+        model = holder.get("model")
+        emit({"type": "rank_done", "world_size": state.num_processes, "train_loss": done["train_loss"],
+              "checksum": _checksum(model) if model is not None else None, "backend": state.backend})
+
+    code = serve_process(args.spec, run, emit=per_rank)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return code
 
 
 def _has_cuda() -> bool:

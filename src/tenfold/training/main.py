@@ -82,11 +82,15 @@ def _claim_stdout() -> TextIO:
     return os.fdopen(events_fd, "w", buffering=1, encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tenfold.training.main", description=__doc__)
-    parser.add_argument("--spec", required=True, help="path of a TrainingSpec JSON file")
-    args = parser.parse_args(argv)
-    emit = _EventWriter(_claim_stdout(), secrets=(os.environ.get("WANDB_API_KEY", ""),))
+Run = Callable[["TrainingSpec", "Emit", Callable[[], bool]], Any]
+
+
+def serve_process(spec_path: str, run: Run, *, emit: Callable[[dict], None] | None = None) -> int:
+    """The process protocol around ``run(spec, emit, should_stop)`` (the module docstring): events on the real
+    stdout, SIGTERM → stop flag, the spec loaded and validated, every outcome an event and an exit code. The
+    multi-process launcher (``ddp``) passes its own ``emit`` (only the main rank reports) and ``run``."""
+    writer = _EventWriter(_claim_stdout(), secrets=(os.environ.get("WANDB_API_KEY", ""),))
+    emit = emit(writer) if emit is not None else writer
     stop = {"requested": False}
 
     def _on_signal(signum: int, frame: Any) -> None:
@@ -104,15 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     from tenfold.training.spec import TrainingSpec
 
     try:
-        spec = TrainingSpec.model_validate_json(Path(args.spec).read_text())
+        spec = TrainingSpec.model_validate_json(Path(spec_path).read_text())
     except (OSError, ValidationError) as exc:
-        emit({"type": "error", "message": f"invalid training spec {args.spec}: {exc}", "user_error": True})
+        emit({"type": "error", "message": f"invalid training spec {spec_path}: {exc}", "user_error": True})
         return 1
     if stop["requested"]:
         emit({"type": "cancelled", "step": 0})
         return EXIT_CANCELLED
     try:
-        run_training(spec, emit, lambda: stop["requested"])
+        run(spec, emit, lambda: stop["requested"])
     except TrainingCancelled as exc:
         emit({"type": "cancelled", "step": exc.step})
         return EXIT_CANCELLED
@@ -124,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         emit({"type": "error", "message": f"internal error: {type(exc).__name__}: {exc}", "user_error": False})
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tenfold.training.main", description=__doc__)
+    parser.add_argument("--spec", required=True, help="path of a TrainingSpec JSON file")
+    args = parser.parse_args(argv)
+    return serve_process(args.spec, run_training)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from tenfold.types.fine_tuning import (
     MaxSeqLength,
     NCheckpoints,
     NEpochs,
+    NProcs,
     Seed,
     Suffix,
     TargetModules,
@@ -66,13 +67,15 @@ _HELP: dict[str, str] = {
     "n_checkpoints": "alternatively: this many evenly spaced checkpoints (0 = use checkpoint_every)",
     "seed": "seed for LoRA init, data order and dropout; fixed seed = reproducible run",
     "dpo_beta": "DPO temperature beta (0 < beta <= 10); dpo only",
+    "n_procs": "processes the run is spread over with torchrun (1-64; gloo on CPU, NCCL on GPUs; the worker "
+               "caps it at TENFOLD_WORKER_MAX_PROCS); the result equals one process's",
     "eval_every": "validation loss every N steps (\"auto\" = about ten times per run; 0 = at checkpoints and "
                   "the end); with a validation_file",
 }
 # What a job records as its resolved hyperparameters (``hyperparameters`` on the job object), by method.
 JOB_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate", "lr_scheduler", "lora_r", "lora_alpha",
                        "lora_dropout", "target_modules", "checkpoint_every", "n_checkpoints", "warmup_ratio",
-                       "max_seq_length", "train_on_inputs", "packing", "eval_every")
+                       "max_seq_length", "train_on_inputs", "packing", "eval_every", "n_procs")
 DPO_HYPERPARAMETERS = ("dpo_beta",)
 
 
@@ -108,6 +111,7 @@ class TrainingSpec(BaseModel):
     seed: Seed = 42
     dpo_beta: DpoBeta = 0.1
     eval_every: EvalEvery | Literal["auto"] = "auto"
+    n_procs: NProcs = 1  # processes (torchrun); the worker caps it at TENFOLD_WORKER_MAX_PROCS
     logging_steps: int = Field(default=1, ge=1)
     # Not a hyperparameter (the math does not change): a step's examples run forward and backward in groups
     # of at most this many token positions with gradients accumulated, which bounds activation memory.

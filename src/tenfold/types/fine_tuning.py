@@ -18,6 +18,7 @@ from tenfold.types.fields import Metadata, Request, hinted_pattern
 
 Auto = Literal["auto"]
 NEpochs = Annotated[int, Field(ge=1, le=100)]
+NProcs = Annotated[int, Field(ge=1, le=64)]
 BatchSize = Annotated[int, Field(ge=1, le=1024)]
 LearningRate = Annotated[float, Field(gt=0, le=1.0)]
 LrScheduler = Literal["linear", "cosine", "constant"]
@@ -69,6 +70,7 @@ class Hyperparameters(Request):
     weight_decay: WeightDecay | Auto | None = None
     beta: DpoBeta | Auto | None = None  # OpenAI's name for dpo_beta
     dpo_beta: DpoBeta | Auto | None = None
+    n_procs: NProcs | Auto | None = None  # processes the run is spread over (torchrun)
 
 
 class SupervisedMethod(Request):
