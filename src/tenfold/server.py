@@ -79,9 +79,8 @@ class Runtime:
             self._batches.start()
         if c.deployments is not None:
             from tenfold.deployments.controller import Controller
-            from tenfold.deployments.replicas import LocalProcessBackend
 
-            self._controller = Controller(c.settings, c.db, c.deployments, LocalProcessBackend(c.settings))
+            self._controller = Controller(c.settings, c.db, c.deployments, replica_backend(c))
             self._controller.start()
 
     async def stop(self) -> None:
@@ -93,6 +92,20 @@ class Runtime:
             self._worker.stop()
         if self.run_engine and self.context.engine is not None:
             await self.context.engine.stop()
+
+
+def replica_backend(c: ServerContext) -> object:
+    """Local processes, or Ray actors when ``TENFOLD_CLUSTER`` names a cluster (joined in the background: a
+    create checks it first, so a cluster that does not answer is a clear error and creates nothing)."""
+    from tenfold.deployments.replicas import LocalProcessBackend
+
+    if not c.settings.cluster:
+        return LocalProcessBackend(c.settings)
+    from tenfold.deployments.ray_backend import RayBackend
+
+    backend = RayBackend(c.settings, c.settings.cluster)
+    c.deployments.check_backend = backend.check
+    return backend
 
 
 def serve(*, host: str | None = None, port: int | None = None, role: str = "all") -> None:

@@ -133,7 +133,7 @@ def spend_limit_obj(x: SpendLimit) -> dict:
 def deployment_obj(v: DeploymentView) -> dict:
     d = v.deployment
     replicas = [{"id": r.id, "object": "deployment.replica", "state": r.state, "healthy": v.healthy.get(r.id, False),
-                 "pid": r.pid, "endpoint": r.endpoint, "in_flight": v.in_flight.get(r.id, 0),
+                 "pid": r.pid, "endpoint": r.endpoint, "placement": r.placement, "in_flight": v.in_flight.get(r.id, 0),
                  "adapters": v.resident.get(r.id, []), "started_at": int(r.started_at), "ready_at": _t(r.ready_at)}
                 for r in v.replicas]
     return {"id": d.id, "object": "deployment", "display_name": d.display_name, "base_model": d.base_model,

@@ -40,9 +40,11 @@ def _show(d: Deployment) -> None:
             f"{d.last_decision.reason}")
     if d.adapters:
         say(f"  adapters: {', '.join(d.adapters)}")
-    print_table(None, ["replica", "state", "healthy", "pid", "endpoint", "in flight", "adapters", "started"],
-                [(r.id, r.state, "yes" if r.healthy else "no", r.pid or "", r.endpoint or "", r.in_flight,
-                  ", ".join(r.adapters), fmt_time(r.started_at)) for r in d.replicas], "no replicas running")
+    print_table(None, ["replica", "state", "healthy", "pid", "endpoint", "placement", "in flight", "adapters",
+                       "started"],
+                [(r.id, r.state, "yes" if r.healthy else "no", r.pid or "", r.endpoint or "", r.placement or "",
+                  r.in_flight, ", ".join(r.adapters), fmt_time(r.started_at)) for r in d.replicas],
+                "no replicas running")
     dim(f"call it: tenfold chat {d.id} -m \"Hello!\"   (or model \"<job>#{d.id}\" after "
         f"`tenfold deploy <job> --deployment {d.id}`)")
 

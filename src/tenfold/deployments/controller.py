@@ -181,7 +181,7 @@ class Controller:
     async def _check(self, dep: Deployment, pool: DeploymentPool, row: DeploymentReplica, now: float) -> None:
         """Health of one live replica: ready, still starting, failed to start, or gone."""
         client = self._client(pool, dep, row)
-        handle = ReplicaHandle(row.id, row.pid, row.endpoint or "")
+        handle = ReplicaHandle(row.id, row.pid, row.endpoint or "", row.placement)
         alive = await asyncio.to_thread(self.backend.alive, handle) if row.pid else True
         healthy = alive and await self._health(dep, client)
         client.healthy = healthy
@@ -260,11 +260,13 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - a start that cannot even launch is a failed start
             self._failed_start(dep, row, f"could not launch: {exc}")
             return
-        self._in_session(lambda s: drepo.update_replica(s, replica_id=row.id, pid=handle.pid, endpoint=handle.endpoint))
-        log.info("deployment %s: started replica %s (pid %s) at %s", dep.id, row.id, handle.pid, handle.endpoint)
+        self._in_session(lambda s: drepo.update_replica(s, replica_id=row.id, pid=handle.pid, endpoint=handle.endpoint,
+                                                        placement=handle.placement))
+        log.info("deployment %s: started replica %s (pid %s, %s) at %s", dep.id, row.id, handle.pid,
+                 handle.placement, handle.endpoint)
 
     def _stop_replica(self, dep: Deployment, row: DeploymentReplica, why: str, *, state: str = "STOPPED") -> None:
-        self.backend.stop(ReplicaHandle(row.id, row.pid, row.endpoint or ""))
+        self.backend.stop(ReplicaHandle(row.id, row.pid, row.endpoint or "", row.placement))
         now = time.time()
         # A replica that died is billed up to when it was last seen alive, one stopped here up to now.
         end = now if state == "STOPPED" else max(row.last_seen_at or row.started_at, row.billed_until)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from tenfold.deployments.autoscaler import Window
@@ -126,6 +126,9 @@ class DeploymentRuntime:
     wait_seconds: float = 30.0
     pools: dict[str, DeploymentPool] = field(default_factory=dict)
     kick: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the controller early
+    # Raises when the replica backend cannot place replicas now (a Ray cluster that does not answer); called
+    # before a deployment is created. None: nothing to check (local processes).
+    check_backend: Callable[[], None] | None = None
 
     def pool(self, *, deployment_id: str, organization_id: str, base_model: str) -> DeploymentPool:
         """The deployment's pool, created on first use (by the service on create, or the controller)."""

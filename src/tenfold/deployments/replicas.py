@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,7 @@ class ReplicaHandle:
     replica_id: str
     pid: int | None
     endpoint: str  # http://host:port
+    placement: str | None = None  # where it runs, as `tenfold deployments get` shows it
 
 
 class ReplicaBackend(Protocol):
@@ -63,8 +65,79 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def replica_command(settings: Settings, spec: ReplicaSpec, *, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of one replica listening on ``host:port`` (on whichever machine runs
+    it: the local backend here, a Ray actor on its node)."""
+    s = settings
+    threads = s.replica_torch_threads or s.torch_threads
+    if spec.engine == "vllm":
+        from tenfold.deployments import vllm
+        from tenfold.models.registry import resolve_base_model
+
+        gpu = engine_device(spec.hardware_profile) == "cuda"
+        path = resolve_base_model(spec.base_model, models_dir=s.models_dir)  # fetched when it was created
+        cmd = vllm.command(s, model_path=path, served_name=spec.base_model, host=host, port=port, gpu=gpu)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TENFOLD_", "VLLM_"))}
+        env.update(vllm.environment(s, secret=spec.secret, threads=threads, gpu=gpu))
+        return cmd, env
+    if spec.engine != "tenfold":
+        raise ValueError(f"unknown replica engine {spec.engine!r}")
+    cmd = [sys.executable, "-m", "tenfold.cli.main", "serve", "--role", "engine", "--host", host, "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENFOLD_")}
+    env.update({
+        "TENFOLD_HOME": str(s.home), "TENFOLD_MODEL_CACHE": str(s.models_dir),
+        "TENFOLD_BASE_MODEL": spec.base_model, "TENFOLD_REPLICA_ID": spec.replica_id,
+        "TENFOLD_REPLICA_SECRET": spec.secret, "TENFOLD_KV_CACHE_BYTES": str(s.replica_kv_cache_bytes),
+        "TENFOLD_TORCH_THREADS": str(threads),
+        "TENFOLD_ENGINE_DEVICE": engine_device(spec.hardware_profile), "TENFOLD_LORA_DTYPE": s.lora_dtype,
+        "TENFOLD_REPLICA_ORPHAN_SECONDS": str(s.replica_orphan_seconds),
+        "TENFOLD_MAX_NUM_SEQS": str(s.max_num_seqs), "TENFOLD_MAX_BATCHED_TOKENS": str(s.max_batched_tokens),
+        "TENFOLD_MAX_RESIDENT_ADAPTERS": str(s.max_resident_adapters), "TENFOLD_HOST_ADAPTERS": str(s.host_adapters),
+        "TENFOLD_MAX_WAITING_REQUESTS": str(s.max_waiting_requests),
+        "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+    })
+    return cmd, env
+
+
+def launch(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start a replica process in its own session (its group is it and its children), logging to a file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def terminate(pid: int, alive: Callable[[], bool], *, grace: float) -> None:
+    """SIGTERM the replica, then SIGKILL its process group after ``grace`` seconds."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.05)
+    if alive():
+        try:
+            os.killpg(pid, signal.SIGKILL)  # its own session: the group is the replica and its children
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 class LocalProcessBackend:
     """Replicas as child processes of this machine (see the module docstring)."""
+
+    placement = "local process"
 
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1") -> None:
         self.settings = settings
@@ -72,50 +145,12 @@ class LocalProcessBackend:
         self.log_dir = settings.home / "replicas"
         self._children: dict[int, subprocess.Popen] = {}
 
-    def _env(self, spec: ReplicaSpec) -> dict[str, str]:
-        s = self.settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TENFOLD_")}
-        env.update({
-            "TENFOLD_HOME": str(s.home), "TENFOLD_MODEL_CACHE": str(s.models_dir),
-            "TENFOLD_BASE_MODEL": spec.base_model, "TENFOLD_REPLICA_ID": spec.replica_id,
-            "TENFOLD_REPLICA_SECRET": spec.secret, "TENFOLD_KV_CACHE_BYTES": str(s.replica_kv_cache_bytes),
-            "TENFOLD_TORCH_THREADS": str(s.replica_torch_threads or s.torch_threads),
-            "TENFOLD_ENGINE_DEVICE": engine_device(spec.hardware_profile), "TENFOLD_LORA_DTYPE": s.lora_dtype,
-            "TENFOLD_REPLICA_ORPHAN_SECONDS": str(s.replica_orphan_seconds),
-            "TENFOLD_MAX_NUM_SEQS": str(s.max_num_seqs), "TENFOLD_MAX_BATCHED_TOKENS": str(s.max_batched_tokens),
-            "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-        })
-        return env
-
-    def _vllm(self, spec: ReplicaSpec, port: int) -> tuple[list[str], dict[str, str]]:
-        from tenfold.deployments import vllm
-        from tenfold.models.registry import resolve_base_model
-
-        s = self.settings
-        gpu = engine_device(spec.hardware_profile) == "cuda"
-        path = resolve_base_model(spec.base_model, models_dir=s.models_dir)  # fetched when it was created
-        cmd = vllm.command(s, model_path=path, served_name=spec.base_model, host=self.host, port=port, gpu=gpu)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TENFOLD_", "VLLM_"))}
-        env.update(vllm.environment(s, secret=spec.secret, threads=s.replica_torch_threads or s.torch_threads,
-                                    gpu=gpu))
-        return cmd, env
-
     def start(self, spec: ReplicaSpec) -> ReplicaHandle:
         port = _free_port(self.host)
-        if spec.engine == "vllm":
-            cmd, env = self._vllm(spec, port)
-        elif spec.engine == "tenfold":
-            cmd = [sys.executable, "-m", "tenfold.cli.main", "serve", "--role", "engine", "--host", self.host,
-                   "--port", str(port)]
-            env = self._env(spec)
-        else:
-            raise ValueError(f"unknown replica engine {spec.engine!r}")
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"{spec.replica_id}.log", "ab") as log:
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+        cmd, env = replica_command(self.settings, spec, host=self.host, port=port)
+        proc = launch(cmd, env, self.log_dir / f"{spec.replica_id}.log")
         self._children[proc.pid] = proc
-        return ReplicaHandle(spec.replica_id, proc.pid, f"http://{self.host}:{port}")
+        return ReplicaHandle(spec.replica_id, proc.pid, f"http://{self.host}:{port}", self.placement)
 
     def alive(self, handle: ReplicaHandle) -> bool:
         if handle.pid is None:
@@ -133,21 +168,7 @@ class LocalProcessBackend:
         if handle.pid is None or not self.alive(handle):
             self._reap(handle.pid)
             return
-        try:
-            os.kill(handle.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self.alive(handle):
-            time.sleep(0.05)
-        if self.alive(handle):
-            try:
-                os.killpg(handle.pid, signal.SIGKILL)  # its own session: the group is the replica and its children
-            except (ProcessLookupError, PermissionError):
-                try:
-                    os.kill(handle.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        terminate(handle.pid, lambda: self.alive(handle), grace=grace)
         self._reap(handle.pid)
 
     def _reap(self, pid: int | None) -> None:
@@ -159,12 +180,7 @@ class LocalProcessBackend:
                 pass
 
     def log_tail(self, replica_id: str, lines: int = 15) -> str:
-        path = self.log_dir / f"{replica_id}.log"
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.strip().splitlines()[-lines:])
+        return tail(self.log_dir / f"{replica_id}.log", lines)
 
 
 def _is_zombie(pid: int) -> bool:

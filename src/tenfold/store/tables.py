@@ -258,6 +258,7 @@ class DeploymentReplica(Base):
     state: Mapped[str] = mapped_column(String(16))  # STARTING READY STOPPING STOPPED FAILED
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     endpoint: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    placement: Mapped[str | None] = mapped_column(String(256), nullable=True)  # local process, or Ray actor + node
     started_at: Mapped[float] = mapped_column(Float)
     ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -55,6 +55,8 @@ class Replica(ResponseModel):
     healthy: bool
     pid: int | None = None
     endpoint: str | None = None
+    placement: str | None = Field(default=None, description="where it runs: a local process, or a Ray actor and "
+                                                             "its node")
     in_flight: int = 0
     adapters: list[str] = Field(default_factory=list, description="job ids of the adapters the replica holds")
     started_at: int
