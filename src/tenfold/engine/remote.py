@@ -64,9 +64,11 @@ class RemoteEngine:
     """One replica at ``endpoint`` (``http://host:port``) serving ``base_model``."""
 
     def __init__(self, endpoint: str, base_model: str, *, secret: str, max_context: int,
-                 client: httpx.AsyncClient | None = None, retry_after: float = 1.0, engine: str = "tenfold") -> None:
+                 client: httpx.AsyncClient | None = None, retry_after: float = 1.0, engine: str = "tenfold",
+                 share_disk: bool = True) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.engine = engine  # "tenfold" or "vllm": what answers at the endpoint
+        self.share_disk = share_disk  # False: send no path; the replica fetches adapters from the api by digest
         self.base_model = base_model
         self.max_context = max_context
         self.retry_after = retry_after
@@ -92,7 +94,8 @@ class RemoteEngine:
     async def load_adapter(self, adapter: AdapterRef) -> None:
         try:
             r = await self._client.post(self.endpoint + "/v1/load_lora_adapter", headers=self._headers,
-                                         json={"lora_name": self.adapter_name(adapter), "lora_path": str(adapter.path)})
+                                         json={"lora_name": self.adapter_name(adapter),
+                                               "lora_path": str(adapter.path) if self.share_disk else ""})
         except httpx.TransportError as exc:
             raise self._gone(exc) from None
         if r.status_code >= 400:

@@ -5,7 +5,8 @@ Owns: the secret check (every route, health included, needs ``Authorization: Bea
 anything else is a 401, so nothing reaches a replica around the api's auth, isolation and billing),
 ``POST /v1/completions`` (prompt token ids, streamed ``text_completion`` chunks, a final usage chunk with
 cached tokens; ``cache_salt`` namespaces the prefix cache, ``priority`` schedules), ``POST
-/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` (LoRA names are adapter content digests),
+/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` (LoRA names are adapter content digests; a folder
+not on this machine is fetched from the api by digest, ``tenfold.replica.fetch``),
 ``GET /health`` (state, requests in flight, resident adapters) and ``GET /metrics``; and the orphan guard: a
 replica that hears from no api for ``orphan_seconds`` exits. Does not own: the engine, routing or billing.
 """
@@ -32,6 +33,7 @@ from tenfold.engine.remote import constraint_of
 from tenfold.engine.types import AdapterError, AdapterRef, Engine, GenerationRequest, SamplingParams
 from tenfold.errors import RateLimited, ServiceError
 from tenfold.inference.responses import LogprobShaper, chunk_body, usage_body
+from tenfold.replica.fetch import fetch_adapter
 from tenfold.types.fields import Request as RequestBody
 from tenfold.types.fields import describe
 
@@ -61,7 +63,9 @@ class Completion(RequestBody):
 
 class LoadAdapter(RequestBody):
     lora_name: str = Field(min_length=1)
-    lora_path: str = Field(min_length=1)
+    # A folder on this machine; empty (or missing here) when the replica does not share the api's disk: the
+    # adapter is then fetched from the api by its digest (``tenfold.replica.fetch``).
+    lora_path: str = ""
 
 
 class UnloadAdapter(RequestBody):
@@ -75,7 +79,8 @@ def _error(status: int, message: str, code: str | None = None, headers: dict | N
                         status_code=status, headers=headers)
 
 
-def create_replica_app(engine: Engine, *, secret: str, replica_id: str, orphan_seconds: float = 600.0) -> FastAPI:
+def create_replica_app(engine: Engine, *, secret: str, replica_id: str, orphan_seconds: float = 600.0,
+                       api_url: str = "", cache_dir: Path | None = None) -> FastAPI:
     adapters: dict[str, AdapterRef] = {}
     state = {"in_flight": 0, "last_seen": time.monotonic(), "ready": False}
 
@@ -133,8 +138,14 @@ def create_replica_app(engine: Engine, *, secret: str, replica_id: str, orphan_s
         body = await body_of(request, LoadAdapter)
         if isinstance(body, Response):
             return body
-        ref = AdapterRef(digest=body.lora_name, path=Path(body.lora_path))
+        path = Path(body.lora_path) if body.lora_path else None
         try:
+            if path is None or not path.is_dir():
+                if not api_url or cache_dir is None:
+                    return _error(400, f"The adapter folder {body.lora_path!r} is not on this machine and the "
+                                       "replica has no TENFOLD_API_URL to fetch it from.", "invalid_adapter")
+                path = await asyncio.to_thread(fetch_adapter, api_url, secret, body.lora_name, cache_dir)
+            ref = AdapterRef(digest=body.lora_name, path=path)
             await engine.load_adapter(ref)
         except AdapterError as e:
             return _error(400, str(e), "invalid_adapter")

@@ -15,7 +15,14 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from tenfold.store.repo import new_id, page
-from tenfold.store.tables import Deployment, DeploymentAdapter, DeploymentReplica
+from tenfold.store.tables import (
+    Checkpoint,
+    Deployment,
+    DeploymentAdapter,
+    DeploymentReplica,
+    FineTuningJob,
+    ImportedAdapter,
+)
 
 LIVE_REPLICA_STATES = ("STARTING", "READY")
 
@@ -82,6 +89,32 @@ def unbilled_replicas(s: Session) -> list[DeploymentReplica]:
     return list(s.scalars(select(DeploymentReplica).where(
         DeploymentReplica.state.in_(LIVE_REPLICA_STATES)
         | (DeploymentReplica.stopped_at.is_not(None) & (DeploymentReplica.billed_until < DeploymentReplica.stopped_at)))))
+
+
+def deployment_by_secret(s: Session, *, secret: str) -> Deployment | None:
+    """The live deployment whose replicas authenticate with ``secret`` (for the replicas' adapter fetches)."""
+    return s.scalar(select(Deployment).where(Deployment.secret == secret,
+                                             Deployment.state.not_in(("DELETING", "DELETED"))))
+
+
+def adapter_path_by_digest(s: Session, *, organization_id: str, digest: str) -> str | None:
+    """The folder of one of the organization's adapters with content ``digest`` (a job's checkpoint or final
+    adapter, or an imported adapter), or None."""
+    candidates = (
+        select(DeploymentAdapter.path).where(DeploymentAdapter.organization_id == organization_id,
+                                             DeploymentAdapter.digest == digest),
+        select(ImportedAdapter.path).where(ImportedAdapter.organization_id == organization_id,
+                                           ImportedAdapter.digest == digest),
+        select(FineTuningJob.final_adapter_path).where(
+            FineTuningJob.organization_id == organization_id, FineTuningJob.final_adapter_digest == digest),
+        select(Checkpoint.path).join(FineTuningJob, FineTuningJob.id == Checkpoint.job_id)
+        .where(FineTuningJob.organization_id == organization_id, Checkpoint.digest == digest),
+    )
+    for stmt in candidates:
+        path = s.scalar(stmt.limit(1))
+        if path:
+            return path
+    return None
 
 
 def update_replica(s: Session, *, replica_id: str, **values: Any) -> None:

@@ -1,0 +1,77 @@
+"""Replicas that do not share the api's disk (``TENFOLD_REPLICAS_SHARE_DISK=false``, as on other machines):
+an adapter attached to a deployment reaches its replica by content digest from the api (``GET
+/internal/adapters/<digest>`` with the deployment's secret), is cached in the replica's own folder and
+serves; the endpoint gives nothing to anyone else (no token, an organization's key, another digest); and an
+adapter whose bytes do not match its digest is refused, leaving nothing cached."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.adapters.test_import import make_adapter
+from tests.conftest import TINY, start_server, stop_server
+
+pytestmark = pytest.mark.timeout(600)
+ENV = {"TENFOLD_REPLICAS_SHARE_DISK": "false", "TENFOLD_REPLICA_TORCH_THREADS": "1",
+       "TENFOLD_CONTROLLER_INTERVAL_SECONDS": "0.3", "TENFOLD_REPLICA_KV_CACHE_BYTES": str(16 << 20),
+       "TENFOLD_REPLICA_CACHE": ""}
+
+
+def wait_for(what: str, check, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def test_replicas_fetch_adapters_by_digest_and_refuse_a_mismatch(tmp_path, model_cache):
+    home = tmp_path / "home"
+    cache = tmp_path / "replica-cache"  # the replica's own disk
+    server = start_server(home, model_cache, extra_env={**ENV, "TENFOLD_REPLICA_CACHE": str(cache)})
+    try:
+        from tenfold import Tenfold
+
+        with server.client() as c, Tenfold(base_url=server.base_url, api_key=server.api_key) as sdk:
+            dep = c.post("/deployments", json={"base_model": TINY}).json()
+            wait_for("a healthy replica", lambda: any(
+                r["healthy"] for r in c.get(f"/deployments/{dep['id']}").json()["replicas"]))
+            good = sdk.adapters.import_(make_adapter(tmp_path / "good", model_cache), name="good")
+            r = c.post("/adapters", json={"model": good.model, "deployment": dep["id"]})
+            assert r.status_code == 200 and r.json()["verified"], r.text
+            fetched = list((cache / "adapters").iterdir())
+            assert [p.name for p in fetched] == [good.digest.replace(":", "-")]
+            assert (fetched[0] / "adapter_model.safetensors").is_file()
+            answer = c.post("/chat/completions", json={"model": f"{good.model}#{dep['id']}", "max_tokens": 3,
+                                                       "messages": [{"role": "user", "content": "Hi"}]})
+            assert answer.status_code == 200, answer.text
+
+            secret = sqlite3.connect(home / "tenfold.db").execute(
+                "select secret from deployments where id = ?", (dep["id"],)).fetchone()[0]
+            url = f"{server.url}/internal/adapters/{good.digest}"
+            assert httpx.get(url, headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+            for headers in ({}, {"Authorization": f"Bearer {server.api_key}"}):  # an organization's key is not it
+                assert httpx.get(url, headers=headers).status_code == 401
+            other = httpx.get(f"{server.url}/internal/adapters/sha256:{'0' * 64}",
+                              headers={"Authorization": f"Bearer {secret}"})
+            assert other.status_code == 404
+            assert "/internal/" not in str(c.get(server.url + "/openapi.json").json()["paths"])
+
+            bad = sdk.adapters.import_(make_adapter(tmp_path / "bad", model_cache, seed=9), name="bad")
+            stored = next(Path(home / "artifacts" / "adapters").glob(f"{bad.model}*"))
+            weights = next(stored.rglob("adapter_model.safetensors"))
+            data = bytearray(weights.read_bytes())
+            data[-1] ^= 0xFF  # the bytes on the api's disk no longer match the digest it records
+            weights.write_bytes(bytes(data))
+            r = c.post("/adapters", json={"model": bad.model, "deployment": dep["id"]})
+            assert r.status_code == 400 and "digest mismatch" in r.json()["error"]["message"], r.text
+            assert [p.name for p in (cache / "adapters").iterdir()] == [good.digest.replace(":", "-")]
+    finally:
+        stop_server(server)
