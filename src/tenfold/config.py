@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     replica_kv_cache_bytes: int = 256 << 20  # each replica's own KV pool and prefix cache
     replica_torch_threads: int = 0  # 0: the same as torch_threads
     replica_orphan_seconds: float = 600.0  # a replica no api has called for this long exits
+    replica_unload_grace_seconds: float = 60.0  # a detached adapter loaded this recently stays on a replica
     billing_interval_seconds: float = 60.0  # replica-seconds are written at least this often
     # Where deployment replicas run: "" = local processes of this machine; a Ray address (host:port, ray://…,
     # "auto") = Ray actors on that cluster; "local" = a Ray instance this api process starts.

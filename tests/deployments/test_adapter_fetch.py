@@ -19,7 +19,7 @@ from tests.conftest import TINY, start_server, stop_server
 pytestmark = pytest.mark.timeout(600)
 ENV = {"TENFOLD_REPLICAS_SHARE_DISK": "false", "TENFOLD_REPLICA_TORCH_THREADS": "1",
        "TENFOLD_CONTROLLER_INTERVAL_SECONDS": "0.3", "TENFOLD_REPLICA_KV_CACHE_BYTES": str(16 << 20),
-       "TENFOLD_REPLICA_CACHE": ""}
+       "TENFOLD_REPLICA_UNLOAD_GRACE_SECONDS": "1"}
 
 
 def wait_for(what: str, check, timeout: float = 120.0):
@@ -73,5 +73,12 @@ def test_replicas_fetch_adapters_by_digest_and_refuse_a_mismatch(tmp_path, model
             r = c.post("/adapters", json={"model": bad.model, "deployment": dep["id"]})
             assert r.status_code == 400 and "digest mismatch" in r.json()["error"]["message"], r.text
             assert [p.name for p in (cache / "adapters").iterdir()] == [good.digest.replace(":", "-")]
+
+            def held() -> list[str]:
+                return c.get(f"/deployments/{dep['id']}").json()["replicas"][0]["adapters"]
+
+            assert good.model in held()
+            assert c.delete(f"/adapters/{good.model}%23{dep['id']}").status_code == 200  # detached: unloaded
+            wait_for("the replica to unload it", lambda: not held(), timeout=60)
     finally:
         stop_server(server)

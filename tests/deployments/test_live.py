@@ -366,8 +366,10 @@ def test_a_spend_limit_holds_the_deployment_at_its_minimum(live, c):
         assert c.put(f"/organizations/{org}/spend_limit", json={"monthly_spend_limit_usd": "0.000001"}).status_code == 200
         r = chat(o, d["id"])
         assert r.status_code == 429 and r.json()["error"]["code"] == "spend_limit_exceeded"
-        held = wait_for("held at min_replicas (0)", lambda: (x := get(o, d["id"]))["replicas"] == [] and x, timeout=60)
-        assert "spend limit" in held["last_decision"]["reason"]  # despite the 600 s window
+        # the replicas stop, then the decision is recorded (two writes): wait for both
+        held = wait_for("held at min_replicas (0)", lambda: (x := get(o, d["id"]))["replicas"] == [] and
+                        "spend limit" in x["last_decision"]["reason"] and x, timeout=60)
+        assert held["desired_replicas"] == 0  # despite the 600 s window
         assert c.put(f"/organizations/{org}/spend_limit", json={"monthly_spend_limit_usd": None}).status_code == 200
         assert o.delete(f"/deployments/{d['id']}").status_code == 200
 

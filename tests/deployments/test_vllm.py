@@ -70,7 +70,7 @@ def vllm_dep(tmp_path_factory, model_cache):
     server = start_server(home, model_cache, extra_env={
         "TENFOLD_VLLM_EXECUTABLE": VLLM, "TENFOLD_REPLICA_TORCH_THREADS": "1", "TENFOLD_VLLM_MAX_LORA_RANK": "16",
         "TENFOLD_REPLICA_KV_CACHE_BYTES": str(1 << 30), "TENFOLD_CONTROLLER_INTERVAL_SECONDS": "0.5",
-        "TENFOLD_DEPLOYMENT_UNAVAILABLE_WAIT_SECONDS": "60"})
+        "TENFOLD_DEPLOYMENT_UNAVAILABLE_WAIT_SECONDS": "60", "TENFOLD_REPLICA_UNLOAD_GRACE_SECONDS": "1"})
     try:
         with server.client() as c:
             r = c.post("/deployments", json={"base_model": BASE, "engine": "vllm", "display_name": "vllm"})
@@ -148,6 +148,11 @@ def test_an_adapter_loads_onto_the_replica_and_caches_stay_apart(vllm_dep, oai, 
     with server.client() as c:
         d = c.get(f"/deployments/{dep['id']}").json()
         assert imported.model in d["replicas"][0]["adapters"]  # read back from vLLM's /v1/models
+        assert c.delete(f"/adapters/{imported.model}%23{dep['id']}").status_code == 200
+        wait_for("vLLM to unload the detached adapter", lambda: imported.model not in c.get(
+            f"/deployments/{dep['id']}").json()["replicas"][0]["adapters"], timeout=60)
+        r = httpx.get(d["replicas"][0]["endpoint"] + "/v1/models", headers={"Authorization": "Bearer x"})
+        assert r.status_code == 401
 
 
 def test_structured_outputs_and_tools_pass_through_to_vllm(vllm_dep, oai):

@@ -52,16 +52,29 @@ def checkpoints(c, job_id: str) -> list[int]:
     return sorted(x["step_number"] for x in c.get(f"/fine_tuning/jobs/{job_id}/checkpoints").json()["data"])
 
 
-def test_a_job_on_two_processes_matches_one_process(server):
+def test_a_job_on_two_processes_matches_one_process(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from tenfold.cli.main import app
+
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(jsonl(TRAIN_ROWS))
+    env = {"TENFOLD_BASE_URL": server.base_url, "TENFOLD_API_KEY": server.api_key,
+           "TENFOLD_CONFIG_DIR": str(tmp_path / "config"), "COLUMNS": "200"}
     with server.client() as c:
         fid = upload(c, jsonl(TRAIN_ROWS)).json()["id"]
         jobs = {}
-        for n in (1, 2):
-            r = c.post("/fine_tuning/jobs", json={"model": "tiny-random-llama", "training_file": fid, "seed": 4,
-                                                  "hyperparameters": {**HP, "n_procs": n}})
-            assert r.status_code == 200, r.text
-            assert r.json()["hyperparameters"]["n_procs"] == n
-            jobs[n] = wait_job(c, r.json()["id"])
+        r = c.post("/fine_tuning/jobs", json={"model": "tiny-random-llama", "training_file": fid, "seed": 4,
+                                              "hyperparameters": {**HP, "n_procs": 1}})
+        assert r.status_code == 200 and r.json()["hyperparameters"]["n_procs"] == 1, r.text
+        jobs[1] = wait_job(c, r.json()["id"])
+        out = CliRunner().invoke(app, ["train", str(data), "--model", "tiny-random-llama", "--seed", "4",
+                                       "--epochs", "3", "--batch-size", "4", "--learning-rate", "2e-3", "--lora-r", "2",
+                                       "--checkpoint-every", "3", "--n-procs", "2", "--no-follow"], env=env)
+        assert out.exit_code == 0, out.output
+        job_id = next(w for w in out.output.split() if w.startswith("ftjob-"))
+        assert c.get(f"/fine_tuning/jobs/{job_id}").json()["hyperparameters"]["n_procs"] == 2
+        jobs[2] = wait_job(c, job_id)
         for n, job in jobs.items():
             assert job["status"] == "succeeded", job
         one, two = jobs[1], jobs[2]

@@ -6,7 +6,8 @@ found dead, or unhealthy after it was ready, is replaced; one not healthy within
 to start, and ``replica_max_start_failures`` such failures in a row put the deployment in ``FAILED`` with
 the replica's last log lines), the autoscaler's decision (or the minimum while the organization is over its
 spend limit, or zero while deleting), starting and stopping replicas through the backend, the states
-(``CREATING → READY ⇄ UPDATING``, ``DELETING → DELETED``, ``FAILED``), the metrics, and billing: each
+(``CREATING → READY ⇄ UPDATING``, ``DELETING → DELETED``, ``FAILED``), unloading adapters no longer attached
+from the replicas that hold them, the metrics, and billing: each
 replica's seconds are written from its watermark (``billed_until``) at least every ``billing_interval_seconds``
 and when it stops, in the transaction that moves the watermark, so no second is billed twice or lost.
 On start it adopts live replicas an earlier api left running (healthy with the secret) and bills a dead
@@ -148,6 +149,7 @@ class Controller:
         for gone in set(pool.replicas) - {r.id for r in rows}:
             await pool.replicas.pop(gone).engine.stop()
             metrics.forget_replica(dep.id, gone)
+        await self._unload_detached(dep, pool, now)
         if not self.leader:
             pool.live = len(rows)
             return
@@ -215,6 +217,28 @@ class Controller:
         elif now - row.started_at > self.settings.replica_start_timeout_seconds:
             await asyncio.to_thread(self._failed_start, dep, row, "not healthy within "
                                     f"{self.settings.replica_start_timeout_seconds:g} s")
+
+    async def _unload_detached(self, dep: Deployment, pool: DeploymentPool, now: float) -> None:
+        """Unload from each healthy replica the adapters no longer attached to the deployment (a detach, a
+        forced delete), so a replica's adapter list follows the deployment's; one loaded in the last
+        ``replica_unload_grace_seconds`` is left alone (an attach loads it before its row is written)."""
+        if not self.leader or not any(c.adapters for c in pool.healthy()):
+            return
+        attached = await asyncio.to_thread(self._in_session, lambda s: {
+            a.digest for a in drepo.list_deployment_adapters(s, deployment_id=dep.id)})
+        for client in pool.healthy():
+            for digest in sorted(client.adapters - attached):
+                if now - client.loaded_at.get(digest, 0.0) < self.settings.replica_unload_grace_seconds:
+                    continue
+                try:
+                    await client.engine.unload_adapter(digest)
+                except Exception as exc:  # noqa: BLE001 - retried next tick; the replica may be going away
+                    log.warning("deployment %s: unloading %s from %s failed: %s", dep.id, digest,
+                                client.replica_id, exc)
+                    continue
+                client.adapters.discard(digest)
+                client.loaded_at.pop(digest, None)
+                log.info("deployment %s: unloaded detached adapter %s from %s", dep.id, digest, client.replica_id)
 
     def _desired(self, dep: Deployment, pool: DeploymentPool, now: float) -> tuple[int, str, bool]:
         if dep.state in ("DELETING", "DELETED"):

@@ -34,6 +34,7 @@ class ReplicaClient:
     healthy: bool = False
     in_flight: int = 0
     adapters: set[str] = field(default_factory=set)  # content digests loaded on the replica
+    loaded_at: dict[str, float] = field(default_factory=dict)  # digest → when this process loaded it there
 
 
 @dataclass(eq=False)
@@ -88,7 +89,9 @@ class PooledEngine:
 
     async def load_adapter(self, adapter: AdapterRef) -> None:
         await self.replica.engine.load_adapter(adapter)
-        self.replica.adapters.add(RemoteEngine.adapter_name(adapter))
+        name = RemoteEngine.adapter_name(adapter)
+        self.replica.adapters.add(name)
+        self.replica.loaded_at[name] = time.time()
 
     async def start(self) -> None:
         return None

@@ -104,6 +104,16 @@ class RemoteEngine:
                 return
             raise AdapterError(message)
 
+    async def unload_adapter(self, name: str) -> None:
+        """Forget the adapter ``name`` on the replica (one it does not hold is not an error)."""
+        try:
+            r = await self._client.post(self.endpoint + "/v1/unload_lora_adapter", headers=self._headers,
+                                         json={"lora_name": name})
+        except httpx.TransportError as exc:
+            raise self._gone(exc) from None
+        if r.status_code >= 400 and r.status_code not in (400, 404):
+            raise AdapterError(_message(r))
+
     def cache_salt(self, request: GenerationRequest) -> str | None:
         """The prefix-cache namespace a request runs in, set here from the organization (never the client). A
         tenfold replica combines it with the adapter's digest itself; for vLLM the salt carries both, so no
