@@ -146,3 +146,21 @@ def new_org_key(server: Server, name: str = "other") -> str:
     with server.client() as c:
         org = c.post("/organizations", json={"name": name}).json()
         return c.post("/api_keys", json={"organization_id": org["id"], "name": name}).json()["key"]
+
+
+def wait_for(what: str, check, timeout: float = 120.0, every: float = 0.3):
+    """Poll ``check`` until it returns something truthy (returned), failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def wait_openai_batch(oai, batch_id: str, timeout: float = 300.0):
+    """An OpenAI-SDK batch once it has ended (completed, failed or cancelled)."""
+    return wait_for(f"batch {batch_id}", lambda: (b := oai.batches.retrieve(batch_id)).status in (
+        "completed", "failed", "expired", "cancelled") and b, timeout=timeout, every=0.5)
+

@@ -25,18 +25,19 @@ MESSAGES = [{"role": "user", "content": "Name a colour."}]
 
 
 def make_adapter(folder: Path, model_cache: Path, *, r: int = 4, targets=("q_proj", "v_proj"), seed: int = 3,
-                 base_name: str = TINY, **extra) -> Path:
-    """A real PEFT LoRA adapter of the tiny base with non-zero B (so it changes what the model says)."""
+                 base_name: str = TINY, base: str = TINY, scale: float = 0.5, **extra) -> Path:
+    """A real PEFT LoRA adapter of ``base`` (the tiny model unless given) with non-zero B, drawn with standard
+    deviation ``scale`` (so it changes what the model says); ``base_name`` goes in its config."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
-    base = load_causal_lm(resolve_base_model(TINY, models_dir=model_cache))
-    model = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets),
-                                            init_lora_weights=False, task_type="CAUSAL_LM", **extra))
+    model = get_peft_model(load_causal_lm(resolve_base_model(base, models_dir=model_cache)),
+                           LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets),
+                                      init_lora_weights=False, task_type="CAUSAL_LM", **extra))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
-                p.normal_(0, 0.5)
+                p.normal_(0, scale)
     model.save_pretrained(folder)
     config = json.loads((folder / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = base_name

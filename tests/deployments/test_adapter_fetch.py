@@ -7,14 +7,13 @@ adapter whose bytes do not match its digest is refused, leaving nothing cached."
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.adapters.test_import import make_adapter
-from tests.conftest import TINY, start_server, stop_server
+from tests.conftest import TINY, start_server, stop_server, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 ENV = {"TENFOLD_REPLICAS_SHARE_DISK": "false", "TENFOLD_REPLICA_TORCH_THREADS": "1",
@@ -22,14 +21,6 @@ ENV = {"TENFOLD_REPLICAS_SHARE_DISK": "false", "TENFOLD_REPLICA_TORCH_THREADS": 
        "TENFOLD_REPLICA_UNLOAD_GRACE_SECONDS": "1"}
 
 
-def wait_for(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def test_replicas_fetch_adapters_by_digest_and_refuse_a_mismatch(tmp_path, model_cache):

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ import openai
 import pytest
 
 from tests.api.helpers import TRAIN_ROWS, jsonl, upload, wait_job
-from tests.conftest import TINY, new_org_key, start_server, stop_server
+from tests.conftest import TINY, new_org_key, start_server, stop_server, wait_for
 
 ENV = {"TENFOLD_AUTOSCALE_UP_WINDOW_SECONDS": "3", "TENFOLD_CONTROLLER_INTERVAL_SECONDS": "0.3",
        "TENFOLD_BILLING_INTERVAL_SECONDS": "2", "TENFOLD_DEPLOYMENT_UNAVAILABLE_WAIT_SECONDS": "20",
@@ -32,14 +31,6 @@ ENV = {"TENFOLD_AUTOSCALE_UP_WINDOW_SECONDS": "3", "TENFOLD_CONTROLLER_INTERVAL_
 pytestmark = pytest.mark.timeout(900)
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 120.0, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

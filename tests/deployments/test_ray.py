@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, start_server, stop_server
+from tests.conftest import TINY, start_server, stop_server, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 ENV = {"TENFOLD_CLUSTER": "local", "TENFOLD_REPLICA_TORCH_THREADS": "1", "TENFOLD_CONTROLLER_INTERVAL_SECONDS": "0.3",
@@ -23,14 +22,6 @@ ENV = {"TENFOLD_CLUSTER": "local", "TENFOLD_REPLICA_TORCH_THREADS": "1", "TENFOL
        "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def wait_for(what: str, check, timeout: float = 180.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +55,7 @@ def test_replicas_are_ray_actors_and_a_killed_one_is_replaced(ray_server):
         r = c.post("/deployments", json={"base_model": TINY, "display_name": "on-ray"})
         assert r.status_code == 200, r.text
         dep_id = r.json()["id"]
-        d, replica = wait_for("a replica placed by Ray", lambda: ready(c, dep_id))
+        d, replica = wait_for("a replica placed by Ray", lambda: ready(c, dep_id), timeout=180)
         assert replica["placement"].startswith(f"ray actor replica-{replica['id']} on node "), replica
         names = {a["name"]: a for a in ray_actors()}
         actor = names[f"replica-{replica['id']}"]
@@ -74,7 +65,7 @@ def test_replicas_are_ray_actors_and_a_killed_one_is_replaced(ray_server):
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 3
 
         os.kill(replica["pid"], signal.SIGKILL)  # the replica's process dies on its node
-        _, new = wait_for("a replacement replica", lambda: ready(c, dep_id, not_in={replica["id"]}))
+        _, new = wait_for("a replacement replica", lambda: ready(c, dep_id, not_in={replica["id"]}), timeout=180)
         assert new["placement"].startswith(f"ray actor replica-{new['id']}")
         alive = {a["name"] for a in ray_actors()}
         assert f"replica-{new['id']}" in alive and f"replica-{replica['id']}" not in alive
@@ -82,7 +73,8 @@ def test_replicas_are_ray_actors_and_a_killed_one_is_replaced(ray_server):
                                                    "messages": [{"role": "user", "content": "Hi"}]})
         assert answer.status_code == 200
         assert c.delete(f"/deployments/{dep_id}").status_code == 200
-        wait_for("the actors to go", lambda: not any(a["name"].startswith("replica-") for a in ray_actors()))
+        wait_for("the actors to go", lambda: not any(a["name"].startswith("replica-") for a in ray_actors()),
+                 timeout=180)
 
 
 def test_a_cluster_that_does_not_answer_is_a_clear_error_and_creates_nothing(tmp_path, model_cache):

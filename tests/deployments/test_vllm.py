@@ -11,16 +11,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 from pathlib import Path
 
 import httpx
 import jsonschema
 import openai
 import pytest
-import torch
 
-from tests.conftest import start_server, stop_server
+from tests.adapters.test_import import make_adapter as make_tiny_style_adapter
+from tests.conftest import start_server, stop_server, wait_for, wait_openai_batch
 
 BASE = "smollm2-135m-instruct"
 VLLM = os.environ.get("TENFOLD_TEST_VLLM", "")
@@ -33,35 +32,11 @@ SYSTEM = "You are a careful assistant for a bakery. " + " ".join(
     f"Rule {i}: answer politely and mention bread number {i}." for i in range(40))
 
 
-def wait_for(what: str, check, timeout: float = 300.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def make_adapter(folder: Path, model_cache: Path, r: int = 8) -> Path:
     """A real PEFT LoRA adapter of SmolLM2 with non-zero B (so it changes what the model says)."""
-    from peft import LoraConfig, get_peft_model
-
-    from tenfold.models.registry import load_causal_lm, resolve_base_model
-
-    torch.manual_seed(5)
-    model = get_peft_model(load_causal_lm(resolve_base_model(BASE, models_dir=model_cache)),
-                           LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"],
-                                      init_lora_weights=False, task_type="CAUSAL_LM"))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    model.save_pretrained(folder)
-    config = json.loads((folder / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = BASE
-    (folder / "adapter_config.json").write_text(json.dumps(config))
-    return folder
+    return make_tiny_style_adapter(folder, model_cache, r=r, seed=5, base=BASE, base_name=BASE, scale=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +156,7 @@ def test_the_batch_api_runs_on_a_vllm_deployment(vllm_dep, oai):
     f = oai.files.create(file=("b.jsonl", io.BytesIO("\n".join(json.dumps(x) for x in lines).encode())),
                          purpose="batch")
     batch = oai.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-    batch = wait_for("the batch", lambda: (b := oai.batches.retrieve(batch.id)).status in (
-        "completed", "failed", "cancelled") and b)
+    batch = wait_openai_batch(oai, batch.id)
     assert batch.status == "completed" and batch.request_counts.completed == 3, batch
     out = [json.loads(x) for x in oai.files.content(batch.output_file_id).text.splitlines()]
     assert all(x["response"]["status_code"] == 200 and x["response"]["body"]["usage"]["completion_tokens"] == 6

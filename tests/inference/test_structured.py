@@ -14,7 +14,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.conftest import TINY
+from tests.conftest import TINY, wait_openai_batch
 
 # Every path terminates: enums, booleans, bounded integers, bounded strings and arrays, no free keys.
 SCHEMAS = [
@@ -126,12 +126,7 @@ def test_structured_output_in_the_batch_api(oai):
     f = oai.files.create(file=("b.jsonl", io.BytesIO("\n".join(json.dumps(x) for x in lines).encode())),
                          purpose="batch")
     batch = oai.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-    import time
-
-    deadline = time.time() + 300
-    while (batch := oai.batches.retrieve(batch.id)).status not in ("completed", "failed", "cancelled"):
-        assert time.time() < deadline
-        time.sleep(0.5)
+    batch = wait_openai_batch(oai, batch.id)
     assert batch.status == "completed" and batch.request_counts.failed == 0
     out = [json.loads(x) for x in oai.files.content(batch.output_file_id).text.splitlines()]
     for line in out:

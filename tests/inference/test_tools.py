@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 from typing import Literal
 
 import jsonschema
@@ -17,7 +16,7 @@ import openai
 import pytest
 
 from tests.api.helpers import train_tiny, wait_job
-from tests.conftest import TINY, start_server, stop_server
+from tests.conftest import TINY, start_server, stop_server, wait_openai_batch
 
 WEATHER = {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]},
                                             "unit": {"enum": ["C", "F"]}},
@@ -128,10 +127,7 @@ def test_tool_calls_in_the_batch_api(oai):
     f = oai.files.create(file=("b.jsonl", io.BytesIO("\n".join(json.dumps(x) for x in lines).encode())),
                          purpose="batch")
     batch = oai.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-    deadline = time.time() + 300
-    while (batch := oai.batches.retrieve(batch.id)).status not in ("completed", "failed", "cancelled"):
-        assert time.time() < deadline
-        time.sleep(0.5)
+    batch = wait_openai_batch(oai, batch.id)
     assert batch.status == "completed" and batch.request_counts.failed == 0
     for line in oai.files.content(batch.output_file_id).text.splitlines():
         choice = json.loads(line)["response"]["body"]["choices"][0]

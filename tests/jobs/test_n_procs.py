@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.api.helpers import TRAIN_ROWS, jsonl, upload, wait_job
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 HP = {"n_epochs": 3, "batch_size": 4, "learning_rate": 2e-3, "lora_r": 2, "checkpoint_every": 3}
@@ -33,14 +33,6 @@ def ranks(job_id: str) -> list[int]:
     return pids
 
 
-def wait_for(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def events(c, job_id: str) -> list[str]:
