@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 import httpx
@@ -194,3 +196,37 @@ def test_an_adapter_above_the_replicas_rank_limit_is_refused(vllm_dep, tmp_path,
         assert r.status_code == 400, r.text
         assert "rank" in r.json()["error"]["message"].lower(), r.json()
         assert wide.model not in c.get(f"/deployments/{dep['id']}").json()["replicas"][0]["adapters"]
+
+
+def test_a_vllm_replica_that_dies_mid_stream_ends_requests_retryably_and_is_replaced(vllm_dep):
+    """Last in the module: it replaces the module's replica."""
+    server, dep = vllm_dep
+    with server.client() as c:
+        before = c.get(f"/deployments/{dep['id']}").json()["replicas"][0]
+        results: dict = {}
+        streaming = threading.Event()
+
+        def long_stream() -> None:
+            with c.stream("POST", "/chat/completions", json={
+                    "model": dep["id"], "stream": True, "max_tokens": 1500, "ignore_eos": True,
+                    "messages": [{"role": "user", "content": "Tell a long story."}]}) as r:
+                results["status"], lines = r.status_code, []
+                for line in r.iter_lines():
+                    lines.append(line)
+                    streaming.set()
+                results["stream"] = "\n".join(lines)
+
+        thread = threading.Thread(target=long_stream)
+        thread.start()
+        assert streaming.wait(timeout=120)
+        os.killpg(before["pid"], signal.SIGKILL)  # the whole replica (server and engine core) dies at once
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "a stream hung on a dead vLLM replica"
+        assert results["status"] == 200 and '"error"' in results["stream"] and "[DONE]" not in results["stream"]
+        assert "replica" in results["stream"]  # the error event says the replica went away: retry
+        after = wait_for("a replacement vLLM replica", lambda: (d := c.get(f"/deployments/{dep['id']}").json())
+                         and any(r["healthy"] and r["id"] != before["id"] for r in d["replicas"]) and d, timeout=600)
+        assert all(r["id"] != before["id"] for r in after["replicas"])
+        r = c.post("/chat/completions", json={"model": dep["id"], "max_tokens": 3,
+                                              "messages": [{"role": "user", "content": "Hi"}]})
+        assert r.status_code == 200, r.text
