@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.adapters.test_import import make_adapter
-from tests.conftest import TINY, start_server, stop_server, wait_for
+from tests.conftest import TINY, new_org_key, start_server, stop_server, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 ENV = {"TENFOLD_REPLICAS_SHARE_DISK": "false", "TENFOLD_REPLICA_TORCH_THREADS": "1",
@@ -53,6 +53,12 @@ def test_replicas_fetch_adapters_by_digest_and_refuse_a_mismatch(tmp_path, model
             other = httpx.get(f"{server.url}/internal/adapters/sha256:{'0' * 64}",
                               headers={"Authorization": f"Bearer {secret}"})
             assert other.status_code == 404
+            with Tenfold(base_url=server.base_url, api_key=new_org_key(server, "neighbour")) as neighbour:
+                theirs = neighbour.adapters.import_(make_adapter(tmp_path / "theirs", model_cache, seed=11),
+                                                    name="theirs")
+            stolen = httpx.get(f"{server.url}/internal/adapters/{theirs.digest}",
+                               headers={"Authorization": f"Bearer {secret}"})
+            assert stolen.status_code == 404  # another organization's adapter: not this deployment's to fetch
             assert "/internal/" not in str(c.get(server.url + "/openapi.json").json()["paths"])
 
             bad = sdk.adapters.import_(make_adapter(tmp_path / "bad", model_cache, seed=9), name="bad")
