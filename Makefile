@@ -23,11 +23,14 @@ $(VENV)/.installed: pyproject.toml Makefile src/tenfold/engine/_cpu_kernels.c
 	$(PIP) install -q -e ".[test]"
 	touch $@
 
-$(VLLM_VENV)/.installed: Makefile
+# tenfold itself goes in without its dependencies, for its vLLM plugin (adapters fetched by digest when
+# replicas do not share the api's disk); the plugin needs only httpx (vLLM has it) and zstandard.
+$(VLLM_VENV)/.installed: Makefile pyproject.toml
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q "$(TORCH_SPEC)"
 	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q "$(TORCH_SPEC)" "$(VLLM_SPEC)"
 	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip --disable-pip-version-check install -q --no-deps -e . zstandard
 	touch $@
 
 vllm: $(VLLM_VENV)/.installed

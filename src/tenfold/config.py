@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     # How replicas reach this api (for adapter fetches); "" = http://127.0.0.1:<port> (replicas on this machine).
     api_url: str = ""
     # False: replicas fetch adapters from the api by content digest instead of reading the api's artifact
-    # folder (replicas on machines that do not share its disk; tenfold-engine replicas only).
+    # folder (replicas on machines that do not share its disk; vLLM replicas do it with tenfold's vLLM plugin).
     replicas_share_disk: bool = True
     replica_cache: str = ""  # where a replica caches fetched adapters; "" = $TENFOLD_HOME/replica-cache
     # vLLM replicas (engine "vllm"): a `vllm` executable, or the Python of an environment with vLLM installed
@@ -132,6 +132,11 @@ class Settings(BaseSettings):
             return self.api_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def replica_cache_dir(self) -> Path:
+        """Where replicas on this machine cache what they fetch (adapters under ``adapters/<digest>``)."""
+        return Path(self.replica_cache) if self.replica_cache else self.home / "replica-cache"
 
     @property
     def db_url(self) -> str:

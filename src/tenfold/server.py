@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tenfold.accounts import bootstrap_admin
 from tenfold.config import Settings, get_settings
@@ -168,7 +167,7 @@ def serve_replica(settings: Settings) -> None:
     orphan = float(os.environ.get("TENFOLD_REPLICA_ORPHAN_SECONDS", "600"))
     engine = create_engine(settings, settings.base_model)
     api_url = os.environ.get("TENFOLD_API_URL", "")
-    cache = Path(settings.replica_cache or settings.home / "replica-cache") / "adapters"
+    cache = settings.replica_cache_dir / "adapters"
     app = create_replica_app(engine, secret=secret, replica_id=replica_id, orphan_seconds=orphan, api_url=api_url,
                              cache_dir=cache)
     print(f"tenfold replica {replica_id} of {settings.base_model} at http://{settings.host}:{settings.port}",

@@ -12,6 +12,7 @@ requests (``tenfold.deployments.router``) or wire shapes.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,9 +96,10 @@ def _current(s, p: Principal, job_id: str, deployment_id: str | None) -> Row | N
 
 def plan(c: ServerContext, p: Principal, *, model: str, verify: bool, deployment: str | None = None) -> DeployPlan:
     """What deploying ``model`` (on shared serving, or on ``deployment``) would do; loads and records nothing."""
-    base = c.settings.base_model
+    base, engine = c.settings.base_model, "tenfold"
     if deployment is not None:
-        base = deployment_service.active(c, p, deployment).base_model
+        dep = deployment_service.active(c, p, deployment)
+        base, engine = dep.base_model, dep.engine
     with c.db.session() as s:
         source = refs.resolve(s, organization_id=p.organization_id, name=model, param="model") if refs.is_ref(
             model) else None
@@ -110,7 +112,23 @@ def plan(c: ServerContext, p: Principal, *, model: str, verify: bool, deployment
         where = f"deployment {deployment} serves" if deployment else "this server serves"
         raise InvalidRequest(f"{source.model} was trained on '{source.base_model}', but {where} '{base}'. "
                              "Deploy it where its base model is served.", param="model", code="base_model_mismatch")
+    if engine == "vllm":
+        _check_vllm_rank(source.path, c.settings.vllm_max_lora_rank)
     return DeployPlan(source, previous, verify, deployment)
+
+
+def _check_vllm_rank(folder: str | Path, limit: int) -> None:
+    """vLLM replicas start with a fixed largest LoRA rank (``--max-lora-rank``); a wider adapter is refused
+    here with the setting to raise, before any replica is asked (replicas start with the new value)."""
+    try:
+        rank = int(json.loads((Path(folder) / "adapter_config.json").read_text()).get("r") or 0)
+    except (OSError, ValueError, TypeError):
+        return  # an unreadable config is reported by the replica's own load
+    if rank > limit:
+        raise InvalidRequest(f"The adapter's LoRA rank {rank} is above the largest rank this server's vLLM replicas "
+                             f"accept ({limit}). Raise TENFOLD_VLLM_MAX_LORA_RANK to at least {rank} (replicas "
+                             "started afterwards take it), or deploy a lower-rank adapter. Nothing was deployed.",
+                             param="model", code="invalid_adapter")
 
 
 async def deploy(c: ServerContext, p: Principal, *, model: str, verify: bool, deployment: str | None = None) -> Deployed:

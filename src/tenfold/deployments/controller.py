@@ -116,7 +116,7 @@ class Controller:
         if client is None:
             engine = RemoteEngine(row.endpoint or "", dep.base_model, secret=dep.secret, max_context=2048,
                                   retry_after=max(1.0, pool.cold_start_s), engine=dep.engine,
-                                  share_disk=self.settings.replicas_share_disk or dep.engine == "vllm")
+                                  share_disk=self.settings.replicas_share_disk)
             client = pool.replicas[row.id] = ReplicaClient(row.id, engine)
         return client
 

@@ -95,7 +95,7 @@ def replica_command(settings: Settings, spec: ReplicaSpec, *, host: str, port: i
         "TENFOLD_MAX_RESIDENT_ADAPTERS": str(s.max_resident_adapters), "TENFOLD_HOST_ADAPTERS": str(s.host_adapters),
         "TENFOLD_MAX_WAITING_REQUESTS": str(s.max_waiting_requests),
         "TENFOLD_API_URL": s.replica_api_url,
-        "TENFOLD_REPLICA_CACHE": s.replica_cache or str(s.home / "replica-cache"),
+        "TENFOLD_REPLICA_CACHE": str(s.replica_cache_dir),
         "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
     })
     return cmd, env

@@ -77,6 +77,7 @@ async def create(c: ServerContext, p: Principal, *, base_model: str, hardware_pr
         raise InvalidRequest(f"engine '{engine}' is not available; use one of: {', '.join(ENGINES)}.", param="engine")
     if engine == "vllm":
         vllm.launcher(c.settings)  # a 400 with the install command when vLLM is not installed
+        await asyncio.to_thread(vllm.check_plugin, c.settings)  # and when it could not fetch adapters
     if c.deployments is not None and c.deployments.check_backend is not None:
         await asyncio.to_thread(c.deployments.check_backend)  # a Ray cluster that does not answer: 503, no row
     try:  # fetch (or convert) the weights into the model cache now, so replicas start from disk

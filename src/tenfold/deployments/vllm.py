@@ -14,10 +14,12 @@ completions API is the replica protocol).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -50,6 +52,29 @@ def launcher(settings: Settings) -> list[str]:
     return [exe, "serve"]
 
 
+def check_plugin(settings: Settings) -> None:
+    """Refuse (400, with the install command) a vLLM replica that would need tenfold's adapter-fetching plugin
+    (replicas that do not share the api's disk) in a vLLM environment without it."""
+    if settings.replicas_share_disk:
+        return
+    exe = launcher(settings)[0]
+    python = exe if Path(exe).name.startswith("python") else str(Path(exe).with_name("python"))
+    if not _has_plugin(python):
+        raise VllmMissing(f"TENFOLD_REPLICAS_SHARE_DISK=false: vLLM replicas fetch adapters from the api with "
+                          f"tenfold's vLLM plugin, which the vLLM environment of {exe} lacks. Install it there: "
+                          f"{python} -m pip install --no-deps tenfold zstandard", param="engine")
+
+
+@functools.lru_cache(maxsize=8)
+def _has_plugin(python: str) -> bool:
+    probe = ("import importlib.metadata as m, sys; "
+             "sys.exit(0 if any(e.name == 'tenfold' for e in m.entry_points(group='vllm.general_plugins')) else 3)")
+    try:
+        return subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def command(settings: Settings, *, model_path: Path, served_name: str, host: str, port: int,
             gpu: bool) -> list[str]:
     """The command line of one vLLM replica (``secret`` travels in the environment, not here)."""
@@ -70,6 +95,10 @@ def environment(settings: Settings, *, secret: str, threads: int, gpu: bool) -> 
     """What a vLLM replica's process needs beside the command line."""
     env = {"VLLM_API_KEY": secret, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "HF_HUB_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
+    if not settings.replicas_share_disk:
+        # tenfold's vLLM plugin (tenfold.replica.vllm_plugin) fetches adapters named by digest from the api.
+        env.update({"TENFOLD_API_URL": settings.replica_api_url, "TENFOLD_REPLICA_SECRET": secret,
+                    "TENFOLD_REPLICA_CACHE": str(settings.replica_cache_dir)})
     if not gpu:
         cores = max(1, threads or (os.cpu_count() or 1))
         # vLLM's CPU build binds its OpenMP threads to a core list and sizes its KV pool in GiB.

@@ -92,6 +92,8 @@ class RemoteEngine:
                                   retry_after=self.retry_after)
 
     async def load_adapter(self, adapter: AdapterRef) -> None:
+        if self.engine == "vllm" and not self.share_disk:
+            return await self._resolve_on_vllm(adapter)
         try:
             r = await self._client.post(self.endpoint + "/v1/load_lora_adapter", headers=self._headers,
                                          json={"lora_name": self.adapter_name(adapter),
@@ -103,6 +105,20 @@ class RemoteEngine:
             if "already" in message and "loaded" in message:  # vLLM: another request loaded it first
                 return
             raise AdapterError(message)
+
+    async def _resolve_on_vllm(self, adapter: AdapterRef) -> None:
+        """Have a vLLM replica without the api's disk load ``adapter``: vLLM's load route only takes a path on
+        its machine, but a request naming an adapter it lacks makes it ask its LoRA resolvers, and tenfold's
+        plugin there fetches the adapter by digest. One generated token does that and reports a failure."""
+        name = self.adapter_name(adapter)
+        try:
+            r = await self._client.post(self.endpoint + "/v1/completions", headers=self._headers,
+                                         json={"model": name, "prompt": [0], "max_tokens": 1, "priority": -1})
+        except httpx.TransportError as exc:
+            raise self._gone(exc) from None
+        if r.status_code >= 400:
+            raise AdapterError(f"the vLLM replica at {self.endpoint} could not load adapter {name} (its plugin "
+                               f"fetches it from the api; see the replica's log): {_message(r)}")
 
     async def unload_adapter(self, name: str) -> None:
         """Forget the adapter ``name`` on the replica (one it does not hold is not an error)."""
