@@ -84,9 +84,15 @@ class Settings(BaseSettings):
     max_waiting_requests: int = 1024  # beyond this the api answers 429 with Retry-After
     max_resident_adapters: int = 64  # adapter slots used by running batches
     host_adapters: int = 256  # adapters kept in host memory (LRU) behind the slots; the rest reload from disk
-    engine_device: str = "auto"  # auto: cuda (bfloat16) when present, else cpu (float32)
-    # Adapter slot dtype: auto = the model's. bfloat16 or float16 halve slot memory and the bytes a decode
-    # step over many adapters reads (its bottleneck on CPU), at the cost of rounding the stored weights.
+    engine_device: str = "auto"  # auto: cuda when present, else cpu
+    # The engine's number format on that device (tenfold.engine.number_format): auto measures on CPU at start
+    # and takes bfloat16 (float16) only where it is >= 1.3x float32 and accurate, cached per CPU model in
+    # $TENFOLD_HOME/cache/engine-format.json; bfloat16 on GPUs. On CPU it covers the base linears and the
+    # KV cache (activations, norms and logits stay float32).
+    engine_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Adapter slot dtype: auto = the engine's number format. bfloat16 or float16 halve slot memory and the
+    # bytes a decode step over many adapters reads (its bottleneck on CPU), at the cost of rounding the
+    # stored weights.
     lora_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     verify_max_tokens: int = 4
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))

@@ -66,6 +66,9 @@ class Runtime:
         c = self.context
         if self.run_engine and c.engine is not None:
             await c.engine.start()
+            chosen = getattr(c.engine, "number_format", None)
+            if chosen is not None:
+                print(f"engine: {c.settings.base_model}, number format {chosen.reason}", flush=True)
         if self.run_worker:
             from tenfold.jobs.worker import Worker
 

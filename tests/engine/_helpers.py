@@ -46,7 +46,7 @@ def run_with_engine(
     """Start a ``LocalEngine`` on the tiny model, run ``body(engine)``, stop it; return body's result."""
 
     async def main():
-        engine = LocalEngine(tiny_path, TINY, EngineOptions(**{"torch_threads": 1, "kv_cache_bytes": 32 << 20,
+        engine = LocalEngine(tiny_path, TINY, EngineOptions(**{"torch_threads": 1, "kv_cache_bytes": 32 << 20, "dtype": "float32",
                                                                  **options}))
         await engine.start()
         try:

@@ -192,7 +192,7 @@ def test_an_interrupted_step_changes_nothing(tiny_path, adapter_a):
         from tenfold.engine.runner import ModelRunner
 
         engine = LocalEngine(tiny_path, "tiny-random-llama", EngineOptions(kv_cache_bytes=16 << 20, block_size=4,
-                                                                            torch_threads=1))
+                                                                            torch_threads=1, dtype="float32"))
         engine._load()
         engine.adapters.load_now(adapter_a)
         runner = ModelRunner(engine.model, num_blocks=64, block_size=4, adapters=engine.adapters)

@@ -191,7 +191,8 @@ def test_stop_aborts_active_requests(tiny_path):
     async def main():
         from tenfold.engine.async_engine import EngineOptions, LocalEngine
 
-        engine = LocalEngine(tiny_path, "tiny-random-llama", EngineOptions(torch_threads=1, kv_cache_bytes=32 << 20))
+        engine = LocalEngine(tiny_path, "tiny-random-llama", EngineOptions(torch_threads=1, kv_cache_bytes=32 << 20,
+                                                                                 dtype="float32"))
         await engine.start()
         request = GenerationRequest("s", prompter(engine).encode("Hi"), SamplingParams(max_tokens=1500, temperature=0))
         stream = engine.generate(request)

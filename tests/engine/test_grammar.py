@@ -108,7 +108,8 @@ def test_the_embedded_model_always_validates_when_it_stops(model_cache):
     prompter = Prompter(path)
 
     async def main():
-        engine = LocalEngine(path, "smollm2-135m-instruct", EngineOptions(torch_threads=2, kv_cache_bytes=256 << 20))
+        engine = LocalEngine(path, "smollm2-135m-instruct", EngineOptions(torch_threads=2, kv_cache_bytes=256 << 20,
+                                                                               dtype="float32"))
         await engine.start()
         try:
             async def one(i: int, schema: dict, prompt: str):

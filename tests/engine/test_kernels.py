@@ -34,9 +34,9 @@ def test_packed_linear_matches_f_linear(rows, out, inner):
     torch.testing.assert_close(lin(strided), F.linear(strided, w, b), rtol=1e-5, atol=1e-4)
     wide = torch.randn(rows, inner + 9)[:, 3 : 3 + inner]  # a row stride other than the width: read in place
     torch.testing.assert_close(lin(wide), F.linear(wide, w, b), rtol=1e-5, atol=1e-4)
-    half = Linear(w.bfloat16())  # not packed: plain F.linear
-    assert half.packed is None and half.blocks is None
-    torch.testing.assert_close(half(x.bfloat16()), F.linear(x.bfloat16(), w.bfloat16()))
+    half = Linear(w.bfloat16())  # bfloat16 on CPU: pre-packed for oneDNN, not the float32 C kernel
+    assert half.packed is not None and half.blocks is None
+    torch.testing.assert_close(half(x.bfloat16()), F.linear(x.bfloat16(), w.bfloat16()), rtol=2e-2, atol=2e-2)
     with pytest.raises(EngineError, match="float32 CPU activations"):
         lin(x.bfloat16())
 
@@ -98,6 +98,38 @@ def test_decode_kernel_matches_sdpa(heads, kv_heads, head_dim):
     ref = paged_attention(q, None, None, ck, cv, _meta(tables, lens, 4, masked=True), scale)  # gather + SDPA
     got = paged_attention(q, None, None, ck, cv, _meta(tables, lens, 4, masked=False), scale)  # the C kernel
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("head_dim", [16, 24, 64])
+@pytest.mark.parametrize("heads,kv_heads", [(6, 2), (9, 3)])
+def test_decode_kernel_reads_a_bfloat16_cache(heads, kv_heads, head_dim):
+    """A bfloat16 KV cache (the engine's 16-bit number format) is read in place and converted exactly: the
+    result equals gather + SDPA in float32 over the same rounded keys and values."""
+    q, ck, cv, tables, lens = _paged_case(heads + kv_heads, rows=7, heads=heads, kv_heads=kv_heads, head_dim=head_dim)
+    ck16, cv16 = ck.to(torch.bfloat16), cv.to(torch.bfloat16)
+    scale = head_dim**-0.5
+    ref = paged_attention(q, None, None, ck16.float(), cv16.float(), _meta(tables, lens, 4, masked=True), scale)
+    got = paged_attention(q, None, None, ck16, cv16, _meta(tables, lens, 4, masked=False), scale)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=2e-6)
+    gathered = paged_attention(q, None, None, ck16, cv16, _meta(tables, lens, 4, masked=True), scale)  # no kernel
+    torch.testing.assert_close(gathered, ref, rtol=1e-5, atol=2e-6)
+    with pytest.raises(EngineError):  # a float16 cache is not a kind the kernel reads
+        decode_attention_kernel(torch.empty_like(q), q, ck.half(), cv.half(), tables, lens, scale)
+
+
+@pytest.mark.parametrize("rows", [1, 16, 64])
+def test_a_16_bit_linear_rounds_inputs_and_weights_and_returns_float32(rows):
+    """``Linear(compute_dtype=bfloat16)``: the weight stored and multiplied in bfloat16 by oneDNN, float32
+    activations rounded on the way in, the float32-accumulated product returned as float32."""
+    torch.manual_seed(rows)
+    w, b, x = torch.randn(96, 40) / 6, torch.randn(96), torch.randn(rows, 40)
+    lin = Linear(w, b, compute_dtype=torch.bfloat16)
+    assert lin.blocks is None and lin.compute == torch.bfloat16
+    y = lin(x)
+    assert y.dtype == torch.float32
+    want = F.linear(x.bfloat16().float(), w.bfloat16().float(), b.bfloat16().float())
+    torch.testing.assert_close(y, want, rtol=2e-2, atol=2e-2)  # the sum itself rounded once to bfloat16
+    assert (y - F.linear(x, w, b)).abs().max() > 0  # it did run in bfloat16
 
 
 @pytest.mark.parametrize("head_dim", [16, 64])

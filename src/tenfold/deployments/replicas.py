@@ -90,6 +90,7 @@ def replica_command(settings: Settings, spec: ReplicaSpec, *, host: str, port: i
         "TENFOLD_REPLICA_SECRET": spec.secret, "TENFOLD_KV_CACHE_BYTES": str(s.replica_kv_cache_bytes),
         "TENFOLD_TORCH_THREADS": str(threads),
         "TENFOLD_ENGINE_DEVICE": engine_device(spec.hardware_profile), "TENFOLD_LORA_DTYPE": s.lora_dtype,
+        "TENFOLD_ENGINE_DTYPE": s.engine_dtype,
         "TENFOLD_REPLICA_ORPHAN_SECONDS": str(s.replica_orphan_seconds),
         "TENFOLD_MAX_NUM_SEQS": str(s.max_num_seqs), "TENFOLD_MAX_BATCHED_TOKENS": str(s.max_batched_tokens),
         "TENFOLD_MAX_RESIDENT_ADAPTERS": str(s.max_resident_adapters), "TENFOLD_HOST_ADAPTERS": str(s.host_adapters),

@@ -1,7 +1,7 @@
 /* CPU kernels of the tenfold engine (an optional C extension; the engine falls back to PyTorch ops
  * when it is not built).
  *
- * Owns: (1) paged decode attention in float32: every decode row's query heads attend over that sequence's
+ * Owns: (1) paged decode attention (float32 math over a float32 or bfloat16 cache): every decode row's query heads attend over that sequence's
  * KV blocks read in place from the paged cache (no gathered copy), grouped-query heads sharing each key
  * and value row, two passes (scores, then the weighted sum of values), split over threads by row;
  * context lengths and block ids are checked before any read; (2) the batched LoRA delta of row segments
@@ -60,13 +60,57 @@ static inline __attribute__((always_inline)) float hsum(vf v) {
 }
 
 
+/* The element kinds of 16-bit-capable arrays (LoRA stacks; the KV cache: float32 or bfloat16). */
+enum { W_F32 = 0, W_F16 = 1, W_BF16 = 2 };
+
+/* Element i of a weight array of kind `kind`, as float32 (exact for all three kinds): the scalar edge of
+ * the vector loads below, same arithmetic. */
+static inline __attribute__((always_inline)) float ldw(const void *w, int64_t i, const int kind) {
+    if (kind == W_F32) return ((const float *)w)[i];
+    const uint32_t h = ((const uint16_t *)w)[i];
+    uint32_t u;
+    float f;
+    if (kind == W_BF16) { /* bfloat16 is the high half of a float32 */
+        u = h << 16;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    /* IEEE half, finite: sign to bit 31, exponent and mantissa to bits 27..13, then one multiply by 2^112
+     * rebiases the exponent (subnormal halves come out normalised). */
+    u = ((h & 0x8000u) << 16) | ((h & 0x7fffu) << 13);
+    memcpy(&f, &u, sizeof f);
+    return f * 5.192296858534828e+33f; /* 2^112 */
+}
+
+
+/* Elements i .. i + VW - 1 of a weight array, as float32 (unaligned loads). */
+static inline __attribute__((always_inline)) vf ldv(const void *w, int64_t i, const int kind) {
+    vf f;
+    if (kind == W_F32) {
+        memcpy(&f, (const float *)w + i, sizeof f);
+        return f;
+    }
+    vh h;
+    memcpy(&h, (const uint16_t *)w + i, sizeof h);
+    if (kind == W_BF16) return (vf)(__builtin_convertvector(h, vu) << 16);
+    /* IEEE half, finite (the stacks never hold Inf or NaN: `LoraStacks.write` refuses them): sign-extended,
+     * shifted so that the sign lands on bit 31 and exponent and mantissa on bits 27..13, the copies of the
+     * sign in bits 30..28 cleared, then the exponent rebiased by multiplying by 2^112. */
+    typedef int16_t vs __attribute__((vector_size(2 * VW)));
+    const vi s = __builtin_convertvector((vs)h, vi);
+    return (vf)((s << 13) & (int32_t)0x8fffe000) * 5.192296858534828e+33f;
+}
+
+
 typedef struct {
     float *out;
-    const float *q, *k, *v;
+    const float *q;
+    const void *k, *v; /* float32 or bfloat16 (kv_kind) */
     const int64_t *tables, *lens;
     int64_t num_blocks, heads, kv_heads, head_dim, block_size, width;
     float scale;
     int64_t begin, end; /* rows [begin, end) */
+    int kv_kind;
     int failed;
 } decode_job;
 
@@ -88,8 +132,7 @@ static inline float exp_nonpositive(float x) {
     return p * two_n.f;
 }
 
-TF_CLONES
-static void decode_tasks(decode_job *job) {
+static inline __attribute__((always_inline)) void decode_rows(decode_job *job, const int kind) {
     const int64_t H = job->heads, KVH = job->kv_heads, hd = job->head_dim, bs = job->block_size;
     const int64_t G = H / KVH, max_len = job->width * bs, token_stride = KVH * hd;
     float *scores = (float *)malloc((size_t)(H * max_len + H) * sizeof(float)), *invs = scores + H * max_len;
@@ -113,23 +156,24 @@ static void decode_tasks(decode_job *job) {
         const int64_t nblk = (len + bs - 1) / bs;
         /* Blocks, then tokens within a block, then KV heads, then the query heads sharing each key row. */
         for (int64_t bi = 0; bi < nblk; bi++) {
-            if (bi + 1 < nblk) __builtin_prefetch(job->k + table[bi + 1] * bs * token_stride);
+            if (bi + 1 < nblk)
+                __builtin_prefetch((const char *)job->k + table[bi + 1] * bs * token_stride * (kind == W_F32 ? 4 : 2));
             const int64_t t0 = bi * bs, jn = len - t0 < bs ? len - t0 : bs;
             for (int64_t j = 0; j < jn; j++) {
-                const float *k = job->k + (table[bi] * bs + j) * token_stride;
+                const int64_t k = (table[bi] * bs + j) * token_stride; /* element offset of this token's keys */
                 for (int64_t g = 0; g < KVH; g++) {
-                    const float *kh = k + g * hd;
+                    const int64_t kh = k + g * hd;
                     for (int64_t h = g * G; h < (g + 1) * G; h++) {
                         const float *qh = q + h * hd;
                         float dot;
                         if (hd % VW == 0) { /* head_dim 64, 128, ...: whole vectors, one horizontal sum */
-                            vf acc = ldf(qh) * ldf(kh);
-                            for (int64_t i = VW; i < hd; i += VW) acc += ldf(qh + i) * ldf(kh + i);
+                            vf acc = ldf(qh) * ldv(job->k, kh, kind);
+                            for (int64_t i = VW; i < hd; i += VW) acc += ldf(qh + i) * ldv(job->k, kh + i, kind);
                             dot = hsum(acc);
                         } else {
                             dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-                            for (int64_t i = 0; i < hd; i++) dot += qh[i] * kh[i];
+                            for (int64_t i = 0; i < hd; i++) dot += qh[i] * ldw(job->k, kh + i, kind);
                         }
                         scores[h * max_len + t0 + j] = dot * job->scale;
                     }
@@ -175,13 +219,14 @@ static void decode_tasks(decode_job *job) {
                     vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
                     for (int64_t bi = 0; bi < nblk; bi++) {
                         const int64_t t0 = bi * bs, jn = len - t0 < bs ? len - t0 : bs;
-                        const float *vb = job->v + table[bi] * bs * token_stride + voff + d0;
+                        const int64_t vb = table[bi] * bs * token_stride + voff + d0;
                         for (int64_t j = 0; j < jn; j++) {
-                            const float p = ps[t0 + j], *vh = vb + j * token_stride;
-                            a0 += p * ldf(vh);
-                            a1 += p * ldf(vh + VW);
-                            a2 += p * ldf(vh + 2 * VW);
-                            a3 += p * ldf(vh + 3 * VW);
+                            const float p = ps[t0 + j];
+                            const int64_t vh = vb + j * token_stride;
+                            a0 += p * ldv(job->v, vh, kind);
+                            a1 += p * ldv(job->v, vh + VW, kind);
+                            a2 += p * ldv(job->v, vh + 2 * VW, kind);
+                            a3 += p * ldv(job->v, vh + 3 * VW, kind);
                         }
                     }
                     float *o = out + h * hd + d0;
@@ -196,20 +241,21 @@ static void decode_tasks(decode_job *job) {
         }
         memset(out, 0, (size_t)(H * hd) * sizeof(float));
         for (int64_t bi = 0; bi < nblk; bi++) {
-            if (bi + 1 < nblk) __builtin_prefetch(job->v + table[bi + 1] * bs * token_stride);
+            if (bi + 1 < nblk)
+                __builtin_prefetch((const char *)job->v + table[bi + 1] * bs * token_stride * (kind == W_F32 ? 4 : 2));
             const int64_t t0 = bi * bs, jn = len - t0 < bs ? len - t0 : bs;
             for (int64_t j = 0; j < jn; j++) {
-                const float *v = job->v + (table[bi] * bs + j) * token_stride;
+                const int64_t v = (table[bi] * bs + j) * token_stride;
                 for (int64_t g = 0; g < KVH; g++) {
-                    const float *vh = v + g * hd;
+                    const int64_t vh = v + g * hd;
                     for (int64_t h = g * G; h < (g + 1) * G; h++) {
                         const float p = scores[h * max_len + t0 + j];
                         float *o = out + h * hd;
                         if (hd % VW == 0) {
-                            for (int64_t i = 0; i < hd; i += VW) stf(o + i, ldf(o + i) + p * ldf(vh + i));
+                            for (int64_t i = 0; i < hd; i += VW) stf(o + i, ldf(o + i) + p * ldv(job->v, vh + i, kind));
                         } else {
 #pragma omp simd
-                            for (int64_t i = 0; i < hd; i++) o[i] += p * vh[i];
+                            for (int64_t i = 0; i < hd; i++) o[i] += p * ldw(job->v, vh + i, kind);
                         }
                     }
                 }
@@ -219,19 +265,27 @@ static void decode_tasks(decode_job *job) {
     free(scores);
 }
 
+TF_CLONES static void decode_tasks_f32(decode_job *job) { decode_rows(job, W_F32); }
+TF_CLONES static void decode_tasks_bf16(decode_job *job) { decode_rows(job, W_BF16); }
+
 /* paged_decode_attention(out, q, k_cache, v_cache, tables, lens, rows, num_blocks, heads, kv_heads,
- *                        head_dim, block_size, width, scale, threads)
+ *                        head_dim, block_size, width, scale, threads[, kv_kind])
  * Pointers are data pointers of contiguous tensors: out and q [rows, heads, head_dim] float32; caches
- * [blocks, block_size, kv_heads, head_dim] float32; tables [rows, width] int64; lens [rows] int64.
+ * [blocks, block_size, kv_heads, head_dim] float32 or, with kv_kind 2, bfloat16 (scores and sums in float32); tables [rows, width] int64; lens [rows] int64.
  * Threads come from the OpenMP runtime PyTorch has loaded (same soname, so one thread pool): a separate
  * pool would fight PyTorch's spinning workers for the cores. */
 static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
     unsigned long long out, q, k, v, tables, lens;
     long long rows, num_blocks, heads, kv_heads, head_dim, block_size, width, threads;
     float scale;
-    if (!PyArg_ParseTuple(args, "KKKKKKLLLLLLLfL", &out, &q, &k, &v, &tables, &lens, &rows, &num_blocks, &heads,
-                          &kv_heads, &head_dim, &block_size, &width, &scale, &threads))
+    int kv_kind = W_F32;
+    if (!PyArg_ParseTuple(args, "KKKKKKLLLLLLLfL|i", &out, &q, &k, &v, &tables, &lens, &rows, &num_blocks, &heads,
+                          &kv_heads, &head_dim, &block_size, &width, &scale, &threads, &kv_kind))
         return NULL;
+    if (kv_kind != W_F32 && kv_kind != W_BF16) {
+        PyErr_SetString(PyExc_ValueError, "paged_decode_attention: the cache's kind must be 0 (float32) or 2 (bfloat16)");
+        return NULL;
+    }
     if (rows < 0 || heads <= 0 || kv_heads <= 0 || heads % kv_heads || head_dim <= 0 || block_size <= 0 || width <= 0) {
         PyErr_SetString(PyExc_ValueError, "paged_decode_attention: bad sizes");
         return NULL;
@@ -247,13 +301,16 @@ static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
         tid = omp_get_thread_num();
 #endif
         decode_job job = {
-            .out = (float *)(uintptr_t)out, .q = (const float *)(uintptr_t)q, .k = (const float *)(uintptr_t)k,
-            .v = (const float *)(uintptr_t)v, .tables = (const int64_t *)(uintptr_t)tables,
+            .out = (float *)(uintptr_t)out, .q = (const float *)(uintptr_t)q, .k = (const void *)(uintptr_t)k,
+            .v = (const void *)(uintptr_t)v, .kv_kind = kv_kind, .tables = (const int64_t *)(uintptr_t)tables,
             .lens = (const int64_t *)(uintptr_t)lens, .num_blocks = num_blocks, .heads = heads, .kv_heads = kv_heads, .head_dim = head_dim,
             .block_size = block_size, .width = width, .scale = scale,
             .begin = rows * tid / nt, .end = rows * (tid + 1) / nt, .failed = 0,
         };
-        decode_tasks(&job);
+        if (kv_kind == W_BF16)
+            decode_tasks_bf16(&job);
+        else
+            decode_tasks_f32(&job);
         failed |= job.failed;
     }
     Py_END_ALLOW_THREADS
@@ -290,7 +347,6 @@ static PyObject *paged_decode_attention(PyObject *self, PyObject *args) {
 #define LORA_TILE_REST_K 64
 #endif
 
-enum { W_F32 = 0, W_F16 = 1, W_BF16 = 2 };
 
 typedef struct {
     float *y;
@@ -301,45 +357,6 @@ typedef struct {
     int64_t y_stride, x_stride, in_dim, a_cols, rank, mods;
     int64_t out[LORA_MAX_MODS], off[LORA_MAX_MODS];
 } lora_job;
-
-/* Element i of a weight array of kind `kind`, as float32 (exact for all three kinds): the scalar edge of
- * the vector loads below, same arithmetic. */
-static inline __attribute__((always_inline)) float ldw(const void *w, int64_t i, const int kind) {
-    if (kind == W_F32) return ((const float *)w)[i];
-    const uint32_t h = ((const uint16_t *)w)[i];
-    uint32_t u;
-    float f;
-    if (kind == W_BF16) { /* bfloat16 is the high half of a float32 */
-        u = h << 16;
-        memcpy(&f, &u, sizeof f);
-        return f;
-    }
-    /* IEEE half, finite: sign to bit 31, exponent and mantissa to bits 27..13, then one multiply by 2^112
-     * rebiases the exponent (subnormal halves come out normalised). */
-    u = ((h & 0x8000u) << 16) | ((h & 0x7fffu) << 13);
-    memcpy(&f, &u, sizeof f);
-    return f * 5.192296858534828e+33f; /* 2^112 */
-}
-
-
-/* Elements i .. i + LORA_TC - 1 of a weight array, as float32 (unaligned loads). */
-static inline __attribute__((always_inline)) vf ldv(const void *w, int64_t i, const int kind) {
-    vf f;
-    if (kind == W_F32) {
-        memcpy(&f, (const float *)w + i, sizeof f);
-        return f;
-    }
-    vh h;
-    memcpy(&h, (const uint16_t *)w + i, sizeof h);
-    if (kind == W_BF16) return (vf)(__builtin_convertvector(h, vu) << 16);
-    /* IEEE half, finite (the stacks never hold Inf or NaN: `LoraStacks.write` refuses them): sign-extended,
-     * shifted so that the sign lands on bit 31 and exponent and mantissa on bits 27..13, the copies of the
-     * sign in bits 30..28 cleared, then the exponent rebiased by multiplying by 2^112. */
-    typedef int16_t vs __attribute__((vector_size(2 * LORA_TC)));
-    const vi s = __builtin_convertvector((vs)h, vi);
-    return (vf)((s << 13) & (int32_t)0x8fffe000) * 5.192296858534828e+33f;
-}
-
 
 /* d[r, c] += sum_k xs[r * xst + k] * w[w0 + k * wst + c] for r < NR (<= LORA_TR), c < nc (<= LORA_TC).
  * Inlined with a constant NR and kind, and nc == LORA_TC in all but edge tiles: the accumulators live in

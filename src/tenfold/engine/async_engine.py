@@ -36,6 +36,8 @@ from tenfold.engine.kv_cache import BlockManager, namespace_seed
 from tenfold.engine.lora import AdapterStore
 from tenfold.engine.metrics import EngineMetrics
 from tenfold.engine.model import LlamaModel, StepInterrupted
+from tenfold.engine.number_format import FORMATS, FormatChoice
+from tenfold.engine.number_format import choose as choose_format
 from tenfold.engine.runner import ModelRunner
 from tenfold.engine.sampler import make_generator, validate_sampling
 from tenfold.engine.scheduler import Scheduler
@@ -70,6 +72,9 @@ class EngineOptions:
     host_adapters: int = 256
     torch_threads: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
+    # number format (engine.number_format): "auto" measures on CPU (bfloat16 where it wins), bfloat16 on GPUs
+    dtype: str = "auto"
+    format_cache: str = ""  # where "auto" caches its measurement per CPU ("" = measure at every start)
     enable_prefix_caching: bool = True  # always on when serving; benchmarks turn it off to measure its cost
     # dtype of the adapter slot stacks: "auto" = the model's; "bfloat16"/"float16" halve the memory and the
     # bytes a decode step reads over many adapters (products still accumulate in the model's dtype)
@@ -78,6 +83,8 @@ class EngineOptions:
     def __post_init__(self) -> None:
         if self.lora_dtype not in LORA_DTYPES:
             raise ValueError(f"lora_dtype must be one of {sorted(LORA_DTYPES)}, got {self.lora_dtype!r}")
+        if self.dtype != "auto" and self.dtype not in FORMATS:
+            raise ValueError(f"dtype must be auto or one of {sorted(FORMATS)}, got {self.dtype!r}")
 
 
 class _Outbox:
@@ -186,6 +193,7 @@ class LocalEngine:
         self.options = options or EngineOptions()
         self.config = read_config(self.model_path)
         self.shape = model_shape(self.config)
+        self.number_format: FormatChoice | None = None  # chosen when the engine loads
         self.max_context = self.shape.max_context
         self.metrics = EngineMetrics(base_model_name)
         self._inbox: queue.Queue = queue.Queue()
@@ -227,11 +235,11 @@ class LocalEngine:
             self._thread = None
             raise self._load_error
 
-    def _device(self) -> tuple[str, torch.dtype]:
+    def _device(self) -> str:
         wanted = self.options.device
         if wanted == "auto":
             wanted = "cuda" if torch.cuda.is_available() else "cpu"
-        return wanted, (torch.bfloat16 if wanted.startswith("cuda") else torch.float32)
+        return wanted
 
     def _load(self) -> None:
         from transformers import GenerationConfig
@@ -241,17 +249,26 @@ class LocalEngine:
         o = self.options
         if o.torch_threads > 0:
             torch.set_num_threads(o.torch_threads)
-        device, dtype = self._device()
+        device = self._device()
+        self.number_format = choose_format(
+            o.dtype, device=device, shapes=self.shape.linear_shapes(min(256, o.max_batched_tokens), o.max_num_seqs),
+            threads=torch.get_num_threads(), cache_file=Path(o.format_cache) if o.format_cache else None)
+        fmt = self.number_format.torch_dtype
+        log.info("engine number format: %s", self.number_format.reason)
+        self.metrics.number_format(self.number_format.dtype)
+        # On CPU a 16-bit format covers the base linears and the KV cache, activations stay float32; on a GPU
+        # the whole forward runs in it.
+        dtype = fmt if device.startswith("cuda") else torch.float32
         self._tokenizer = load_tokenizer(self.model_path)
         self._thread_tokenizer = load_tokenizer(self.model_path)
-        self.model = LlamaModel(self.model_path, dtype=dtype, device=device)
+        self.model = LlamaModel(self.model_path, dtype=dtype, device=device, compute_dtype=fmt)
         try:
             gen_config = GenerationConfig.from_pretrained(str(self.model_path))
         except OSError:
             gen_config = None
         self.eos_token_ids = eos_token_ids(self._tokenizer, gen_config)
         self.grammars = Grammars(self._thread_tokenizer, self.shape.vocab_size, self.eos_token_ids)
-        per_block = self.shape.kv_bytes_per_token(dtype) * o.block_size
+        per_block = self.shape.kv_bytes_per_token(fmt) * o.block_size
         useful = o.max_num_seqs * (-(-self.max_context // o.block_size)) + 1
         num_blocks = max(2, min(o.kv_cache_bytes // per_block, useful))
         fits = (num_blocks - 1) * o.block_size
@@ -263,14 +280,14 @@ class LocalEngine:
         self.blocks = BlockManager(num_blocks, o.block_size, enable_caching=o.enable_prefix_caching)
         self.adapters = AdapterStore(shape=self.shape, base_name=self.base_model, model_path=self.model_path,
                                      num_slots=o.adapter_slots, host_capacity=o.host_adapters,
-                                     dtype=LORA_DTYPES[o.lora_dtype] or dtype,
+                                     dtype=LORA_DTYPES[o.lora_dtype] or fmt,
                                      device=torch.device(device), metrics=self.metrics)
         self.adapters.on_loaded = self._wake.set
         self.scheduler = Scheduler(self.blocks, max_num_seqs=o.max_num_seqs, max_batched_tokens=o.max_batched_tokens,
                                    adapters=self.adapters, max_background_tokens=o.max_background_tokens)
         self.runner = ModelRunner(self.model, num_blocks=num_blocks, block_size=o.block_size, adapters=self.adapters)
         self.metrics.kv_total.set(self.blocks.usable_blocks)
-        log.info("engine %s on %s/%s: %d KV blocks x %d tokens (%.0f MB)", self.base_model, device, dtype, num_blocks,
+        log.info("engine %s on %s/%s: %d KV blocks x %d tokens (%.0f MB)", self.base_model, device, fmt, num_blocks,
                  o.block_size, num_blocks * per_block / 1e6)
 
     async def stop(self) -> None:

@@ -23,9 +23,13 @@ def linear_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
     return ext is not None and hasattr(ext, "linear_packed") and device.type == "cpu" and dtype == torch.float32
 
 
-def decode_kernel_available(device: torch.device, dtype: torch.dtype) -> bool:
-    """True when decode rows attend through the C kernel (CPU, float32, extension built)."""
-    return ext is not None and device.type == "cpu" and dtype == torch.float32
+KV_KINDS = {torch.float32: 0, torch.bfloat16: 2}  # the KV cache dtypes the decode attention kernel reads
+
+
+def decode_kernel_available(device: torch.device, dtype: torch.dtype, kv_dtype: torch.dtype | None = None) -> bool:
+    """True when decode rows attend through the C kernel (CPU, float32 queries, a float32 or bfloat16
+    cache, extension built)."""
+    return ext is not None and device.type == "cpu" and dtype == torch.float32 and (kv_dtype or dtype) in KV_KINDS
 
 
 def lora_kernel_available(device: torch.device, dtype: torch.dtype, stack_dtype: torch.dtype | None = None) -> bool:

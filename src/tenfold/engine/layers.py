@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tenfold.engine.kernels import KV_KINDS, linear_kernel_available
 from tenfold.engine.kernels import ext as _cpu_kernels
-from tenfold.engine.kernels import linear_kernel_available
 from tenfold.engine.types import EngineError
 
 _HUGE_PAGE = 2 << 20
@@ -57,12 +57,23 @@ class Linear:
     extension, on CPU float32 the weight is pre-packed into oneDNN's blocked layout (what PyTorch's own
     compiler does for frozen CPU linears; 1.3-2x ``F.linear`` there). Elsewhere (CUDA, other dtypes) it is
     plain ``F.linear``.
+
+    With a 16-bit ``compute_dtype`` on CPU (the engine's format where the CPU multiplies it faster, e.g.
+    bfloat16 on AVX512-BF16 or AMX) the weight is stored in that format, pre-packed for oneDNN, and
+    float32 activations are rounded to it on the way in and the product (accumulated in float32 by oneDNN)
+    comes back as float32: the residual stream, norms and the LoRA delta stay float32 (as under autocast).
     """
 
-    __slots__ = ("weight", "bias", "packed", "blocks", "block_bias", "out_features", "in_features")
+    __slots__ = ("weight", "bias", "packed", "blocks", "block_bias", "out_features", "in_features", "compute")
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                 compute_dtype: torch.dtype | None = None) -> None:
         self.out_features, self.in_features = weight.shape
+        self.compute = None
+        if compute_dtype is not None and compute_dtype != weight.dtype and weight.device.type == "cpu":
+            self.compute = compute_dtype  # activations arrive in weight's dtype; the product runs in this one
+            weight = weight.to(compute_dtype).contiguous()
+            bias = bias.to(compute_dtype) if bias is not None else None
         self.bias = bias
         self.packed = self.blocks = self.block_bias = None
         self.weight: torch.Tensor | None = weight
@@ -95,6 +106,11 @@ class Linear:
                                        self.block_bias.data_ptr() if self.block_bias is not None else 0,
                                        torch.get_num_threads())
             return y
+        if self.compute is not None:
+            xc = x.to(self.compute)
+            y = (torch.ops.mkldnn._linear_pointwise(xc, self.packed, self.bias, "none", [], "") if self.packed
+                 is not None else F.linear(xc, self.weight, self.bias))
+            return y.to(x.dtype)
         if self.packed is not None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
@@ -104,7 +120,8 @@ LINEAR_BLOCK = 32  # columns per packed block (LIN_NB in _cpu_kernels.c)
 
 
 def _onednn_packing(weight: torch.Tensor) -> bool:
-    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+    return (weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16, torch.float16)
+            and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
@@ -190,8 +207,8 @@ def write_kv(cache_k: torch.Tensor, cache_v: torch.Tensor, k: torch.Tensor, v: t
     """Store the new tokens' K/V at their slots; caches are [blocks, block_size, kv_heads, head_dim]."""
     flat_k = cache_k.view(-1, *cache_k.shape[2:])
     flat_v = cache_v.view(-1, *cache_v.shape[2:])
-    flat_k.index_copy_(0, slots, k)
-    flat_v.index_copy_(0, slots, v)
+    flat_k.index_copy_(0, slots, k.to(cache_k.dtype))  # a 16-bit cache rounds the step's float32 K/V once
+    flat_v.index_copy_(0, slots, v.to(cache_v.dtype))
 
 
 def _gather(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
@@ -213,8 +230,8 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: 
             decode_attention_kernel(out[:d], q[:d], cache_k, cache_v, meta.decode_blocks, meta.decode_lens, scale)
         else:
             qd = q[:d].unsqueeze(2)  # [D, H, 1, hd]
-            k = _gather(cache_k, meta.decode_blocks)
-            v = _gather(cache_v, meta.decode_blocks)
+            k = _gather(cache_k, meta.decode_blocks).to(q.dtype)
+            v = _gather(cache_v, meta.decode_blocks).to(q.dtype)
             o = F.scaled_dot_product_attention(qd, k, v, attn_mask=meta.decode_mask, scale=scale, enable_gqa=True)
             out[:d] = o.squeeze(2)
     for start, rows, blocks, mask in meta.prefills:
@@ -224,8 +241,8 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: 
             vp = v[start : start + rows].transpose(0, 1).unsqueeze(0)
             o = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scale, enable_gqa=True)
         else:
-            kp = _gather(cache_k, blocks.unsqueeze(0))[:, :, : mask.shape[1]]
-            vp = _gather(cache_v, blocks.unsqueeze(0))[:, :, : mask.shape[1]]
+            kp = _gather(cache_k, blocks.unsqueeze(0))[:, :, : mask.shape[1]].to(q.dtype)
+            vp = _gather(cache_v, blocks.unsqueeze(0))[:, :, : mask.shape[1]].to(q.dtype)
             o = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, scale=scale, enable_gqa=True)
         out[start : start + rows] = o.squeeze(0).transpose(0, 1)
     return out
@@ -235,7 +252,8 @@ def decode_attention_kernel(out: torch.Tensor, q: torch.Tensor, cache_k: torch.T
                             blocks: torch.Tensor, lens: torch.Tensor, scale: float) -> None:
     """Decode rows' attention read in place from the paged cache by the C kernel (no gathered copy).
 
-    ``out``/``q``: [D, heads, head_dim]; caches [blocks, block_size, kv_heads, head_dim]; ``blocks``
+    ``out``/``q``: [D, heads, head_dim] float32; caches [blocks, block_size, kv_heads, head_dim] float32 or
+    bfloat16 (read in place, converted per element); ``blocks``
     [D, width] int64 whose first ``ceil(lens[i] / block_size)`` entries are valid block ids of the cache;
     ``lens`` [D] int64. Shapes are checked here; the kernel checks lengths and block ids (ValueError).
     """
@@ -243,11 +261,13 @@ def decode_attention_kernel(out: torch.Tensor, q: torch.Tensor, cache_k: torch.T
     num_blocks, block_size, kv_heads, kv_dim = cache_k.shape
     width = blocks.shape[1] if blocks.dim() == 2 else 0
     tensors = (out, q, cache_k, cache_v)
-    if (any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors)
-            or cache_v.shape != cache_k.shape or out.shape != q.shape or kv_dim != head_dim
+    if (any(t.device.type != "cpu" or not t.is_contiguous() for t in tensors)
+            or out.dtype != torch.float32 or q.dtype != torch.float32 or cache_k.dtype not in KV_KINDS
+            or cache_v.dtype != cache_k.dtype or cache_v.shape != cache_k.shape or out.shape != q.shape
+            or kv_dim != head_dim
             or blocks.dtype != torch.long or lens.dtype != torch.long or not blocks.is_contiguous()
             or not lens.is_contiguous() or blocks.shape[0] != d or lens.shape != (d,) or width == 0):
         raise EngineError("decode_attention_kernel: tensors of the wrong shape, dtype, device or layout")
     _cpu_kernels.paged_decode_attention(out.data_ptr(), q.data_ptr(), cache_k.data_ptr(), cache_v.data_ptr(),
                                         blocks.data_ptr(), lens.data_ptr(), d, num_blocks, heads, kv_heads, head_dim, block_size,
-                                        width, scale, torch.get_num_threads())
+                                        width, scale, torch.get_num_threads(), KV_KINDS[cache_k.dtype])

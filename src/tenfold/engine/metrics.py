@@ -33,6 +33,9 @@ GRAMMAR_COMPILE_SECONDS = Counter("tenfold_engine_grammar_compile_seconds",
                                   "Time spent compiling structured-output grammars", ["base_model"])
 GRAMMAR_CACHE_HITS = Counter("tenfold_engine_grammar_cache_hits",
                              "Structured-output requests whose grammar was already compiled", ["base_model"])
+NUMBER_FORMAT = Gauge("tenfold_engine_number_format",
+                      "1 for the number format the engine's base linears and KV cache run in (TENFOLD_ENGINE_DTYPE)",
+                      ["base_model", "dtype"])
 REJECTED = Counter("tenfold_engine_rejected_requests", "Requests refused because the queue was full",
                    ["base_model"])
 
@@ -56,6 +59,9 @@ class EngineMetrics:
     def grammar_compiled(self, seconds: float) -> None:
         GRAMMAR_COMPILES.labels(self.base_model).inc()
         GRAMMAR_COMPILE_SECONDS.labels(self.base_model).inc(seconds)
+
+    def number_format(self, dtype: str) -> None:
+        NUMBER_FORMAT.labels(self.base_model, dtype).set(1)
 
     def evicted(self, tier: str) -> None:
         ADAPTER_EVICTIONS.labels(self.base_model, tier).inc()

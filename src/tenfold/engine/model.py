@@ -48,10 +48,16 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
 class LlamaModel:
     """Base weights plus the forward pass. Weights are plain tensors (no ``nn.Module``)."""
 
-    def __init__(self, path: Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> None:
+    def __init__(self, path: Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                 compute_dtype: torch.dtype | None = None) -> None:
+        """``dtype``: activations, norms and the residual stream; ``compute_dtype`` (default: ``dtype``): the
+        base linears' weights and products and the KV cache (on CPU, a 16-bit format the CPU multiplies
+        faster while ``dtype`` stays float32)."""
         self.config = read_config(path)
         self.shape = s = model_shape(self.config)
         self.dtype, self.device = dtype, torch.device(device)
+        self.compute_dtype = compute_dtype or dtype
+        lin = {"compute_dtype": compute_dtype} if compute_dtype not in (None, dtype) else {}
         state = _load_state(path)
 
         def take(name: str) -> torch.Tensor:
@@ -61,7 +67,7 @@ class LlamaModel:
 
         self.embed = take("embed_tokens.weight")
         self.norm = take("norm.weight")
-        self.lm_head = Linear(self.embed if s.tied or "lm_head.weight" not in state else take("lm_head.weight"))
+        self.lm_head = Linear(self.embed if s.tied or "lm_head.weight" not in state else take("lm_head.weight"), **lin)
         self.layers: list[dict[str, torch.Tensor | Linear]] = []
         for i in range(s.layers):
             p = f"layers.{i}."
@@ -71,11 +77,12 @@ class LlamaModel:
             self.layers.append({
                 "in_norm": take(p + "input_layernorm.weight"),
                 "post_norm": take(p + "post_attention_layernorm.weight"),
-                "qkv": Linear(torch.cat([take(p + f"self_attn.{n}_proj.weight") for n in "qkv"]).contiguous(), qkv_bias),
-                "o": Linear(take(p + "self_attn.o_proj.weight")),
+                "qkv": Linear(torch.cat([take(p + f"self_attn.{n}_proj.weight") for n in "qkv"]).contiguous(), qkv_bias,
+                              **lin),
+                "o": Linear(take(p + "self_attn.o_proj.weight"), **lin),
                 "gate_up": Linear(torch.cat([take(p + "mlp.gate_proj.weight"),
-                                             take(p + "mlp.up_proj.weight")]).contiguous()),
-                "down": Linear(take(p + "mlp.down_proj.weight")),
+                                             take(p + "mlp.up_proj.weight")]).contiguous(), **lin),
+                "down": Linear(take(p + "mlp.down_proj.weight"), **lin),
             })
         self.rotary = Rotary(self.config, s.head_dim, s.max_context, dtype, self.device)
         self.scale = s.head_dim**-0.5
@@ -84,8 +91,9 @@ class LlamaModel:
     def allocate_kv(self, num_blocks: int, block_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         s = self.shape
         shape = (num_blocks, block_size, s.kv_heads, s.head_dim)
-        return [(empty_large(shape, dtype=self.dtype, device=self.device).zero_(),
-                 empty_large(shape, dtype=self.dtype, device=self.device).zero_()) for _ in range(s.layers)]
+        kv = self.compute_dtype
+        return [(empty_large(shape, dtype=kv, device=self.device).zero_(),
+                 empty_large(shape, dtype=kv, device=self.device).zero_()) for _ in range(s.layers)]
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMeta,
                 kv: list[tuple[torch.Tensor, torch.Tensor]], lora: LoraPlan | None,

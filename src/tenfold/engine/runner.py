@@ -37,7 +37,7 @@ class ModelRunner:
         self.adapters = adapters
         self.kv = model.allocate_kv(num_blocks, block_size)
         self.device = model.device
-        self.decode_kernel = decode_kernel_available(model.device, model.dtype)
+        self.decode_kernel = decode_kernel_available(model.device, model.dtype, model.compute_dtype)
         self.lora_kernel = lora_kernel_available(model.device, model.dtype,
                                                  adapters.stacks.dtype if adapters is not None else None)
 

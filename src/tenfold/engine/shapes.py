@@ -44,6 +44,12 @@ class ModelShape:
         return {"qkv": [q, kv, kv], "o": [self.hidden], "gate_up": [self.intermediate] * 2,
                 "down": [self.hidden]}[group]
 
+    def linear_shapes(self, rows: int, head_rows: int) -> list[tuple[int, int, int]]:
+        """(rows, out, in) of each distinct base linear as a step of ``rows`` tokens runs it (the LM head
+        over ``head_rows`` of them): what the engine's number format is measured on."""
+        groups = [(rows, sum(self.group_out(g)), self.group_in(g)) for g in ("qkv", "o", "gate_up", "down")]
+        return groups + [(head_rows, self.vocab_size, self.hidden)]
+
     def group_in(self, group: str) -> int:
         return {"qkv": self.hidden, "o": self.heads * self.head_dim, "gate_up": self.hidden,
                 "down": self.intermediate}[group]
