@@ -9,6 +9,11 @@ Arms, measured side by side in one run (each engine arm and (e) in a fresh proce
 minutes):
   (a) tenfold engine, one adapter per request (N adapters)
   (a') the same with ``lora_dtype=bfloat16`` slot stacks (half the bytes per decode step; float32 math)
+  (a*) the same in the engine's own number format (``TENFOLD_ENGINE_DTYPE=auto``: measured at start;
+       bfloat16 base linears and KV cache where the CPU multiplies bfloat16 faster)
+  (v0) vLLM (the CPU build in ``.vllm-venv``; its offline engine) on the bare base model, in each of
+       ``--vllm-dtypes``, the best reported: what this CPU gives a mature engine without adapters
+  (v) vLLM with the same N adapters, one per request (``--max-loras N``), same dtypes
   (b) tenfold engine, one adapter merged into the base weights
   (c) transformers + PEFT, adapter swapped per request (batch 1; measured on a subset, --swap-requests)
   (d) transformers + PEFT mixed-adapter batch (``adapter_names``)
@@ -19,13 +24,14 @@ suffixes: TTFT hit vs miss; and caching on vs off on a workload without shared p
 (1,000 registered adapters, 64 slots, Zipf-popular traffic vs all resident; cold load time), ``linears``
 (the model's base linears at 1-512 rows: the engine's packed C kernel vs oneDNN vs MKL).
 
-    python bench/serving.py --threads 2 --section throughput
+    python bench/serving.py --threads 2 --section throughput [--vllm .vllm-venv/bin/python | --vllm ""]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -43,6 +49,13 @@ WORK = Path(os.environ.get("TENFOLD_BENCH_DIR", "/tmp/tenfold-bench"))
 FLOP_PER_TOKEN = 0.27e9  # SmolLM2-135M forward, per token processed (DESIGN §8)
 
 
+def cpu_line() -> str:
+    from tenfold.engine.number_format import cpu_signature
+
+    name, flags = cpu_signature()
+    return f"{name} ({', '.join(sorted(flags & {'avx512_bf16', 'amx_bf16', 'avx512_fp16', 'amx_fp16'})) or 'no 16-bit dot products'})"
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -51,9 +64,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def matmul_peak(threads: int) -> dict[str, float]:
-    """Measured float32 GEMM peak (GFLOP/s, 1024^3) with ``threads`` threads: ``torch.matmul`` (MKL, what
+    """Measured GEMM peak (GFLOP/s, 1024^3) with ``threads`` threads: in float32 ``torch.matmul`` (MKL, what
     transformers runs), oneDNN with a pre-packed weight, and the engine's own packed kernel (what our
-    engine runs on CPU float32 when the C extension is built; ``tenfold.engine.layers.Linear``)."""
+    engine runs on CPU float32 when the C extension is built; ``tenfold.engine.layers.Linear``); and
+    oneDNN in bfloat16 (the best format's ceiling where the CPU has bfloat16 dot products)."""
     from tenfold.engine.kernels import linear_kernel_available
     from tenfold.engine.layers import Linear
 
@@ -65,6 +79,8 @@ def matmul_peak(threads: int) -> dict[str, float]:
     if linear_kernel_available(a.device, a.dtype):
         ours = Linear(b.t().contiguous())
         kernels["tenfold"] = lambda: ours(a)
+    a16, packed16 = a.bfloat16(), torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous().bfloat16(), 1024)
+    kernels["onednn-bf16"] = lambda: torch.ops.mkldnn._linear_pointwise(a16, packed16, None, "none", [], "")
     peaks = {}
     for name, fn in kernels.items():
         for _ in range(3):
@@ -215,12 +231,31 @@ def _run_engine(model_path: Path, reqs: list[tuple[list[int], Path | None]], out
             counts = await asyncio.gather(*(one(i, p, a) for i, (p, a) in enumerate(reqs)))
             wall = time.perf_counter() - start
             return {"tok_s": sum(counts) / wall, "wall": wall, "ttft": ttft, "tpot": tpot, "load_s": load_s,
-                    "preemptions": engine.scheduler.total_preemptions,
+                    "preemptions": engine.scheduler.total_preemptions, "format": engine.number_format.reason,
                     "cold_loads": list(engine.adapters.load_seconds)}
         finally:
             await engine.stop()
 
     return asyncio.run(main())
+
+
+def run_vllm(vllm_python: str, model_path: Path, prompts_: list[list[int]], adapters: list[Path] | None,
+             out_tokens: int, threads: int, dtype: str) -> dict:
+    """A vLLM arm: ``bench/_vllm_offline.py`` in the vLLM environment (its own process and pins)."""
+    import subprocess
+    import tempfile
+
+    spec = {"model": str(model_path), "prompts": prompts_, "adapters": [str(p) for p in adapters or []],
+            "rank": 16, "output": out_tokens, "threads": threads, "dtype": dtype}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=WORK, delete=False) as fh:
+        json.dump(spec, fh)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "TENFOLD_"))}
+    r = subprocess.run([vllm_python, str(Path(__file__).with_name("_vllm_offline.py")), "--spec", fh.name],
+                       capture_output=True, text=True, env=env, timeout=3600)
+    line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if r.returncode != 0 or line is None:
+        raise SystemExit(f"the vLLM arm failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return json.loads(line[7:])
 
 
 def merged_folder(model_path: Path, adapter: Path) -> Path:
@@ -289,23 +324,35 @@ def section_throughput(args, model_path: Path) -> None:
     ps = prompts(n, p_len)
     # The box drifts by 10-30 % over minutes, so the arms the targets compare closely ((a), (b), (e)) run in
     # interleaved rounds, each in a fresh process, and each arm's best round is reported (all rounds too).
-    runs: dict[str, list[dict]] = {"a": [], "a16": [], "b": [], "e": []}
+    runs: dict[str, list[dict]] = {"a": [], "a16": [], "a*": [], "b": [], "e": []}
+    vllm_dtypes = [d for d in args.vllm_dtypes.split(",") if d] if args.vllm else []
+    for d in vllm_dtypes:
+        runs[f"v0 {d}"], runs[f"v {d}"] = [], []
     for _ in range(args.repeats):
-        runs["a"].append(run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads))
-        runs["a16"].append(run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads,
+        runs["a"].append(run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads, dtype="float32"))
+        runs["a16"].append(run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads, dtype="float32",
                                       lora_dtype="bfloat16"))
-        runs["b"].append(run_engine(merged, [(p, None) for p in ps], o_len, args.threads))
+        runs["a*"].append(run_engine(model_path, list(zip(ps, adapters)), o_len, args.threads, dtype="auto"))
+        runs["b"].append(run_engine(merged, [(p, None) for p in ps], o_len, args.threads, dtype="float32"))
         runs["e"].append(in_subprocess(run_hf_batched, model_path, adapters[0], ps, o_len, args.threads))
+        for d in vllm_dtypes:
+            runs[f"v0 {d}"].append(run_vllm(args.vllm, model_path, ps, None, o_len, args.threads, d))
+            runs[f"v {d}"].append(run_vllm(args.vllm, model_path, ps, adapters, o_len, args.threads, d))
     best = {k: max(v, key=lambda r: r["tok_s"]) for k, v in runs.items()}
     every = {k: " / ".join(f"{r['tok_s']:.0f}" for r in v) for k, v in runs.items()}
     results = {k: v["tok_s"] for k, v in best.items()}
-    a, a16, b, e = best["a"], best["a16"], best["b"], best["e"]
+    a, a16, b, e, astar = best["a"], best["a16"], best["b"], best["e"], best["a*"]
     rows = [["(a) tenfold, %d adapters" % n, a["tok_s"], every["a"], pct(a["ttft"], 50), pct(a["ttft"], 99),
              1000 * pct(a["tpot"], 50), 1000 * pct(a["tpot"], 99)],
             ["(a') same, lora_dtype=bfloat16 slots", a16["tok_s"], every["a16"], pct(a16["ttft"], 50),
              pct(a16["ttft"], 99), 1000 * pct(a16["tpot"], 50), 1000 * pct(a16["tpot"], 99)],
+            ["(a*) same, engine's own format (auto)", astar["tok_s"], every["a*"], pct(astar["ttft"], 50),
+             pct(astar["ttft"], 99), 1000 * pct(astar["tpot"], 50), 1000 * pct(astar["tpot"], 99)],
             ["(b) tenfold, 1 adapter merged", b["tok_s"], every["b"], pct(b["ttft"], 50), pct(b["ttft"], 99),
              1000 * pct(b["tpot"], 50), 1000 * pct(b["tpot"], 99)]]
+    for d in vllm_dtypes:
+        rows.append([f"(v0) vLLM bare base, {d}", best[f"v0 {d}"]["tok_s"], every[f"v0 {d}"], "", "", "", ""])
+        rows.append([f"(v) vLLM {n} adapters, {d}", best[f"v {d}"]["tok_s"], every[f"v {d}"], "", "", "", ""])
 
     torch.set_num_threads(args.threads)
     peft = PeftModel.from_pretrained(load_causal_lm(model_path), str(adapters[0]), adapter_name="a000").eval()
@@ -334,9 +381,10 @@ def section_throughput(args, model_path: Path) -> None:
 
     peaks = matmul_peak(args.threads)
     ceilings = {k: v * 1e9 / (FLOP_PER_TOKEN * (p_len + o_len) / o_len) for k, v in peaks.items()}
-    ceiling = max(ceilings.values())  # the machine's best measured float32 matmul
+    ceiling32 = max(v for k, v in ceilings.items() if k != "onednn-bf16")  # the best measured float32 matmul
+    ceiling = max(ceilings.values())  # the best format's
     print(f"\nthroughput: {n} requests x ({p_len} prompt + {o_len} output) tokens, {n} rank-16 all-linear adapters,"
-          f" float32, torch threads={args.threads}; matmul peak (GFLOP/s, 1024^3) "
+          f" torch threads={args.threads}; CPU {cpu_line()}; (a*) ran {astar['format']}; matmul peak (GFLOP/s, 1024^3) "
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " -> ceiling "
           + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items()) + " out tok/s;"
           f" adapters loaded and placed in slots in {a['load_s']:.1f} s (before the clock); (a), (a'), (b), (e): best of "
@@ -349,8 +397,12 @@ def section_throughput(args, model_path: Path) -> None:
         ["(a)/(c) vs PEFT swap", r["a"] / r["c"], ">= 8"],
         ["(a)/(d) vs PEFT mixed batch", r["a"] / r["d"], ">= 2"],
         ["(a)/(e) vs PEFT one-adapter batch", r["a"] / r["e"], ">= 1.3"],
-        [f"(a) / compute ceiling (best matmul peak, {max(ceilings, key=ceilings.get)})", r["a"] / ceiling, ">= 0.60"],
-        ["(a) / compute ceiling (MKL matmul peak)", r["a"] / ceilings["mkl"], ">= 0.60"]]))
+        ["(a) / float32 compute ceiling (best float32 matmul peak)", r["a"] / ceiling32, ">= 0.60"],
+        ["(a) / compute ceiling (MKL matmul peak)", r["a"] / ceilings["mkl"], ">= 0.60"],
+        [f"(a*) / best-format compute ceiling ({max(ceilings, key=ceilings.get)})", r["a*"] / ceiling, ">= 0.5"],
+        *([["(a*) / (v0) vLLM bare base, its best dtype", r["a*"] / max(r[f"v0 {d}"] for d in vllm_dtypes), ">= 1.0"],
+           ["(a*) / (v) vLLM same adapters, its best dtype", r["a*"] / max(r[f"v {d}"] for d in vllm_dtypes), ">= 10"]]
+          if vllm_dtypes else [])]))
     print(f"(a) preemptions: {a['preemptions']}")
 
 
@@ -513,6 +565,9 @@ def main() -> None:
     ap.add_argument("--zipf-requests", type=int, default=256)
     ap.add_argument("--distinct-weights", type=int, default=64)
     ap.add_argument("--models-dir", type=Path, default=default_models_dir())
+    ap.add_argument("--vllm", default=str(Path(__file__).resolve().parent.parent / ".vllm-venv/bin/python"),
+                    help="the vLLM environment's python for arms (v0) and (v); empty: no vLLM arms")
+    ap.add_argument("--vllm-dtypes", default="float32,bfloat16")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     WORK.mkdir(parents=True, exist_ok=True)
