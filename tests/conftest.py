@@ -59,7 +59,7 @@ def server_env(home: Path, model_cache: Path, *, database_url: str | None = None
            "TENFOLD_TORCH_THREADS": "1", "TENFOLD_WORKER_POLL_SECONDS": "0.2", "TENFOLD_JOB_HEARTBEAT_SECONDS": "1",
            "HF_HUB_OFFLINE": "1",  # tests never reach a hub: a Hugging Face id fails at once instead of waiting
            # tests assert exact tokens in float32; the 16-bit formats have their own tests (engine/test_number_format)
-           "TENFOLD_ENGINE_DTYPE": "float32",
+           "TENFOLD_ENGINE_DTYPE": "float32", "TENFOLD_TRAIN_DTYPE": "float32",
            **(extra_env or {})}
     env.pop("TENFOLD_DATABASE_URL", None)
     if database_url:

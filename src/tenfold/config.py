@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # $TENFOLD_HOME/cache/engine-format.json; bfloat16 on GPUs. On CPU it covers the base linears and the
     # KV cache (activations, norms and logits stay float32).
     engine_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Training's frozen base weights: auto = bfloat16 where it wins on this CPU (the same measurement), on
+    # GPUs bfloat16; adapter weights, gradients and optimizer state are float32 in every format.
+    train_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     # Adapter slot dtype: auto = the engine's number format. bfloat16 or float16 halve slot memory and the
     # bytes a decode step over many adapters reads (its bottleneck on CPU), at the cost of rounding the
     # stored weights.

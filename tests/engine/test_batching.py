@@ -20,7 +20,8 @@ async def _together(engine, specs):
     return await asyncio.gather(*(collect(engine, p, ad, rid=f"t{i}", **kw) for i, (p, ad, kw) in enumerate(specs)))
 
 
-def test_seeded_sampling_and_greedy_do_not_depend_on_the_batch(tiny_path, adapter_a, adapter_b):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # the promise holds in the 16-bit format too
+def test_seeded_sampling_and_greedy_do_not_depend_on_the_batch(tiny_path, adapter_a, adapter_b, dtype):
     specs = [(PROMPTS[0], None, dict(max_tokens=10, temperature=0.8, seed=11)),
              (PROMPTS[1], adapter_a, dict(max_tokens=10, temperature=1.2, top_p=0.9, seed=12)),
              (PROMPTS[2], adapter_b, dict(max_tokens=10, temperature=0)),
@@ -31,20 +32,23 @@ def test_seeded_sampling_and_greedy_do_not_depend_on_the_batch(tiny_path, adapte
         together = [ids_of(d) for d in await _together(engine, specs)]
         return alone, together
 
-    alone, together = run_with_engine(tiny_path, body)
+    alone, together = run_with_engine(tiny_path, body, dtype=dtype)
     assert together == alone
 
 
-def test_chunked_prefill_and_preemption_give_the_same_tokens(tiny_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_chunked_prefill_and_preemption_give_the_same_tokens(tiny_path, dtype):
     specs = [(p, None, dict(max_tokens=24, temperature=0)) for p in PROMPTS]
 
     async def body(engine):
         return [ids_of(d) for d in await _together(engine, specs)], engine.scheduler.total_preemptions
 
-    roomy, _ = run_with_engine(tiny_path, body)
-    # 7-token steps chunk every prompt; 32 blocks of 4 tokens (512 bytes per token) cannot hold all four at once.
+    roomy, _ = run_with_engine(tiny_path, body, dtype=dtype)
+    # 7-token steps chunk every prompt; 32 blocks of 4 tokens cannot hold all four at once (512 bytes per token
+    # in float32, 256 in a bfloat16 cache).
+    per_token = 512 if dtype == "float32" else 256
     tight, preemptions = run_with_engine(tiny_path, body, max_batched_tokens=7, block_size=4,
-                                         kv_cache_bytes=33 * 4 * 512)
+                                         kv_cache_bytes=33 * 4 * per_token, dtype=dtype)
     assert tight == roomy
     assert preemptions > 0
 

@@ -132,6 +132,18 @@ def test_a_16_bit_linear_rounds_inputs_and_weights_and_returns_float32(rows):
     assert (y - F.linear(x, w, b)).abs().max() > 0  # it did run in bfloat16
 
 
+@pytest.mark.parametrize("out,inner", [(960, 576), (576, 1536), (3072, 576)])  # the embedded model's linears
+def test_a_16_bit_linear_gives_a_row_the_same_result_in_any_batch(out, inner):
+    """A row's product does not depend on the rows around it (one row, a decode batch, a prefill chunk): the
+    promise that a seed gives the same tokens whatever else is in the batch holds in bfloat16."""
+    torch.manual_seed(out)
+    lin = Linear(torch.randn(out, inner) / inner**0.5, compute_dtype=torch.bfloat16)
+    x = torch.randn(300, inner)
+    full = lin(x)
+    for rows in (1, 2, 7, 16, 64, 200):
+        torch.testing.assert_close(lin(x[:rows]), full[:rows], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("head_dim", [16, 64])
 def test_decode_kernel_ignores_keys_past_each_rows_length(head_dim):
     q, ck, cv, tables, lens = _paged_case(3, rows=4, heads=4, kv_heads=2, head_dim=head_dim)

@@ -85,7 +85,7 @@ def make_spec(tmp_path: Path, tiny_model_dir: Path):
         values: dict[str, Any] = dict(base_model="tiny-random-llama", base_model_path=str(tiny_model_dir),
                                       training_file=str(train), output_dir=str(tmp_path / "out"),
                                       n_epochs=2, batch_size=4, learning_rate=5e-3, checkpoint_every=2,
-                                      torch_threads=1, max_length=64)
+                                      torch_threads=1, max_length=64, dtype="float32")
         values.update(overrides)
         return TrainingSpec(**values)
 

@@ -36,9 +36,13 @@ def _torchrun_two_processes(spec, tmp_path: Path) -> list[dict]:
 
 
 @pytest.mark.timeout(300)
-def test_two_cpu_processes_agree_and_write_one_checkpoint(make_spec, tmp_path: Path) -> None:
-    spec = make_spec(n_epochs=2, batch_size=4, checkpoint_every=4, learning_rate=1e-2)
+@pytest.mark.parametrize("dtype", ["float32", "auto"])
+def test_two_cpu_processes_agree_and_write_one_checkpoint(make_spec, tmp_path: Path, dtype: str) -> None:
+    """"auto": rank 0 measures the format and every rank trains in it (identical weights either way)."""
+    spec = make_spec(n_epochs=2, batch_size=4, checkpoint_every=4, learning_rate=1e-2, dtype=dtype)
     events = _torchrun_two_processes(spec, tmp_path)
+    started = next(e for e in events if e["type"] == "started")
+    assert started["base_dtype"] in (("float32",) if dtype == "float32" else ("float32", "bfloat16"))
     ranks = {e["rank"]: e for e in events if e["type"] == "rank_done"}
     assert sorted(ranks) == [0, 1] and ranks[0]["world_size"] == 2 and ranks[0]["backend"] == "gloo"
     assert ranks[0]["checksum"] == ranks[1]["checksum"]  # identical weights on both ranks
@@ -51,7 +55,8 @@ def test_two_cpu_processes_agree_and_write_one_checkpoint(make_spec, tmp_path: P
     single = []  # the token counter (what is billed) covers both ranks' shares: same as one process
     from tenfold.training.sft import run_sft
 
-    run_sft(spec.model_copy(update={"output_dir": str(tmp_path / "single")}), single.append)
+    run_sft(spec.model_copy(update={"output_dir": str(tmp_path / "single"), "dtype": started["base_dtype"]}),
+            single.append)
     done = next(e for e in events if e["type"] == "done")
     assert done["trained_tokens"] == single[-1]["trained_tokens"]
 

@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             return bool(flag.item())
 
+        if spec.dtype == "auto" and not _has_cuda():  # one measurement, rank 0's, for every rank
+            from tenfold.training.runner import resolve_dtype
+
+            chosen = [resolve_dtype(spec) if state.is_main_process else None]
+            dist.broadcast_object_list(chosen, src=0)
+            spec = spec.model_copy(update={"dtype": chosen[0]})
         done = run_training(spec, emit, agreed_stop, is_main=state.is_main_process, reduce=average_gradients,
                             shard=(state.process_index, state.num_processes))
         state.wait_for_everyone()

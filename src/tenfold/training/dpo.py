@@ -80,7 +80,7 @@ def run_dpo(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
     share of every step's pairs, ``reduce`` averages the gradients, and only ``is_main`` reports and writes.
     """
     runner.setup_process(spec)
-    device, dtype = runner.device_and_dtype()
+    device, dtype = runner.device_and_dtype(spec)
     tokenizer, model = runner.build_model(spec, device, dtype)
     pad_id = runner.pad_id_of(tokenizer)
     report = emit if is_main else (lambda event: None)  # one report, from the main process

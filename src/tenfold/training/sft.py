@@ -74,7 +74,7 @@ def run_sft(spec: TrainingSpec, emit: Emit, should_stop: Callable[[], bool] = ne
     ``shard=(rank, world)``: under DDP each process computes its share of every step's examples.
     """
     runner.setup_process(spec)
-    device, dtype = runner.device_and_dtype()
+    device, dtype = runner.device_and_dtype(spec)
     tokenizer, model = runner.build_model(spec, device, dtype)
     pad_id = runner.pad_id_of(tokenizer)
     report = emit if is_main else (lambda event: None)  # one report, from the main process

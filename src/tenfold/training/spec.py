@@ -118,6 +118,11 @@ class TrainingSpec(BaseModel):
     # 0 = the whole step in one pass; None = the device's default (``batching.default_micro_batch_tokens``).
     micro_batch_tokens: int | None = Field(default=None, ge=0)
     torch_threads: int = Field(default=0, ge=0)
+    # Not a hyperparameter either: the frozen base weights' format (``TENFOLD_TRAIN_DTYPE``). "auto" measures
+    # on CPU like the engine (``tenfold.engine.number_format``; cached in ``format_cache``) and takes bfloat16
+    # where it wins; adapter weights, gradients and optimizer state stay float32 whatever the format.
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    format_cache: str = ""
     resume_from: str | None = None  # a checkpoint folder holding resume state
     init_adapter: str | None = None  # continued fine-tuning: start from this adapter folder's weights
     from_checkpoint: str | None = None  # what the user named (<job> or <job>/step-N), for display
