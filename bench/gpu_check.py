@@ -56,8 +56,8 @@ def main() -> None:
                     f"{args.requests} requests x (128 prompt + 64 output), {args.requests} rank-16 all-linear adapters"}
     for arm, reqs in (("adapters", list(zip(ps, adapters))), ("base", [(p, None) for p in ps])):
         start = time.perf_counter()
-        r = _run_engine(model, reqs, 64, os.cpu_count() or 1, "smollm2-135m-instruct", None, device="cuda", dtype="auto",
-                        kv_cache_bytes=4 << 30)
+        r = _run_engine(model, reqs, 64, os.cpu_count() or 1, "smollm2-135m-instruct", None, device="cuda",
+                        dtype="auto", kv_cache_bytes=4 << 30)
         result[arm] = {"tok_s": r["tok_s"], "ttft_p50_s": pct(r["ttft"], 50), "ttft_p99_s": pct(r["ttft"], 99),
                        "tpot_p50_ms": 1000 * pct(r["tpot"], 50), "tpot_p99_ms": 1000 * pct(r["tpot"], 99),
                        "format": r["format"], "arm_seconds": time.perf_counter() - start}
