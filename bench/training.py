@@ -1,7 +1,7 @@
 """Our SFT recipe (``tenfold.training.sft.run_sft``) vs TRL's ``SFTTrainer``, same LoRA job, side by side.
 (Supersedes ``bench/sft_lean_vs_trl.py``.)
 
-Workload: SmolLM2-135M-Instruct float32 on CPU, the bundled demo set (106 single-turn chats), LoRA r=16
+Workload: SmolLM2-135M-Instruct on CPU (float32 arms; ``-bf16`` arms in bfloat16 where it wins), the bundled demo set (106 single-turn chats), LoRA r=16
 alpha=32 all-linear dropout 0, 8 examples per optimizer step in every arm (TRL without accumulation; tenfold
 accumulating its micro-batches within the step, so the same effective batch and the same math), lr 2e-3
 linear decay, no warmup, weight decay 0, grad clip 1.0, loss on the assistant reply only.
@@ -27,7 +27,8 @@ transformers/peft lazily inside ``run_sft``, only the startup total compares acr
 each arm on its own batches.
 
     .venv/bin/python bench/training.py [--steps 14] [--repeats 2] [--threads 2] [--arms lean,lean-packed,trl,trl-nogc]
-        [--models-dir DIR]   (more arms: lean-onepass, lean-packed-onepass, dpo, trl-dpo)
+        [--models-dir DIR]   (more arms: lean-onepass, lean-packed-onepass, dpo, trl-dpo, and in bfloat16
+        lean-bf16, lean-packed-bf16, trl-bf16, trl-nogc-bf16)
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def _rss_mb() -> float:
 
 # ---- arms (child processes) --------------------------------------------------------------------------
 def arm_lean(model_path: str, steps: int, threads: int, packing: bool = False,
-             micro_batch_tokens: int | None = None) -> dict:
+             micro_batch_tokens: int | None = None, dtype: str = "float32") -> dict:
     import torch
 
     from tenfold.training.demo_task import demo_train_path
@@ -106,7 +107,7 @@ def arm_lean(model_path: str, steps: int, threads: int, packing: bool = False,
             output_dir=out, n_epochs=math.ceil(steps / per_epoch), batch_size=BATCH, learning_rate=LR,
             lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0, target_modules="all-linear",
             seed=SEED, logging_steps=1, torch_threads=threads, packing=packing,
-            micro_batch_tokens=micro_batch_tokens)
+            micro_batch_tokens=micro_batch_tokens, dtype=dtype)
         try:
             run_sft(spec, emit, should_stop)
         except TrainingCancelled:
@@ -116,14 +117,19 @@ def arm_lean(model_path: str, steps: int, threads: int, packing: bool = False,
     metrics = [(t, e) for t, e in events if e["type"] == "metrics"][:steps]
     t_last, last = metrics[-1]
     losses = [e["loss"] for _, e in metrics]
-    name = ("tenfold packed" if packing else "tenfold") + (" (one pass)" if micro_batch_tokens == 0 else "")
+    name = (("tenfold packed" if packing else "tenfold") + (" (one pass)" if micro_batch_tokens == 0 else "")
+            + f" {started_event(events)['base_dtype']}")
     return {"arm": name, "import_s": t_import - T0, "setup_s": started - t_import,
             "train_s": t_last - started, "after_s": t_end - t_last, "steps": len(metrics),
             "tokens": last["tokens"], "final_loss": losses[-1], "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
             "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads(), "total_s": time.perf_counter() - T0}
 
 
-def arm_trl(model_path: str, steps: int, threads: int, gradient_checkpointing: bool = True) -> dict:
+def started_event(events: list[tuple[float, dict]]) -> dict:
+    return next(e for _, e in events if e["type"] == "started")
+
+
+def arm_trl(model_path: str, steps: int, threads: int, gradient_checkpointing: bool = True, bf16: bool = False) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -147,7 +153,7 @@ def arm_trl(model_path: str, steps: int, threads: int, gradient_checkpointing: b
         config = SFTConfig(
             output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
             learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-            bf16=False, fp16=False, use_cpu=True, save_strategy="no", eval_strategy="no",
+            bf16=bf16, fp16=False, use_cpu=True, save_strategy="no", eval_strategy="no",
             report_to="none", seed=SEED, dataloader_num_workers=0, disable_tqdm=True, **tuned)
         peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0,
                                  target_modules="all-linear", task_type="CAUSAL_LM", bias="none")
@@ -156,7 +162,7 @@ def arm_trl(model_path: str, steps: int, threads: int, gradient_checkpointing: b
         trainer.train()
         t_end = time.perf_counter()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"arm": "TRL SFTTrainer" + ("" if gradient_checkpointing else " (no grad ckpt)"), "import_s": t_import - T0, "setup_s": times["begin"][0] - t_import,
+    return {"arm": "TRL SFTTrainer" + ("" if gradient_checkpointing else " (no grad ckpt)") + (" bf16" if bf16 else ""), "import_s": t_import - T0, "setup_s": times["begin"][0] - t_import,
             "train_s": times["step_end"][-1] - times["begin"][0], "after_s": t_end - times["step_end"][-1],
             "steps": len(times["step_end"]), "tokens": int(trainer._total_train_tokens),
             "final_loss": losses[-1], "mean_loss_last_epoch": _mean(losses[-per_epoch:]),
@@ -204,7 +210,7 @@ def arm_dpo(model_path: str, steps: int, threads: int) -> dict:
             method="dpo", base_model=BASE_MODEL, base_model_path=model_path, training_file=str(data),
             output_dir=out + "/o", n_epochs=math.ceil(steps / per_epoch), batch_size=BATCH, learning_rate=LR,
             lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0, target_modules="all-linear",
-            seed=SEED, logging_steps=1, torch_threads=threads, dpo_beta=0.1)
+            seed=SEED, logging_steps=1, torch_threads=threads, dpo_beta=0.1, dtype="float32")
         try:
             run_dpo(spec, emit, should_stop)
         except TrainingCancelled:
@@ -269,7 +275,11 @@ ARMS = {"dpo": (arm_dpo, {}), "trl-dpo": (arm_trl_dpo, {}),
 "lean": (arm_lean, {}), "lean-packed": (arm_lean, {"packing": True}),
         "lean-onepass": (arm_lean, {"micro_batch_tokens": 0}),
         "lean-packed-onepass": (arm_lean, {"packing": True, "micro_batch_tokens": 0}),
-        "trl": (arm_trl, {}), "trl-nogc": (arm_trl, {"gradient_checkpointing": False})}
+        "trl": (arm_trl, {}), "trl-nogc": (arm_trl, {"gradient_checkpointing": False}),
+        # the best format where it wins (issue 19): tenfold's base in bfloat16 (adapter, gradients and optimizer
+        # float32); TRL with bf16=True (autocast over a float32 model, its documented mixed precision)
+        "lean-bf16": (arm_lean, {"dtype": "bfloat16"}), "lean-packed-bf16": (arm_lean, {"packing": True, "dtype": "bfloat16"}),
+        "trl-bf16": (arm_trl, {"bf16": True}), "trl-nogc-bf16": (arm_trl, {"gradient_checkpointing": False, "bf16": True})}
 
 
 # ---- driver --------------------------------------------------------------------------------------------
@@ -329,7 +339,8 @@ def main() -> None:
     print()
     print(table(headers, rows))
     print()
-    pairs = [(o, t) for o in arms if o.startswith("lean") for t in arms if t.startswith("trl") and "dpo" not in t]
+    pairs = [(o, t) for o in arms if o.startswith("lean") for t in arms if t.startswith("trl") and "dpo" not in t
+             and o.endswith("-bf16") == t.endswith("-bf16")]  # same format on both sides
     pairs += [(o, t) for o in arms if o == "dpo" for t in arms if t == "trl-dpo"]
     for ours, theirs in pairs:
         if True:

@@ -76,8 +76,8 @@ class EngineOptions:
     dtype: str = "auto"
     format_cache: str = ""  # where "auto" caches its measurement per CPU ("" = measure at every start)
     enable_prefix_caching: bool = True  # always on when serving; benchmarks turn it off to measure its cost
-    # dtype of the adapter slot stacks: "auto" = the model's; "bfloat16"/"float16" halve the memory and the
-    # bytes a decode step reads over many adapters (products still accumulate in the model's dtype)
+    # dtype of the adapter slot stacks: "auto" = the number format's; "bfloat16"/"float16" halve the memory and
+    # the bytes a decode step reads over many adapters (products still accumulate in float32 on CPU)
     lora_dtype: str = "auto"
 
     def __post_init__(self) -> None:
