@@ -118,6 +118,8 @@ class LlamaModel:
             cache_k, cache_v = kv[i]
             v = v.contiguous()
             write_kv(cache_k, cache_v, k, v, meta.slot_mapping)
+            if cache_k.dtype != k.dtype:  # a 16-bit cache: a chunk attends over its own K/V as the cache holds
+                k, v = k.to(cache_k.dtype).to(k.dtype), v.to(cache_v.dtype).to(v.dtype)  # them, as a prefix hit does
             attn = paged_attention(q, k, v, cache_k, cache_v, meta, self.scale).reshape(-1, self.q_size)
             o = w["o"](attn)
             if lora:

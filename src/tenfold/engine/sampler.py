@@ -85,7 +85,9 @@ def _pick(logits: torch.Tensor, params: SamplingParams, generator: torch.Generat
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
     if params.top_p < 1.0:
-        sorted_probs, sorted_ids = torch.sort(probs, descending=True)
+        # stable: equal probabilities (common where logits carry bfloat16 precision) keep token-id order, so
+        # the nucleus, and the token a seed draws from it, does not depend on the batch around the row
+        sorted_probs, sorted_ids = torch.sort(probs, descending=True, stable=True)
         cumulative = torch.cumsum(sorted_probs, dim=-1)
         keep = (cumulative - sorted_probs) < params.top_p  # smallest prefix reaching top_p, at least one
         keep[0] = True
