@@ -62,11 +62,7 @@ def test_replicas_fetch_adapters_by_digest_and_refuse_a_mismatch(tmp_path, model
             assert "/internal/" not in str(c.get(server.url + "/openapi.json").json()["paths"])
 
             bad = sdk.adapters.import_(make_adapter(tmp_path / "bad", model_cache, seed=9), name="bad")
-            stored = next(Path(home / "artifacts" / "adapters").glob(f"{bad.model}*"))
-            weights = next(stored.rglob("adapter_model.safetensors"))
-            data = bytearray(weights.read_bytes())
-            data[-1] ^= 0xFF  # the bytes on the api's disk no longer match the digest it records
-            weights.write_bytes(bytes(data))
+            corrupt_stored_adapter(home, bad.model)
             r = c.post("/adapters", json={"model": bad.model, "deployment": dep["id"]})
             assert r.status_code == 400 and "digest mismatch" in r.json()["error"]["message"], r.text
             assert [p.name for p in (cache / "adapters").iterdir()] == [good.digest.replace(":", "-")]
@@ -79,3 +75,12 @@ def test_replicas_fetch_adapters_by_digest_and_refuse_a_mismatch(tmp_path, model
             wait_for("the replica to unload it", lambda: not held(), timeout=60)
     finally:
         stop_server(server)
+
+
+def corrupt_stored_adapter(home: Path, model: str) -> None:
+    """Flip a byte of an imported adapter's weights on the api's disk: they no longer match its digest."""
+    stored = next(Path(home / "artifacts" / "adapters").glob(f"{model}*"))
+    weights = next(stored.rglob("adapter_model.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))

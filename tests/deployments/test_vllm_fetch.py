@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import start_server, stop_server, wait_for
+from tests.deployments.test_adapter_fetch import corrupt_stored_adapter
 from tests.deployments.test_vllm import BASE, SYSTEM, VLLM, make_adapter
 
 pytestmark = [pytest.mark.timeout(900),
@@ -56,11 +57,7 @@ def test_vllm_replicas_fetch_adapters_by_digest_and_refuse_a_mismatch(tmp_path, 
             assert tuned.json()["choices"][0]["message"]["content"] != base.json()["choices"][0]["message"]["content"]
 
             bad = sdk.adapters.import_(make_adapter(tmp_path / "bad", model_cache, r=4), name="bad")
-            stored = next(Path(home / "artifacts" / "adapters").glob(f"{bad.model}*"))
-            weights = next(stored.rglob("adapter_model.safetensors"))
-            data = bytearray(weights.read_bytes())
-            data[-1] ^= 0xFF  # the bytes on the api's disk no longer match the digest it records
-            weights.write_bytes(bytes(data))
+            corrupt_stored_adapter(home, bad.model)
             r = c.post("/adapters", json={"model": bad.model, "deployment": dep["id"]})
             assert r.status_code == 400, r.text
             assert bad.model in r.json()["error"]["message"] or bad.digest in r.json()["error"]["message"], r.text
