@@ -67,7 +67,9 @@ class LlamaModel:
 
         self.embed = take("embed_tokens.weight")
         self.norm = take("norm.weight")
-        self.lm_head = Linear(self.embed if s.tied or "lm_head.weight" not in state else take("lm_head.weight"), **lin)
+        # The LM head stays in the activations' format: logits rounded to bfloat16 (steps of 0.125 at 25) tie
+        # often enough to flip greedy answers ("What is the capital of France?" on SmolLM2-135M did).
+        self.lm_head = Linear(self.embed if s.tied or "lm_head.weight" not in state else take("lm_head.weight"))
         self.layers: list[dict[str, torch.Tensor | Linear]] = []
         for i in range(s.layers):
             p = f"layers.{i}."

@@ -14,10 +14,10 @@ flags, torch version, thread count and shapes (``$TENFOLD_HOME/cache/engine-form
 flip between runs; delete the file to measure again. An explicit ``float32``/``bfloat16``/``float16`` is used
 as given. On CUDA ``auto`` is bfloat16 (every current GPU multiplies it at full rate).
 
-What a 16-bit format covers on CPU: the base linears' weights and products (oneDNN, float32 accumulation)
-and the KV cache; activations between them, norms, rotary, softmax, the LoRA delta (its slot stacks default
-to the same 16-bit format; ``TENFOLD_LORA_DTYPE`` overrides) and the sampler's logits stay float32 (what
-autocast does). ``TENFOLD_ENGINE_DEVICE`` picks the device; this picks the format on it.
+What a 16-bit format covers on CPU: the decoder layers' base linears (weights and products; oneDNN, float32
+accumulation) and the KV cache; activations between them, norms, rotary, softmax, the LoRA delta (its slot
+stacks default to the same 16-bit format; ``TENFOLD_LORA_DTYPE`` overrides), the LM head and so the
+sampler's logits stay float32 (what autocast does; bfloat16 logits tie often enough to flip greedy answers). ``TENFOLD_ENGINE_DEVICE`` picks the device; this picks the format on it.
 
 Owns: ``choose`` and ``FormatChoice``. Does not own: running the model in the format (``model``, ``layers``).
 """
