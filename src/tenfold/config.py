@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         return Path(self.replica_cache) if self.replica_cache else self.home / "replica-cache"
 
     @property
+    def format_cache_file(self) -> Path:
+        """Where the engine and training cache their measured number format per CPU (engine.number_format)."""
+        return self.home / "cache" / "engine-format.json"
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tenfold.db'}"
 

@@ -104,7 +104,8 @@ def _choose_base(c: ServerContext, p: Principal, declared: str, base_model: str 
                              code="base_model_unavailable") from None
 
 
-def _rank(config: dict) -> int:
+def adapter_rank(config: dict) -> int:
+    """The largest LoRA rank a PEFT ``adapter_config.json`` declares (``r`` and any ``rank_pattern``)."""
     ranks = [config.get("r") or 0, *(config.get("rank_pattern") or {}).values()]
     return max(int(r) for r in ranks if isinstance(r, int))
 
@@ -140,7 +141,7 @@ def _store(c: ServerContext, p: Principal, folder: Path, *, source: str, base_mo
                                param="name", code="name_taken")
             return adapter_repo.create_imported(
                 s, adapter_id=adapter_id, organization_id=p.organization_id, name=name, base_model=base,
-                source=source, path=str(dest), digest=adapter_digest(dest), rank=_rank(config),
+                source=source, path=str(dest), digest=adapter_digest(dest), rank=adapter_rank(config),
                 target_modules=targets, nbytes=nbytes)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)

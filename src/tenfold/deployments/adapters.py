@@ -121,8 +121,8 @@ def _check_vllm_rank(folder: str | Path, limit: int) -> None:
     """vLLM replicas start with a fixed largest LoRA rank (``--max-lora-rank``); a wider adapter is refused
     here with the setting to raise, before any replica is asked (replicas start with the new value)."""
     try:
-        rank = int(json.loads((Path(folder) / "adapter_config.json").read_text()).get("r") or 0)
-    except (OSError, ValueError, TypeError):
+        rank = imports.adapter_rank(json.loads((Path(folder) / "adapter_config.json").read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
         return  # an unreadable config is reported by the replica's own load
     if rank > limit:
         raise InvalidRequest(f"The adapter's LoRA rank {rank} is above the largest rank this server's vLLM replicas "

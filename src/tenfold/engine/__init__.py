@@ -38,7 +38,7 @@ def create_engine(settings: "Settings", base_model: str) -> Engine:
         max_background_tokens=settings.max_background_tokens, max_waiting=settings.max_waiting_requests,
         adapter_slots=settings.max_resident_adapters, host_adapters=settings.host_adapters,
         torch_threads=settings.torch_threads, device=settings.engine_device, lora_dtype=settings.lora_dtype,
-        dtype=settings.engine_dtype, format_cache=str(settings.home / "cache" / "engine-format.json")))
+        dtype=settings.engine_dtype, format_cache=str(settings.format_cache_file)))
 
 
 __all__ = [

@@ -131,7 +131,7 @@ class Worker:
         spec["base_model_path"] = str(resolve_base_model(spec["base_model"], models_dir=self.settings.models_dir))
         spec["torch_threads"] = self.settings.torch_threads
         spec["dtype"] = self.settings.train_dtype
-        spec["format_cache"] = str(self.settings.home / "cache" / "engine-format.json")
+        spec["format_cache"] = str(self.settings.format_cache_file)
         wanted = int(spec.get("n_procs") or 1)
         spec["n_procs"] = min(wanted, self.max_procs())
         if spec["n_procs"] < wanted:
